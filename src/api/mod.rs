@@ -1,0 +1,106 @@
+//! HTTP and gRPC faces. Each external API has its own module; all of them
+//! share [`AppState`] and map errors through [`crate::error::Error`].
+
+pub mod otlp;
+pub mod params;
+pub mod prometheus;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use crate::config::Config;
+use crate::ingest::pipeline::MetricsIngest;
+use crate::selfmon::SelfMetrics;
+use crate::storage::metrics::MetricsStore;
+
+/// Everything a handler may need.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<MetricsStore>,
+    pub ingest: Arc<MetricsIngest>,
+    pub metrics: Arc<SelfMetrics>,
+    /// False until start-up finished and again once shutdown begins.
+    pub ready: Arc<AtomicBool>,
+    pub started: std::time::SystemTime,
+}
+
+/// The main HTTP listener's routes.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.limits.max_body_size.as_usize();
+    Router::new()
+        .route("/-/healthy", get(healthy).head(healthy))
+        .route("/-/ready", get(ready).head(ready))
+        .route("/metrics", get(self_metrics))
+        .merge(prometheus::routes())
+        .merge(otlp::http_routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// The OTLP/HTTP listener's routes (`/v1/metrics`, …).
+pub fn otlp_http_router(state: AppState) -> Router {
+    let max_body = state.config.limits.max_body_size.as_usize();
+    otlp::http_routes()
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn healthy() -> &'static str {
+    "Oxeye is Healthy.\n"
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        "Oxeye is Ready.\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+    }
+}
+
+async fn self_metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&state.store);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn not_found(request: Request) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("404 page not found: {}\n", request.uri().path()),
+    )
+        .into_response()
+}
+
+/// Records request latency per route for the self-metrics.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe_http(&route, response.status().as_u16(), started.elapsed());
+    response
+}

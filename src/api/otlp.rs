@@ -1,0 +1,131 @@
+//! OTLP faces: `POST /v1/metrics` (protobuf or JSON, gzip) and the gRPC
+//! `MetricsService/Export`. Rejected points are reported in
+//! `partial_success`, as the OTLP specification asks.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+
+use super::AppState;
+use crate::error::Error;
+use crate::ingest::otlp::{self, Encoding};
+use crate::ingest::pipeline::{MetricsIngest, Source, WriteSummary};
+
+pub fn http_routes() -> Router<AppState> {
+    Router::new().route("/v1/metrics", post(export_metrics))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn response_for(summary: &WriteSummary) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: (summary.samples_rejected > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: i64::try_from(summary.samples_rejected).unwrap_or(i64::MAX),
+            error_message: summary.error_message(),
+        }),
+    }
+}
+
+/// A failure body: `google.rpc.Status` in the request's encoding.
+fn error_response(encoding: Option<Encoding>, err: &Error) -> Response {
+    let status = err.http_status();
+    let message = err.to_string();
+    match encoding {
+        Some(Encoding::Protobuf) => {
+            let mut body = Vec::new();
+            prost::encoding::int32::encode(1, &(err.grpc_code() as i32), &mut body);
+            prost::encoding::string::encode(2, &message, &mut body);
+            (
+                status,
+                [(header::CONTENT_TYPE, Encoding::Protobuf.content_type())],
+                body,
+            )
+                .into_response()
+        }
+        _ => (
+            status,
+            [(header::CONTENT_TYPE, Encoding::Json.content_type())],
+            serde_json::json!({"code": err.grpc_code() as i32, "message": message}).to_string(),
+        )
+            .into_response(),
+    }
+}
+
+async fn export_metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
+        Ok(encoding) => encoding,
+        Err(err) => return error_response(None, &err),
+    };
+    let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
+    let ingest = state.ingest.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let raw = otlp::decompress(content_encoding.as_deref(), &body, ingest.max_body)?;
+        let request: ExportMetricsServiceRequest = otlp::decode(encoding, &raw)?;
+        ingest.otlp(Source::OtlpHttp, &request, now_ms())
+    })
+    .await
+    .unwrap_or_else(|err| Err(Error::Internal(format!("worker failed: {err}"))));
+    match result {
+        Ok(summary) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            otlp::encode(encoding, &response_for(&summary)),
+        )
+            .into_response(),
+        Err(err) => error_response(Some(encoding), &err),
+    }
+}
+
+/// The gRPC metrics service.
+pub struct MetricsGrpc {
+    ingest: Arc<MetricsIngest>,
+}
+
+impl MetricsGrpc {
+    pub fn server(
+        ingest: Arc<MetricsIngest>,
+        max_message: usize,
+    ) -> MetricsServiceServer<MetricsGrpc> {
+        MetricsServiceServer::new(MetricsGrpc { ingest })
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message)
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for MetricsGrpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        let ingest = self.ingest.clone();
+        let request = request.into_inner();
+        let summary =
+            tokio::task::spawn_blocking(move || ingest.otlp(Source::OtlpGrpc, &request, now_ms()))
+                .await
+                .map_err(|err| tonic::Status::internal(format!("worker failed: {err}")))?
+                .map_err(|err| err.to_status())?;
+        Ok(tonic::Response::new(response_for(&summary)))
+    }
+}

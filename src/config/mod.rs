@@ -1,0 +1,530 @@
+//! Typed configuration: the embedded default, a user file, `OXEYE_…` environment
+//! overrides and command-line flags, merged in that order and validated.
+//!
+//! The embedded default (`config/oxeye.toml`) lists every key, so it doubles as
+//! the schema: a key that is not in it is an error, reported with its location.
+
+mod units;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml_edit::{DocumentMut, Item};
+
+pub use units::ByteSize;
+
+/// The default configuration, compiled into the binary.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/oxeye.toml");
+
+/// Prefix of environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "OXEYE_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub wal: WalConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub block_duration: Duration,
+    #[serde(with = "humantime_serde")]
+    pub out_of_order_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub maintenance_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// fsync before every acknowledgement (concurrent writers share one fsync).
+    Always,
+    /// fsync on a timer; a crash may lose the last interval's acknowledged writes.
+    Interval,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalConfig {
+    pub fsync: FsyncPolicy,
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    pub segment_size: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_size: ByteSize,
+    pub max_series_per_request: usize,
+    pub max_labels_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub max_active_series: usize,
+    pub max_exemplars: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+}
+
+/// One problem found in a configuration, with where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `FILE:LINE:COLUMN`, `env OXEYE_…` or `flag --…`.
+    pub location: String,
+    /// Dotted key path, e.g. `storage.retention` (empty for syntax errors).
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.location, self.message)
+        } else {
+            write!(f, "{}: `{}`: {}", self.location, self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found while loading a configuration.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<Problem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.len();
+        writeln!(
+            f,
+            "{count} configuration problem{}:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.0 {
+            writeln!(f, "  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Where configuration comes from, in increasing precedence after the default.
+#[derive(Debug, Default, Clone)]
+pub struct ConfigSources {
+    pub file: Option<PathBuf>,
+    /// `(name, value)` pairs; only names starting with [`ENV_PREFIX`] are used.
+    pub env: Vec<(String, String)>,
+    /// Command-line overrides as `(dotted key, TOML value)`.
+    pub flags: Vec<(String, toml_edit::Value)>,
+}
+
+impl ConfigSources {
+    /// Sources from the process environment and an optional file.
+    pub fn from_process(file: Option<PathBuf>) -> Self {
+        ConfigSources {
+            file,
+            env: std::env::vars().collect(),
+            flags: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default configuration.
+    pub fn default_config() -> Config {
+        toml::from_str(DEFAULT_CONFIG).expect("embedded default config is valid")
+    }
+
+    /// Merge the sources over the default and validate, reporting every problem.
+    pub fn load(sources: &ConfigSources) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let mut merged: DocumentMut = DEFAULT_CONFIG.parse().expect("default config parses");
+        let schema = merged.clone();
+
+        if let Some(path) = &sources.file {
+            merge_file(path, &schema, &mut merged, &mut problems);
+        }
+        for (name, raw) in &sources.env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let location = format!("environment variable {name}");
+            let value = parse_env_value(raw);
+            set_checked(&schema, &mut merged, &path, value, &location, &mut problems);
+        }
+        for (key, value) in &sources.flags {
+            let path: Vec<String> = key.split('.').map(str::to_owned).collect();
+            let location = format!("command-line flag for {key}");
+            set_checked(
+                &schema,
+                &mut merged,
+                &path,
+                value.clone(),
+                &location,
+                &mut problems,
+            );
+        }
+        if !problems.is_empty() {
+            return Err(ConfigErrors(problems));
+        }
+        let config: Config = match toml::from_str(&merged.to_string()) {
+            Ok(config) => config,
+            Err(err) => {
+                return Err(ConfigErrors(vec![Problem {
+                    location: "merged configuration".into(),
+                    key: String::new(),
+                    message: err.message().to_owned(),
+                }]))
+            }
+        };
+        config.validate().map(|()| config)
+    }
+
+    /// Checks that types alone cannot express.
+    fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(Problem {
+                    location: "configuration".into(),
+                    key: key.into(),
+                    message: message.into(),
+                });
+            }
+        };
+        check(
+            !self.storage.block_duration.is_zero(),
+            "storage.block_duration",
+            "must be greater than zero",
+        );
+        check(
+            self.storage.retention >= self.storage.block_duration,
+            "storage.retention",
+            "must be at least storage.block_duration",
+        );
+        check(
+            !self.storage.maintenance_interval.is_zero(),
+            "storage.maintenance_interval",
+            "must be greater than zero",
+        );
+        check(
+            self.wal.segment_size.0 >= 1 << 20,
+            "wal.segment_size",
+            "must be at least 1MiB",
+        );
+        check(
+            self.wal.fsync != FsyncPolicy::Interval || !self.wal.fsync_interval.is_zero(),
+            "wal.fsync_interval",
+            "must be greater than zero when wal.fsync = \"interval\"",
+        );
+        check(
+            self.limits.max_body_size.0 >= 1024,
+            "limits.max_body_size",
+            "must be at least 1KiB",
+        );
+        for (key, value) in [
+            (
+                "limits.max_series_per_request",
+                self.limits.max_series_per_request,
+            ),
+            (
+                "limits.max_labels_per_series",
+                self.limits.max_labels_per_series,
+            ),
+            (
+                "limits.max_label_name_length",
+                self.limits.max_label_name_length,
+            ),
+            (
+                "limits.max_label_value_length",
+                self.limits.max_label_value_length,
+            ),
+        ] {
+            check(value > 0, key, "must be greater than zero");
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            check(false, "log.level", &format!("invalid filter: {err}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+}
+
+/// Parse an environment value as a TOML value (`30`, `true`, `"x"`), else a string.
+fn parse_env_value(raw: &str) -> toml_edit::Value {
+    match raw.parse::<toml_edit::Value>() {
+        Ok(value) if !matches!(value, toml_edit::Value::InlineTable(_)) => value,
+        _ => toml_edit::Value::from(raw),
+    }
+}
+
+/// Merge a user file into `merged`, recording unknown keys and bad values with
+/// their line and column.
+fn merge_file(path: &Path, schema: &DocumentMut, merged: &mut DocumentMut, out: &mut Vec<Problem>) {
+    let display = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) => {
+            out.push(Problem {
+                location: display,
+                key: String::new(),
+                message: format!("cannot read file: {err}"),
+            });
+            return;
+        }
+    };
+    let doc = match toml_edit::Document::parse(text.as_str()) {
+        Ok(doc) => doc,
+        Err(err) => {
+            let at = err
+                .span()
+                .map(|span| line_col(&text, span.start))
+                .unwrap_or((1, 1));
+            out.push(Problem {
+                location: format!("{display}:{}:{}", at.0, at.1),
+                key: String::new(),
+                message: format!("syntax error: {}", err.message()),
+            });
+            return;
+        }
+    };
+    let mut leaves = Vec::new();
+    collect_leaves(doc.as_table(), &mut Vec::new(), &mut leaves);
+    for (path, span_start, item) in leaves {
+        let (line, col) = line_col(&text, span_start);
+        let location = format!("{display}:{line}:{col}");
+        match item.as_value() {
+            Some(value) => set_checked(schema, merged, &path, value.clone(), &location, out),
+            None => out.push(Problem {
+                location,
+                key: path.join("."),
+                message: "expected a value".into(),
+            }),
+        }
+    }
+}
+
+/// Every non-table item of `table`, with its dotted path and byte offset
+/// (inline tables are flattened and take the offset of their key).
+fn collect_leaves(
+    table: &toml_edit::Table,
+    prefix: &mut Vec<String>,
+    out: &mut Vec<(Vec<String>, usize, Item)>,
+) {
+    for (key, item) in table.iter() {
+        prefix.push(key.to_owned());
+        let offset = table
+            .key(key)
+            .and_then(|k| k.span())
+            .map(|s| s.start)
+            .unwrap_or(0);
+        match item {
+            Item::Table(sub) => collect_leaves(sub, prefix, out),
+            Item::Value(toml_edit::Value::InlineTable(inline)) => {
+                let mut nested = Vec::new();
+                collect_leaves(&inline.clone().into_table(), prefix, &mut nested);
+                out.extend(
+                    nested
+                        .into_iter()
+                        .map(|(path, _, item)| (path, offset, item)),
+                );
+            }
+            _ => out.push((prefix.clone(), offset, item.clone())),
+        }
+        prefix.pop();
+    }
+}
+
+fn lookup<'a>(table: &'a toml_edit::Table, path: &[String]) -> Option<&'a Item> {
+    let (first, rest) = path.split_first()?;
+    let item = table.get(first)?;
+    if rest.is_empty() {
+        Some(item)
+    } else {
+        lookup(item.as_table()?, rest)
+    }
+}
+
+/// Set `path` to `value` in `merged` if the key exists in the schema and the
+/// value deserializes; otherwise record why not.
+fn set_checked(
+    schema: &DocumentMut,
+    merged: &mut DocumentMut,
+    path: &[String],
+    value: toml_edit::Value,
+    location: &str,
+    out: &mut Vec<Problem>,
+) {
+    let key = path.join(".");
+    let known = lookup(schema.as_table(), path).is_some_and(|item| item.is_value());
+    if !known {
+        let section_known = path.len() > 1
+            && lookup(schema.as_table(), &path[..path.len() - 1]).is_some_and(Item::is_table);
+        let message = if section_known {
+            format!("unknown key; known keys in [{}] are {}", path[0], {
+                let table = schema[path[0].as_str()].as_table().expect("section");
+                table.iter().map(|(k, _)| k).collect::<Vec<_>>().join(", ")
+            })
+        } else {
+            let sections: Vec<&str> = schema.as_table().iter().map(|(k, _)| k).collect();
+            format!("unknown key; sections are {}", sections.join(", "))
+        };
+        out.push(Problem {
+            location: location.into(),
+            key,
+            message,
+        });
+        return;
+    }
+    // Try the value alone over the default, so each bad value is reported once.
+    let mut trial = schema.clone();
+    set_path(&mut trial, path, value.clone());
+    match toml::from_str::<Config>(&trial.to_string()) {
+        Ok(_) => set_path(merged, path, value),
+        Err(err) => out.push(Problem {
+            location: location.into(),
+            key,
+            message: err.message().to_owned(),
+        }),
+    }
+}
+
+fn set_path(doc: &mut DocumentMut, path: &[String], value: toml_edit::Value) {
+    let (last, parents) = path.split_last().expect("non-empty path");
+    let mut table = doc.as_table_mut();
+    for part in parents {
+        table = table[part.as_str()]
+            .as_table_mut()
+            .expect("schema checked the parent is a table");
+    }
+    let decorated = value.decorated(" ", "");
+    table[last.as_str()] = Item::Value(decorated);
+}
+
+/// 1-based line and column of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("oxeye.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&ConfigSources {
+            file: Some(path),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flags: vec![],
+        })
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let config = Config::load(&ConfigSources::default()).unwrap();
+        assert_eq!(config.server.otlp_grpc.port(), 4317);
+        assert_eq!(config.limits.max_body_size.0, 32 << 20);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = "[storage]\nretention = \"banana\"\nnope = 1\n\n[limits]\nmax_labels_per_series = \"x\"\n[what]\na = 1\n";
+        let errors = load_text(text, &[]).unwrap_err().0;
+        let lines: Vec<String> = errors.iter().map(|p| p.to_string()).collect();
+        assert_eq!(errors.len(), 4, "{lines:#?}");
+        assert!(
+            lines[0].contains(":2:1: `storage.retention`"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains(":3:1: `storage.nope`: unknown key"));
+        assert!(lines[2].contains(":6:1: `limits.max_labels_per_series`"));
+        assert!(lines[3].contains(":8:1: `what.a`: unknown key"));
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let config = load_text(
+            "[storage]\nretention = \"1d\"\n",
+            &[
+                ("OXEYE_STORAGE__RETENTION", "30d"),
+                ("OXEYE_LIMITS__MAX_EXEMPLARS", "7"),
+                ("UNRELATED", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.storage.retention, Duration::from_secs(30 * 86400));
+        assert_eq!(config.limits.max_exemplars, 7);
+    }
+
+    #[test]
+    fn unknown_environment_key_is_an_error() {
+        let errors = load_text("", &[("OXEYE_STORAGE__RETENTOIN", "1d")])
+            .unwrap_err()
+            .0;
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].location.contains("OXEYE_STORAGE__RETENTOIN"));
+    }
+
+    #[test]
+    fn cross_field_validation() {
+        let errors = load_text(
+            "[storage]\nretention = \"1h\"\nblock_duration = \"2h\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .0;
+        assert_eq!(errors[0].key, "storage.retention");
+    }
+
+    #[test]
+    fn shipped_example_configs_parse() {
+        for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/config")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&ConfigSources {
+                    file: Some(path.clone()),
+                    ..Default::default()
+                })
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+    }
+}

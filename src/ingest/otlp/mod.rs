@@ -1,0 +1,98 @@
+//! OTLP receivers: request bodies (protobuf or JSON, optionally gzip) in,
+//! signal-specific translation out.
+
+pub mod metrics;
+
+use std::io::Read;
+
+use crate::ingest::IngestError;
+
+/// The two OTLP/HTTP encodings; responses use the request's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    pub fn from_content_type(content_type: Option<&str>) -> Result<Encoding, IngestError> {
+        let media = content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+            "application/json" => Ok(Encoding::Json),
+            "" => Err(IngestError::UnsupportedMediaType(
+                "missing Content-Type: use application/x-protobuf or application/json".into(),
+            )),
+            other => Err(IngestError::UnsupportedMediaType(format!(
+                "unsupported Content-Type {other:?}: use application/x-protobuf or application/json"
+            ))),
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+/// Undo `Content-Encoding` (identity or gzip), enforcing `max` decompressed bytes.
+pub fn decompress(
+    content_encoding: Option<&str>,
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, IngestError> {
+    match content_encoding
+        .map(|e| e.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") | Some("identity") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            let read = flate2::read::GzDecoder::new(body)
+                .take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|err| IngestError::BadRequest(format!("gzip: {err}")))?;
+            if read > max {
+                return Err(IngestError::PayloadTooLarge(format!(
+                    "decompressed body is over the limit of {max} bytes (limits.max_body_size)"
+                )));
+            }
+            Ok(out)
+        }
+        Some(other) => Err(IngestError::UnsupportedMediaType(format!(
+            "unsupported Content-Encoding {other:?}: use gzip or none"
+        ))),
+    }
+}
+
+/// Decode an OTLP message from its HTTP body.
+pub fn decode<T>(encoding: Encoding, body: &[u8]) -> Result<T, IngestError>
+where
+    T: prost::Message + Default + serde::de::DeserializeOwned,
+{
+    match encoding {
+        Encoding::Protobuf => T::decode(body)
+            .map_err(|err| IngestError::BadRequest(format!("invalid OTLP protobuf: {err}"))),
+        Encoding::Json => serde_json::from_slice(body)
+            .map_err(|err| IngestError::BadRequest(format!("invalid OTLP JSON: {err}"))),
+    }
+}
+
+/// Encode a response in the request's encoding.
+pub fn encode<T>(encoding: Encoding, message: &T) -> Vec<u8>
+where
+    T: prost::Message + serde::Serialize,
+{
+    match encoding {
+        Encoding::Protobuf => message.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(message).expect("OTLP messages serialize"),
+    }
+}

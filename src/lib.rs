@@ -1,0 +1,187 @@
+//! Oxeye: a self-hosted, all-in-one observability server.
+//!
+//! Data flows one way: [`ingest`] (wire formats) → [`storage`] (WAL, head,
+//! blocks, index) → [`api`] (the HTTP and gRPC faces). [`start`] wires it all
+//! together; the binary in `main.rs` is a thin shell around it.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod model;
+pub mod selfmon;
+pub mod storage;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::AppState;
+use crate::config::Config;
+use crate::ingest::pipeline::MetricsIngest;
+use crate::ingest::LabelCheck;
+use crate::selfmon::SelfMetrics;
+use crate::storage::metrics::{MetricsStore, StoreOptions};
+
+pub use crate::error::{Error, Result};
+
+/// A started server: its bound addresses and a handle to stop it.
+pub struct RunningServer {
+    pub http_addr: SocketAddr,
+    pub otlp_grpc_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stop accepting requests, finish in-flight ones (bounded by
+    /// `server.shutdown_timeout`) and make the store durable.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.state.ready.store(false, Ordering::Release);
+        let _ = self.shutdown.send(true);
+        let timeout = self.state.config.server.shutdown_timeout;
+        for task in self.tasks {
+            if tokio::time::timeout(timeout, task).await.is_err() {
+                tracing::warn!(?timeout, "a listener did not stop in time");
+            }
+        }
+        let store = self.state.store.clone();
+        tokio::task::spawn_blocking(move || store.close()).await??;
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {addr} for {what}: {err}"))
+}
+
+/// Open the stores, bind every listener and serve until [`RunningServer::shutdown`].
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    let config = Arc::new(config);
+    let options = StoreOptions::from_config(&config);
+    let store = tokio::task::spawn_blocking(move || MetricsStore::open(options))
+        .await?
+        .map_err(|err| anyhow::anyhow!("cannot open the metrics store: {err}"))?;
+    let metrics = SelfMetrics::new();
+    {
+        let metrics = metrics.clone();
+        let _ = store
+            .wal_stats()
+            .fsync_observer
+            .set(Box::new(move |seconds| metrics.observe_fsync(seconds)));
+    }
+    let ingest = Arc::new(MetricsIngest::new(
+        store.clone(),
+        LabelCheck::from_limits(&config.limits),
+        config.limits.max_body_size.as_usize(),
+        metrics.clone(),
+    ));
+    let state = AppState {
+        config: config.clone(),
+        store: store.clone(),
+        ingest: ingest.clone(),
+        metrics,
+        ready: Arc::new(AtomicBool::new(false)),
+        started: SystemTime::now(),
+    };
+
+    let http = bind(config.server.listen, "HTTP").await?;
+    let otlp_http = bind(config.server.otlp_http, "OTLP/HTTP").await?;
+    let otlp_grpc = bind(config.server.otlp_grpc, "OTLP/gRPC").await?;
+    let addrs = (
+        http.local_addr()?,
+        otlp_http.local_addr()?,
+        otlp_grpc.local_addr()?,
+    );
+    let (shutdown, _) = watch::channel(false);
+    let signal = |tx: &watch::Sender<bool>| {
+        let mut rx = tx.subscribe();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut tasks = Vec::new();
+    let app = api::router(state.clone());
+    let stop = signal(&shutdown);
+    tasks.push(tokio::spawn(async move {
+        if let Err(err) = axum::serve(http, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %err, "HTTP server failed");
+        }
+    }));
+    let app = api::otlp_http_router(state.clone());
+    let stop = signal(&shutdown);
+    tasks.push(tokio::spawn(async move {
+        if let Err(err) = axum::serve(otlp_http, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %err, "OTLP/HTTP server failed");
+        }
+    }));
+    let grpc = api::otlp::MetricsGrpc::server(ingest, config.limits.max_body_size.as_usize());
+    let stop = signal(&shutdown);
+    tasks.push(tokio::spawn(async move {
+        let incoming = tonic::transport::server::TcpIncoming::from(otlp_grpc);
+        if let Err(err) = tonic::transport::Server::builder()
+            .add_service(grpc)
+            .serve_with_incoming_shutdown(incoming, stop)
+            .await
+        {
+            tracing::error!(error = %err, "OTLP/gRPC server failed");
+        }
+    }));
+    // Maintenance: head cuts and retention, off the async runtime.
+    let mut stop = shutdown.subscribe();
+    let interval = config.storage.maintenance_interval;
+    tasks.push(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let store = store.clone();
+            let result = tokio::task::spawn_blocking(move || store.maintain(now_ms())).await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "maintenance failed"),
+                Err(err) => tracing::error!(error = %err, "maintenance task panicked"),
+            }
+        }
+    }));
+    state.ready.store(true, Ordering::Release);
+    tracing::info!(
+        http = %addrs.0,
+        otlp_http = %addrs.1,
+        otlp_grpc = %addrs.2,
+        data = %config.storage.data_dir.display(),
+        "oxeye ready"
+    );
+    Ok(RunningServer {
+        http_addr: addrs.0,
+        otlp_http_addr: addrs.1,
+        otlp_grpc_addr: addrs.2,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+/// A bounded wait used by shutdown paths and tests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -1,0 +1,151 @@
+//! The `oxeye` command: a thin shell around [`oxeye::start`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use oxeye::config::{Config, ConfigSources, DEFAULT_CONFIG};
+
+#[derive(Parser)]
+#[command(
+    name = "oxeye",
+    version,
+    about = "Self-hosted, all-in-one observability server: metrics, traces and logs in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve(ServeArgs),
+    /// Check a configuration file and report every problem with its location.
+    CheckConfig {
+        /// The TOML file to check (merged over the embedded default).
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Configuration file, merged over the embedded default.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address of the HTTP listener (every HTTP API and the UI).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address of the OTLP/gRPC listener.
+    #[arg(long)]
+    otlp_grpc: Option<String>,
+    /// Address of the OTLP/HTTP listener.
+    #[arg(long)]
+    otlp_http: Option<String>,
+}
+
+impl ServeArgs {
+    fn sources(&self) -> ConfigSources {
+        let mut sources = ConfigSources::from_process(self.config.clone());
+        let mut flag = |key: &str, value: Option<String>| {
+            if let Some(value) = value {
+                sources
+                    .flags
+                    .push((key.to_owned(), toml_edit::Value::from(value)));
+            }
+        };
+        flag("server.listen", self.listen.clone());
+        flag("server.otlp_grpc", self.otlp_grpc.clone());
+        flag("server.otlp_http", self.otlp_http.clone());
+        flag(
+            "storage.data_dir",
+            self.data.as_ref().map(|d| d.display().to_string()),
+        );
+        sources
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve(args),
+        Command::CheckConfig { file } => {
+            match Config::load(&ConfigSources::from_process(Some(file.clone()))) {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprint!("{errors}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::DefaultConfig => {
+            print!("{DEFAULT_CONFIG}");
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(&args.sources()) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let server = oxeye::start(config).await?;
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "oxeye stopped with an error");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,260 @@
+//! Oxeye's own metrics, served at `GET /metrics` in the Prometheus text
+//! format (OpenMetrics flavour), plus a short list of recent ingest errors.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::storage::metrics::MetricsStore;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    source: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    source: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandlerLabels {
+    handler: String,
+    code: String,
+}
+
+type Gauges = Gauge<i64>;
+
+/// How many recent ingest errors are kept for the status page.
+const RECENT_ERRORS: usize = 20;
+
+pub struct SelfMetrics {
+    registry: Registry,
+    samples_ingested: Family<SourceLabels, Counter>,
+    samples_rejected: Family<RejectLabels, Counter>,
+    ingest_requests: Family<RequestLabels, Counter>,
+    http_duration: Family<HandlerLabels, Histogram>,
+    wal_fsync_duration: Histogram,
+    // Set from the stores at scrape time.
+    series_created: Counter,
+    wal_bytes_written: Counter,
+    wal_fsyncs: Counter,
+    series: Gauges,
+    head_series: Gauges,
+    head_samples: Gauges,
+    blocks: Gauges,
+    block_bytes: Gauges,
+    wal_bytes: Gauges,
+    index_bytes: Gauges,
+    recent_errors: Mutex<VecDeque<RecentError>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecentError {
+    pub time: f64,
+    pub source: String,
+    pub message: String,
+}
+
+fn request_histogram() -> Histogram {
+    // 100µs … ~6.5s
+    Histogram::new(exponential_buckets(0.0001, 3.0, 11))
+}
+
+impl SelfMetrics {
+    pub fn new() -> Arc<SelfMetrics> {
+        let mut registry = Registry::with_prefix("oxeye");
+        let samples_ingested = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "samples_ingested",
+            "Samples stored, by receiver",
+            samples_ingested.clone(),
+        );
+        let samples_rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "samples_rejected",
+            "Samples refused, by receiver and reason",
+            samples_rejected.clone(),
+        );
+        let ingest_requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "ingest_requests",
+            "Write requests, by receiver and outcome (ok, partial, bad_request, too_large, unsupported_media_type, error)",
+            ingest_requests.clone(),
+        );
+        let http_duration = Family::<HandlerLabels, Histogram>::new_with_constructor(
+            request_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and status code",
+            http_duration.clone(),
+        );
+        let wal_fsync_duration = Histogram::new(exponential_buckets(0.00005, 2.5, 12));
+        registry.register(
+            "wal_fsync_duration_seconds",
+            "Latency of WAL fsyncs",
+            wal_fsync_duration.clone(),
+        );
+        let series_created = Counter::default();
+        registry.register("series_created", "Series created", series_created.clone());
+        let wal_bytes_written = Counter::default();
+        registry.register(
+            "wal_written_bytes",
+            "Bytes appended to the WAL",
+            wal_bytes_written.clone(),
+        );
+        let wal_fsyncs = Counter::default();
+        registry.register("wal_fsyncs", "WAL fsyncs", wal_fsyncs.clone());
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauges::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let series = gauge(&mut registry, "series", "Series in the index");
+        let head_series = gauge(
+            &mut registry,
+            "head_series",
+            "Series with samples in the in-memory head",
+        );
+        let head_samples = gauge(
+            &mut registry,
+            "head_samples",
+            "Samples in the in-memory head",
+        );
+        let blocks = gauge(&mut registry, "blocks", "Metrics blocks on disk");
+        let block_bytes = gauge(
+            &mut registry,
+            "block_bytes",
+            "Bytes of metrics blocks on disk",
+        );
+        let wal_bytes = gauge(&mut registry, "wal_bytes", "Bytes of WAL segments on disk");
+        let index_bytes = gauge(
+            &mut registry,
+            "index_bytes",
+            "Bytes of the series index on disk",
+        );
+        Arc::new(SelfMetrics {
+            registry,
+            samples_ingested,
+            samples_rejected,
+            ingest_requests,
+            http_duration,
+            wal_fsync_duration,
+            series_created,
+            wal_bytes_written,
+            wal_fsyncs,
+            series,
+            head_series,
+            head_samples,
+            blocks,
+            block_bytes,
+            wal_bytes,
+            index_bytes,
+            recent_errors: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    pub fn samples_ingested(&self, source: &str, count: u64) {
+        self.samples_ingested
+            .get_or_create(&SourceLabels {
+                source: source.into(),
+            })
+            .inc_by(count);
+    }
+
+    pub fn samples_rejected(&self, source: &str, reason: &str, count: u64) {
+        self.samples_rejected
+            .get_or_create(&RejectLabels {
+                source: source.into(),
+                reason: reason.into(),
+            })
+            .inc_by(count);
+    }
+
+    pub fn ingest_request(&self, source: &str, outcome: &str) {
+        self.ingest_requests
+            .get_or_create(&RequestLabels {
+                source: source.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn observe_http(&self, handler: &str, code: u16, elapsed: Duration) {
+        self.http_duration
+            .get_or_create(&HandlerLabels {
+                handler: handler.into(),
+                code: code.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_fsync(&self, seconds: f64) {
+        self.wal_fsync_duration.observe(seconds);
+    }
+
+    pub fn record_ingest_error(&self, source: &str, message: &str) {
+        let mut errors = self.recent_errors.lock();
+        if errors.len() >= RECENT_ERRORS {
+            errors.pop_front();
+        }
+        errors.push_back(RecentError {
+            time: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            source: source.into(),
+            message: message.chars().take(1000).collect(),
+        });
+    }
+
+    pub fn recent_errors(&self) -> Vec<RecentError> {
+        self.recent_errors.lock().iter().cloned().collect()
+    }
+
+    /// The exposition text, with store figures read now.
+    pub fn render(&self, store: &MetricsStore) -> String {
+        let summary = store.summary();
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.series.set(as_i64(summary.series));
+        self.head_series.set(as_i64(summary.head_series));
+        self.head_samples.set(as_i64(summary.head_samples));
+        self.blocks.set(as_i64(summary.blocks));
+        self.block_bytes.set(as_i64(summary.block_bytes));
+        self.wal_bytes.set(as_i64(summary.wal_bytes));
+        self.index_bytes.set(as_i64(summary.index_bytes));
+        let catch_up = |counter: &Counter, total: u64| {
+            let current = counter.get();
+            if total > current {
+                counter.inc_by(total - current);
+            }
+        };
+        use std::sync::atomic::Ordering::Relaxed;
+        catch_up(
+            &self.series_created,
+            store.stats.series_created.load(Relaxed),
+        );
+        let wal = store.wal_stats();
+        catch_up(&self.wal_bytes_written, wal.bytes_written.load(Relaxed));
+        catch_up(&self.wal_fsyncs, wal.fsyncs.load(Relaxed));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,328 @@
+//! Immutable, time-partitioned blocks: our chunk encoding held in Arrow
+//! columns, one Arrow IPC file per block.
+//!
+//! `blocks/<name>/chunks.arrow` has one row per series with columns
+//! `series_id: u32` (sorted), `min_t: i64`, `max_t: i64`, `count: u32`,
+//! `chunk: binary` (a [`super::chunk`] stream of all the series' samples in
+//! the block); `meta.json` holds the block's time range and the WAL segment
+//! from which the head must be replayed once this block exists.
+//!
+//! **Invariant:** a block directory appears under its final name only once
+//! all of its files are written and synced (written to `tmp-…`, then renamed).
+
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, BinaryArray, Int64Array, RecordBatch, UInt32Array};
+use arrow_ipc::reader::FileReader;
+use arrow_ipc::writer::FileWriter;
+use arrow_schema::{ArrowError, DataType, Field, Schema};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+use super::chunk::{self, ChunkIter};
+use crate::model::Sample;
+
+const CHUNKS_FILE: &str = "chunks.arrow";
+const META_FILE: &str = "meta.json";
+/// Bumped on any incompatible change of the block layout.
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BlockMeta {
+    pub format: u32,
+    pub min_t: i64,
+    pub max_t: i64,
+    pub num_series: u64,
+    pub num_samples: u64,
+    /// WAL segments numbered below this are fully contained in blocks.
+    pub wal_checkpoint: u64,
+}
+
+/// A loaded block. Columns stay in memory (they are the compressed form).
+pub struct Block {
+    pub name: String,
+    pub dir: PathBuf,
+    pub meta: BlockMeta,
+    ids: UInt32Array,
+    min_ts: Int64Array,
+    max_ts: Int64Array,
+    counts: UInt32Array,
+    chunks: BinaryArray,
+    pub series: RoaringBitmap,
+    pub disk_bytes: u64,
+}
+
+impl std::fmt::Debug for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Block")
+            .field("name", &self.name)
+            .field("meta", &self.meta)
+            .finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("block arrow: {0}")]
+    Arrow(#[from] ArrowError),
+    #[error("block meta: {0}")]
+    Meta(#[from] serde_json::Error),
+    #[error("block {0}: {1}")]
+    Invalid(String, String),
+}
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt32, false),
+        Field::new("min_t", DataType::Int64, false),
+        Field::new("max_t", DataType::Int64, false),
+        Field::new("count", DataType::UInt32, false),
+        Field::new("chunk", DataType::Binary, false),
+    ]))
+}
+
+/// Write a block from `(series id, sorted samples)` pairs sorted by id.
+/// Returns the final directory.
+pub fn write_block(
+    blocks_dir: &Path,
+    series: &[(u32, Vec<Sample>)],
+    wal_checkpoint: u64,
+) -> Result<PathBuf, BlockError> {
+    let mut ids = Vec::with_capacity(series.len());
+    let mut min_ts = Vec::with_capacity(series.len());
+    let mut max_ts = Vec::with_capacity(series.len());
+    let mut counts = Vec::with_capacity(series.len());
+    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(series.len());
+    let mut meta = BlockMeta {
+        format: FORMAT_VERSION,
+        min_t: i64::MAX,
+        max_t: i64::MIN,
+        num_series: 0,
+        num_samples: 0,
+        wal_checkpoint,
+    };
+    for (id, samples) in series {
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+            continue;
+        };
+        debug_assert!(samples.windows(2).all(|w| w[0].t < w[1].t));
+        ids.push(*id);
+        min_ts.push(first.t);
+        max_ts.push(last.t);
+        counts.push(samples.len() as u32);
+        chunks.push(chunk::encode(samples));
+        meta.min_t = meta.min_t.min(first.t);
+        meta.max_t = meta.max_t.max(last.t);
+        meta.num_series += 1;
+        meta.num_samples += samples.len() as u64;
+    }
+    let batch = RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(UInt32Array::from(ids)),
+            Arc::new(Int64Array::from(min_ts)),
+            Arc::new(Int64Array::from(max_ts)),
+            Arc::new(UInt32Array::from(counts)),
+            Arc::new(BinaryArray::from_iter_values(chunks.iter())),
+        ],
+    )?;
+    let name = format!(
+        "{:013}-{:013}-{:08}",
+        meta.min_t.max(0),
+        meta.max_t.max(0),
+        wal_checkpoint
+    );
+    let tmp = blocks_dir.join(format!("tmp-{name}"));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir_all(&tmp)?;
+    {
+        let file = File::create(tmp.join(CHUNKS_FILE))?;
+        let mut writer = FileWriter::try_new(BufWriter::new(file), &schema())?;
+        writer.write(&batch)?;
+        writer.finish()?;
+        let file = writer
+            .into_inner()?
+            .into_inner()
+            .map_err(|e| e.into_error())?;
+        file.sync_all()?;
+    }
+    let meta_file = File::create(tmp.join(META_FILE))?;
+    serde_json::to_writer_pretty(&meta_file, &meta)?;
+    meta_file.sync_all()?;
+    File::open(&tmp)?.sync_all()?;
+    let dest = blocks_dir.join(&name);
+    fs::rename(&tmp, &dest)?;
+    File::open(blocks_dir)?.sync_all()?;
+    Ok(dest)
+}
+
+impl Block {
+    pub fn open(dir: &Path) -> Result<Block, BlockError> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let invalid = |what: &str| BlockError::Invalid(name.clone(), what.to_owned());
+        let meta: BlockMeta = serde_json::from_reader(File::open(dir.join(META_FILE))?)?;
+        if meta.format != FORMAT_VERSION {
+            return Err(invalid(&format!("unknown format version {}", meta.format)));
+        }
+        let reader = FileReader::try_new(BufReader::new(File::open(dir.join(CHUNKS_FILE))?), None)?;
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>()?;
+        let [batch] = batches.as_slice() else {
+            return Err(invalid(&format!(
+                "expected one record batch, found {}",
+                batches.len()
+            )));
+        };
+        let column = |i: usize| batch.column(i).clone();
+        let ids = column(0)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| invalid("series_id is not u32"))?
+            .clone();
+        let min_ts = column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| invalid("min_t is not i64"))?
+            .clone();
+        let max_ts = column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or_else(|| invalid("max_t is not i64"))?
+            .clone();
+        let counts = column(3)
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .ok_or_else(|| invalid("count is not u32"))?
+            .clone();
+        let chunks = column(4)
+            .as_any()
+            .downcast_ref::<BinaryArray>()
+            .ok_or_else(|| invalid("chunk is not binary"))?
+            .clone();
+        if !ids.values().windows(2).all(|w| w[0] < w[1]) {
+            return Err(invalid("series ids are not sorted"));
+        }
+        let series: RoaringBitmap = ids.values().iter().copied().collect();
+        let disk_bytes = dir_size(dir);
+        Ok(Block {
+            name,
+            dir: dir.to_owned(),
+            meta,
+            ids,
+            min_ts,
+            max_ts,
+            counts,
+            chunks,
+            series,
+            disk_bytes,
+        })
+    }
+
+    fn row(&self, id: u32) -> Option<usize> {
+        self.ids.values().binary_search(&id).ok()
+    }
+
+    /// Time range of one series in this block.
+    pub fn series_range(&self, id: u32) -> Option<(i64, i64)> {
+        let row = self.row(id)?;
+        Some((self.min_ts.value(row), self.max_ts.value(row)))
+    }
+
+    /// Append the samples of series `id` within `[mint, maxt]` to `out`.
+    pub fn samples(&self, id: u32, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let Some(row) = self.row(id) else { return };
+        if self.min_ts.value(row) > maxt || self.max_ts.value(row) < mint {
+            return;
+        }
+        out.extend(
+            ChunkIter::new(self.chunks.value(row), self.counts.value(row))
+                .skip_while(|s| s.t < mint)
+                .take_while(|s| s.t <= maxt),
+        );
+    }
+
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.min_t <= maxt && self.meta.max_t >= mint
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Open every block under `blocks_dir`, removing leftovers of interrupted writes.
+pub fn open_all(blocks_dir: &Path) -> Result<Vec<Block>, BlockError> {
+    fs::create_dir_all(blocks_dir)?;
+    let mut blocks = Vec::new();
+    for entry in fs::read_dir(blocks_dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("tmp-") {
+            tracing::warn!(block = %name, "removing incomplete block from an interrupted write");
+            fs::remove_dir_all(entry.path())?;
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            blocks.push(Block::open(&entry.path())?);
+        }
+    }
+    blocks.sort_by_key(|b| (b.meta.min_t, b.meta.max_t));
+    Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let series: Vec<(u32, Vec<Sample>)> = (0..50u32)
+            .map(|id| {
+                (
+                    id * 3,
+                    (0..100)
+                        .map(|i| Sample {
+                            t: 1000 + i * 15_000,
+                            v: f64::from(id) + i as f64,
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let path = write_block(dir.path(), &series, 7).unwrap();
+        let blocks = open_all(dir.path()).unwrap();
+        assert_eq!(blocks.len(), 1);
+        let block = &blocks[0];
+        assert_eq!(block.dir, path);
+        assert_eq!(block.meta.num_samples, 5000);
+        assert_eq!(block.meta.wal_checkpoint, 7);
+        assert!(block.series.contains(147));
+        let mut out = Vec::new();
+        block.samples(147, 1000 + 15_000, 1000 + 3 * 15_000, &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].v, 50.0);
+        assert_eq!(block.series_range(3), Some((1000, 1000 + 99 * 15_000)));
+        let mut none = Vec::new();
+        block.samples(4, 0, i64::MAX, &mut none);
+        assert!(none.is_empty());
+    }
+}

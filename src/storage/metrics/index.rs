@@ -1,0 +1,285 @@
+//! The series index: series id → labels and `name=value` → postings (roaring
+//! bitmaps of series ids), in memory for queries and persisted in sled.
+//!
+//! sled trees: `series` (id u32 BE → encoded labels), `postings`
+//! (`name \0 value` → serialized bitmap, written in batches at checkpoints),
+//! `metadata` (metric family → encoded metadata) and `meta` (bookkeeping, e.g.
+//! `postings_upto`: series ids below it are in the persisted postings).
+//!
+//! **Invariant:** a series' labels reach sled before its id is handed out to
+//! a query; after a crash, WAL replay re-inserts any that sled had not flushed.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use roaring::RoaringBitmap;
+
+use crate::model::{Labels, MetricMetadata, MetricType};
+use crate::storage::codec::{put_str, put_uvarint, Reader};
+
+const POSTINGS_UPTO: &[u8] = b"postings_upto";
+/// sled's page cache; the index is small next to the head, and sled's
+/// default (1 GiB) would dominate Oxeye's memory.
+const SLED_CACHE_BYTES: u64 = 64 << 20;
+
+/// `name → value → series ids`.
+#[derive(Debug, Default)]
+pub struct MemPostings {
+    by_name: HashMap<String, HashMap<String, RoaringBitmap>>,
+    all: RoaringBitmap,
+}
+
+impl MemPostings {
+    pub fn add(&mut self, id: u32, labels: &Labels) {
+        self.all.insert(id);
+        for label in labels.iter() {
+            self.by_name
+                .entry(label.name.to_owned())
+                .or_default()
+                .entry(label.value.to_owned())
+                .or_default()
+                .insert(id);
+        }
+    }
+
+    pub fn all(&self) -> &RoaringBitmap {
+        &self.all
+    }
+
+    pub fn get(&self, name: &str, value: &str) -> Option<&RoaringBitmap> {
+        self.by_name.get(name)?.get(value)
+    }
+
+    /// Values of one label name with their postings.
+    pub fn values(&self, name: &str) -> impl Iterator<Item = (&str, &RoaringBitmap)> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flat_map(|values| values.iter().map(|(v, p)| (v.as_str(), p)))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// Union of the postings of every value of `name` (series that have it).
+    pub fn with_name(&self, name: &str) -> RoaringBitmap {
+        let mut out = RoaringBitmap::new();
+        for (_, postings) in self.values(name) {
+            out |= postings;
+        }
+        out
+    }
+
+    fn insert_bitmap(&mut self, name: &str, value: &str, bitmap: RoaringBitmap) {
+        self.all |= &bitmap;
+        self.by_name
+            .entry(name.to_owned())
+            .or_default()
+            .insert(value.to_owned(), bitmap);
+    }
+}
+
+pub struct SledIndex {
+    db: sled::Db,
+    series: sled::Tree,
+    postings: sled::Tree,
+    metadata: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// What the index holds at start-up.
+pub struct LoadedIndex {
+    /// Labels by series id; `None` for ids never written (a gap after a crash).
+    pub series: Vec<Option<Labels>>,
+    pub postings: MemPostings,
+    pub metadata: Vec<MetricMetadata>,
+}
+
+impl SledIndex {
+    pub fn open(dir: &Path) -> sled::Result<SledIndex> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
+        Ok(SledIndex {
+            series: db.open_tree("series")?,
+            postings: db.open_tree("postings")?,
+            metadata: db.open_tree("metadata")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    pub fn load(&self) -> sled::Result<LoadedIndex> {
+        let mut series: Vec<Option<Labels>> = Vec::new();
+        for entry in self.series.iter() {
+            let (key, value) = entry?;
+            let Some(id) = key_to_id(&key) else { continue };
+            let Some(labels) = Labels::decode(&mut Reader::new(&value)) else {
+                tracing::warn!(series = id, "skipping undecodable series in index");
+                continue;
+            };
+            let index = id as usize;
+            if series.len() <= index {
+                series.resize(index + 1, None);
+            }
+            series[index] = Some(labels);
+        }
+        let upto = self
+            .meta
+            .get(POSTINGS_UPTO)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes))
+            .unwrap_or(0);
+        let mut postings = MemPostings::default();
+        for entry in self.postings.iter() {
+            let (key, value) = entry?;
+            let Some(split) = key.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let (Ok(name), Ok(value_text)) = (
+                std::str::from_utf8(&key[..split]),
+                std::str::from_utf8(&key[split + 1..]),
+            ) else {
+                continue;
+            };
+            match RoaringBitmap::deserialize_from(&value[..]) {
+                Ok(bitmap) => postings.insert_bitmap(name, value_text, bitmap),
+                Err(err) => {
+                    tracing::warn!(error = %err, "postings unreadable, rebuilding from series");
+                    postings = MemPostings::default();
+                    break;
+                }
+            }
+        }
+        // Series created after the last postings checkpoint (or all of them
+        // if the persisted postings were unreadable).
+        let from = if postings.all.is_empty() { 0 } else { upto };
+        for (id, labels) in series.iter().enumerate().skip(from as usize) {
+            if let Some(labels) = labels {
+                postings.add(id as u32, labels);
+            }
+        }
+        let mut metadata = Vec::new();
+        for entry in self.metadata.iter() {
+            let (_, value) = entry?;
+            if let Some(m) = decode_metadata(&value) {
+                metadata.push(m);
+            }
+        }
+        Ok(LoadedIndex {
+            series,
+            postings,
+            metadata,
+        })
+    }
+
+    pub fn insert_series(&self, id: u32, labels: &Labels) -> sled::Result<()> {
+        let mut value = Vec::with_capacity(64);
+        labels.encode(&mut value);
+        self.series.insert(id.to_be_bytes(), value)?;
+        Ok(())
+    }
+
+    pub fn insert_metadata(&self, metadata: &MetricMetadata) -> sled::Result<()> {
+        self.metadata
+            .insert(metadata.metric_family.as_bytes(), encode_metadata(metadata))?;
+        Ok(())
+    }
+
+    /// Persist postings for every series below `upto` and record the checkpoint.
+    pub fn checkpoint_postings(&self, postings: &MemPostings, upto: u32) -> sled::Result<()> {
+        let mut batch = sled::Batch::default();
+        for (name, values) in &postings.by_name {
+            for (value, bitmap) in values {
+                let mut key = Vec::with_capacity(name.len() + value.len() + 1);
+                key.extend_from_slice(name.as_bytes());
+                key.push(0);
+                key.extend_from_slice(value.as_bytes());
+                let mut bytes = Vec::with_capacity(bitmap.serialized_size());
+                bitmap
+                    .serialize_into(&mut bytes)
+                    .expect("writing to a Vec cannot fail");
+                batch.insert(key, bytes);
+            }
+        }
+        self.postings.apply_batch(batch)?;
+        self.meta.insert(POSTINGS_UPTO, &upto.to_be_bytes())?;
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn flush(&self) -> sled::Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+fn key_to_id(key: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(key.try_into().ok()?))
+}
+
+pub fn encode_metadata(m: &MetricMetadata) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_str(&mut out, &m.metric_family);
+    put_uvarint(&mut out, m.metric_type.to_remote_write());
+    put_str(&mut out, &m.help);
+    put_str(&mut out, &m.unit);
+    out
+}
+
+pub fn decode_metadata(bytes: &[u8]) -> Option<MetricMetadata> {
+    let mut reader = Reader::new(bytes);
+    Some(MetricMetadata {
+        metric_family: reader.str()?.to_owned(),
+        metric_type: MetricType::from_remote_write(reader.uvarint()?),
+        help: reader.str()?.to_owned(),
+        unit: reader.str()?.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_and_postings_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        let b = Labels::from_pairs([("__name__", "up"), ("job", "b")]);
+        let c = Labels::from_pairs([("__name__", "down"), ("job", "b")]);
+        {
+            let index = SledIndex::open(dir.path()).unwrap();
+            let mut postings = MemPostings::default();
+            for (id, labels) in [&a, &b].into_iter().enumerate() {
+                index.insert_series(id as u32, labels).unwrap();
+                postings.add(id as u32, labels);
+            }
+            index.checkpoint_postings(&postings, 2).unwrap();
+            // Written after the checkpoint: its postings come from its labels.
+            index.insert_series(3, &c).unwrap();
+            index
+                .insert_metadata(&MetricMetadata {
+                    metric_family: "up".into(),
+                    metric_type: MetricType::Gauge,
+                    help: "is it up".into(),
+                    unit: String::new(),
+                })
+                .unwrap();
+            index.flush().unwrap();
+        }
+        let index = SledIndex::open(dir.path()).unwrap();
+        let loaded = index.load().unwrap();
+        assert_eq!(loaded.series.len(), 4);
+        assert_eq!(loaded.series[1].as_ref(), Some(&b));
+        assert!(loaded.series[2].is_none());
+        let job_b = loaded.postings.get("job", "b").unwrap();
+        assert_eq!(job_b.iter().collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(loaded.metadata[0].help, "is it up");
+    }
+}

@@ -1,0 +1,944 @@
+//! The metrics store: series index, in-memory head, immutable blocks, WAL.
+//!
+//! Writes: [`MetricsStore::append`] validates each sample against its
+//! series, applies it to the head and logs it to the WAL under one lock, then
+//! waits for the WAL fsync before returning. Reads take a snapshot of the head
+//! under a read lock and decode outside it.
+//!
+//! Cuts: when the head spans `block_duration` (or on `flush`), the WAL is
+//! rotated and the head is swapped out under the write lock, written as one
+//! block per aligned time window, and only then are the old WAL segments
+//! deleted. Until the block is loaded, queries read the swapped-out head
+//! ("frozen"), so data never disappears from view.
+
+pub mod block;
+pub mod chunk;
+pub mod head;
+pub mod index;
+pub mod matcher;
+pub mod wal_record;
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+
+use self::block::Block;
+use self::head::{merge_sorted, HeadSeries};
+use self::index::{MemPostings, SledIndex};
+use self::matcher::Matcher;
+use self::wal_record::{Record, RecordBuilder};
+use crate::config::{Config, FsyncPolicy};
+use crate::model::{Exemplar, LabelRef, Labels, MetricMetadata, Sample};
+use crate::storage::wal::{self, Wal, WalStats};
+
+/// Errors from the metrics store that are the server's fault (HTTP 5xx).
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("wal: {0}")]
+    Wal(#[from] std::io::Error),
+    #[error("index: {0}")]
+    Index(#[from] sled::Error),
+    #[error(transparent)]
+    Block(#[from] block::BlockError),
+}
+
+/// Why a sample or series was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    OutOfOrder,
+    Duplicate,
+    SeriesLimit,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out_of_order",
+            RejectReason::Duplicate => "duplicate_timestamp",
+            RejectReason::SeriesLimit => "series_limit",
+        }
+    }
+}
+
+/// One series' part of a write. Labels are sorted and validated by ingest.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesWrite<'a> {
+    pub hash: u64,
+    pub labels: &'a [LabelRef<'a>],
+    pub samples: &'a [Sample],
+    pub exemplars: &'a [Exemplar],
+}
+
+/// The first rejections of an append are described in full; the rest counted.
+const MAX_REJECTION_MESSAGES: usize = 10;
+
+#[derive(Debug, Default)]
+pub struct AppendOutcome {
+    pub samples_accepted: u64,
+    pub series_created: u64,
+    pub exemplars_accepted: u64,
+    pub rejected: HashMap<RejectReason, u64>,
+    pub messages: Vec<String>,
+}
+
+impl AppendOutcome {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    fn reject(&mut self, reason: RejectReason, message: impl FnOnce() -> String) {
+        *self.rejected.entry(reason).or_default() += 1;
+        if self.messages.len() < MAX_REJECTION_MESSAGES {
+            self.messages.push(message());
+        }
+    }
+}
+
+/// A series and its samples in a queried range.
+#[derive(Debug, Clone)]
+pub struct SeriesSamples {
+    pub labels: Arc<Labels>,
+    pub samples: Vec<Sample>,
+}
+
+/// Store settings taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub dir: PathBuf,
+    pub block_duration_ms: i64,
+    pub out_of_order_window_ms: i64,
+    pub retention_ms: i64,
+    pub max_active_series: usize,
+    pub max_exemplars: usize,
+    pub wal_segment_size: u64,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
+}
+
+impl StoreOptions {
+    pub fn from_config(config: &Config) -> StoreOptions {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        StoreOptions {
+            dir: config.storage.data_dir.join("metrics"),
+            block_duration_ms: ms(config.storage.block_duration),
+            out_of_order_window_ms: ms(config.storage.out_of_order_window),
+            retention_ms: ms(config.storage.retention),
+            max_active_series: config.limits.max_active_series,
+            max_exemplars: config.limits.max_exemplars,
+            wal_segment_size: config.wal.segment_size.0,
+            fsync: config.wal.fsync,
+            fsync_interval: config.wal.fsync_interval,
+        }
+    }
+}
+
+/// Counters for the self-metrics.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub samples_appended: AtomicU64,
+    pub series_created: AtomicU64,
+    pub exemplars_appended: AtomicU64,
+    pub out_of_order_accepted: AtomicU64,
+    pub rejected_out_of_order: AtomicU64,
+    pub rejected_duplicate: AtomicU64,
+    pub rejected_series_limit: AtomicU64,
+    pub blocks_written: AtomicU64,
+    pub blocks_deleted: AtomicU64,
+}
+
+/// A point-in-time summary for `/metrics` and the status API.
+#[derive(Debug, Clone, Default)]
+pub struct StoreSummary {
+    pub series: u64,
+    pub head_series: u64,
+    pub head_samples: u64,
+    pub head_min_t: Option<i64>,
+    pub head_max_t: Option<i64>,
+    pub blocks: u64,
+    pub block_bytes: u64,
+    pub block_samples: u64,
+    pub wal_bytes: u64,
+    pub index_bytes: u64,
+}
+
+/// Hash maps keyed by label hashes: the key is already a good hash.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed")
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type HashIndex = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
+
+struct SeriesEntry {
+    labels: Arc<Labels>,
+    /// Newest in-order timestamp (survives cuts, so ordering is kept).
+    last_t: i64,
+    last_v_bits: u64,
+    head: HeadSeries,
+}
+
+struct HeadState {
+    by_hash: HashIndex,
+    /// Series whose label hash collides with another's (vanishingly rare).
+    collisions: HashMap<u64, Vec<u32>>,
+    series: Vec<SeriesEntry>,
+    postings: MemPostings,
+    /// Newest timestamp in the head; the out-of-order window counts back from it.
+    max_t: i64,
+    min_t: i64,
+    records: RecordBuilder,
+}
+
+impl HeadState {
+    fn find(&self, hash: u64, labels: &[LabelRef<'_>]) -> Option<u32> {
+        let id = *self.by_hash.get(&hash)?;
+        if self.series[id as usize].labels.equals_refs(labels) {
+            return Some(id);
+        }
+        self.collisions
+            .get(&hash)?
+            .iter()
+            .copied()
+            .find(|&id| self.series[id as usize].labels.equals_refs(labels))
+    }
+
+    /// Register a series under `id` (ids are dense; gaps get placeholders).
+    fn insert(&mut self, id: u32, labels: Labels) {
+        let hash = labels.hash();
+        let index = id as usize;
+        while self.series.len() < index {
+            self.series.push(SeriesEntry::placeholder());
+        }
+        self.postings.add(id, &labels);
+        let entry = SeriesEntry {
+            labels: Arc::new(labels),
+            last_t: i64::MIN,
+            last_v_bits: 0,
+            head: HeadSeries::default(),
+        };
+        if index == self.series.len() {
+            self.series.push(entry);
+        } else {
+            self.series[index] = entry;
+        }
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(id);
+            }
+        }
+    }
+
+    /// Apply an already-accepted sample (WAL replay): in order if newer than
+    /// the series' last sample, else into the out-of-order buffer.
+    fn replay_sample(&mut self, id: u32, sample: Sample) {
+        let Some(entry) = self.series.get_mut(id as usize) else {
+            return;
+        };
+        if sample.t > entry.last_t {
+            entry.head.append_in_order(sample.t, sample.v);
+            entry.last_t = sample.t;
+            entry.last_v_bits = sample.v.to_bits();
+        } else if sample.t < entry.last_t {
+            entry.head.out_of_order.push(sample);
+        }
+        self.max_t = self.max_t.max(sample.t);
+        self.min_t = self.min_t.min(sample.t);
+    }
+}
+
+impl SeriesEntry {
+    fn placeholder() -> SeriesEntry {
+        SeriesEntry {
+            labels: Arc::new(Labels::default()),
+            last_t: i64::MIN,
+            last_v_bits: 0,
+            head: HeadSeries::default(),
+        }
+    }
+}
+
+/// The head taken out by a cut, readable until its blocks are loaded.
+struct Frozen {
+    series: Vec<(u32, HeadSeries)>,
+}
+
+/// Exemplars in arrival order, oldest dropped first.
+struct ExemplarRing {
+    items: VecDeque<(u32, Exemplar)>,
+    capacity: usize,
+}
+
+pub struct MetricsStore {
+    options: StoreOptions,
+    wal: Arc<Wal>,
+    index: SledIndex,
+    head: RwLock<HeadState>,
+    frozen: RwLock<Option<Arc<Frozen>>>,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// One cut or retention pass at a time.
+    maintenance: Mutex<()>,
+    exemplars: Mutex<ExemplarRing>,
+    metadata: RwLock<HashMap<String, MetricMetadata>>,
+    pub stats: StoreStats,
+}
+
+/// What a cut did, for logs and the flush API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CutReport {
+    pub blocks: Vec<String>,
+    pub series: u64,
+    pub samples: u64,
+}
+
+impl MetricsStore {
+    pub fn open(options: StoreOptions) -> Result<Arc<MetricsStore>, StorageError> {
+        std::fs::create_dir_all(&options.dir)?;
+        let index = SledIndex::open(&options.dir.join("index"))?;
+        let loaded = index.load()?;
+        let blocks = block::open_all(&options.dir.join("blocks"))?;
+        let mut state = HeadState {
+            by_hash: HashIndex::default(),
+            collisions: HashMap::new(),
+            series: Vec::with_capacity(loaded.series.len()),
+            postings: MemPostings::default(),
+            max_t: i64::MIN,
+            min_t: i64::MAX,
+            records: RecordBuilder::default(),
+        };
+        for (id, labels) in loaded.series.into_iter().enumerate() {
+            if let Some(labels) = labels {
+                let hash = labels.hash();
+                state.by_hash.entry(hash).or_insert(id as u32);
+                state.series.push(SeriesEntry {
+                    labels: Arc::new(labels),
+                    last_t: i64::MIN,
+                    last_v_bits: 0,
+                    head: HeadSeries::default(),
+                });
+            } else {
+                state.series.push(SeriesEntry::placeholder());
+            }
+        }
+        state.postings = loaded.postings;
+        for block in &blocks {
+            for id in &block.series {
+                if let (Some(entry), Some((_, max_t))) =
+                    (state.series.get_mut(id as usize), block.series_range(id))
+                {
+                    entry.last_t = entry.last_t.max(max_t);
+                }
+            }
+        }
+        let metadata = loaded
+            .metadata
+            .into_iter()
+            .map(|m| (m.metric_family.clone(), m))
+            .collect();
+        let mut exemplars = ExemplarRing {
+            items: VecDeque::new(),
+            capacity: options.max_exemplars,
+        };
+        let first_segment = blocks
+            .iter()
+            .map(|b| b.meta.wal_checkpoint)
+            .max()
+            .unwrap_or(0);
+        let mut replayed_series = Vec::new();
+        let (wal, report) = Wal::open(
+            &options.dir.join("wal"),
+            options.wal_segment_size,
+            first_segment,
+            |payload| match wal_record::decode(payload) {
+                Some(Record::Series(series)) => {
+                    for (id, labels) in series {
+                        let known = state
+                            .series
+                            .get(id as usize)
+                            .is_some_and(|e| !e.labels.is_empty());
+                        if !known {
+                            replayed_series.push((id, labels.clone()));
+                            state.insert(id, labels);
+                        }
+                    }
+                }
+                Some(Record::Samples(samples)) => {
+                    for (id, sample) in samples {
+                        state.replay_sample(id, sample);
+                    }
+                }
+                Some(Record::Exemplars(items)) => {
+                    for item in items {
+                        exemplars.push(item);
+                    }
+                }
+                Some(Record::Metadata(_)) => {}
+                None => tracing::warn!("skipping undecodable wal record"),
+            },
+        )?;
+        for (id, labels) in &replayed_series {
+            index.insert_series(*id, labels)?;
+        }
+        tracing::info!(
+            series = state.series.len(),
+            blocks = blocks.len(),
+            wal_segments = report.segments,
+            wal_records = report.records,
+            wal_repairs = report.repairs.len(),
+            "metrics store opened"
+        );
+        let wal = Arc::new(wal);
+        if options.fsync == FsyncPolicy::Interval {
+            wal::spawn_interval_sync(Arc::downgrade(&wal), options.fsync_interval);
+        }
+        Ok(Arc::new(MetricsStore {
+            options,
+            wal,
+            index,
+            head: RwLock::new(state),
+            frozen: RwLock::new(None),
+            blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
+            maintenance: Mutex::new(()),
+            exemplars: Mutex::new(exemplars),
+            metadata: RwLock::new(metadata),
+            stats: StoreStats::default(),
+        }))
+    }
+
+    pub fn wal_stats(&self) -> Arc<WalStats> {
+        self.wal.stats.clone()
+    }
+
+    /// Store a batch: every valid sample is kept, every invalid one is
+    /// counted and described in the outcome. Returns once the accepted data
+    /// is durable (per the fsync policy).
+    pub fn append(
+        &self,
+        writes: &[SeriesWrite<'_>],
+        metadata: &[MetricMetadata],
+    ) -> Result<AppendOutcome, StorageError> {
+        let mut outcome = AppendOutcome::default();
+        let mut new_series: Vec<(u32, Arc<Labels>)> = Vec::new();
+        let mut new_exemplars: Vec<(u32, Exemplar)> = Vec::new();
+        let mut last_seq = 0;
+        {
+            let mut head = self.head.write();
+            let state = &mut *head;
+            state.records.clear();
+            let ooo_floor = state
+                .max_t
+                .saturating_sub(self.options.out_of_order_window_ms);
+            for write in writes {
+                let id = match state.find(write.hash, write.labels) {
+                    Some(id) => id,
+                    None => {
+                        let live = state.series.len();
+                        if self.options.max_active_series > 0
+                            && live >= self.options.max_active_series
+                        {
+                            outcome.reject(RejectReason::SeriesLimit, || {
+                                format!(
+                                    "series {} rejected: the limit of {} series is reached (limits.max_active_series)",
+                                    Labels::from_refs(write.labels),
+                                    self.options.max_active_series
+                                )
+                            });
+                            // The samples of a rejected series count as rejected too.
+                            *outcome
+                                .rejected
+                                .get_mut(&RejectReason::SeriesLimit)
+                                .unwrap() += write.samples.len().saturating_sub(1) as u64;
+                            continue;
+                        }
+                        let id = u32::try_from(live).expect("fewer than 2^32 series");
+                        let labels = Labels::from_refs(write.labels);
+                        state.records.add_series(id, &labels);
+                        state.insert(id, labels);
+                        new_series.push((id, state.series[id as usize].labels.clone()));
+                        outcome.series_created += 1;
+                        id
+                    }
+                };
+                let mut max_t = state.max_t;
+                let mut min_t = state.min_t;
+                let entry = &mut state.series[id as usize];
+                for sample in write.samples {
+                    let (t, v) = (sample.t, sample.v);
+                    if t > entry.last_t {
+                        entry.head.append_in_order(t, v);
+                        entry.last_t = t;
+                        entry.last_v_bits = v.to_bits();
+                    } else if t == entry.last_t {
+                        if v.to_bits() != entry.last_v_bits {
+                            outcome.reject(RejectReason::Duplicate, || {
+                                format!(
+                                    "duplicate sample for timestamp {t} with a different value for series {}",
+                                    entry.labels
+                                )
+                            });
+                        }
+                        // An identical resend is accepted silently (as Prometheus does).
+                        continue;
+                    } else if t >= ooo_floor {
+                        entry.head.out_of_order.push(*sample);
+                        self.stats
+                            .out_of_order_accepted
+                            .fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        outcome.reject(RejectReason::OutOfOrder, || {
+                            format!(
+                                "out of order sample at timestamp {t} for series {} (newest is {}, window {}ms)",
+                                entry.labels, entry.last_t, self.options.out_of_order_window_ms
+                            )
+                        });
+                        continue;
+                    }
+                    state.records.add_sample(id, t, v);
+                    outcome.samples_accepted += 1;
+                    max_t = max_t.max(t);
+                    min_t = min_t.min(t);
+                }
+                for exemplar in write.exemplars {
+                    state.records.add_exemplar(id, exemplar);
+                    new_exemplars.push((id, exemplar.clone()));
+                }
+                state.max_t = max_t;
+                state.min_t = min_t;
+            }
+            for record in state.records.records() {
+                last_seq = self.wal.append(record)?;
+            }
+        }
+        outcome.exemplars_accepted = new_exemplars.len() as u64;
+        if !new_exemplars.is_empty() {
+            let mut ring = self.exemplars.lock();
+            for item in new_exemplars {
+                ring.push(item);
+            }
+        }
+        for (id, labels) in &new_series {
+            // The WAL holds the series too; a failed insert is repaired on replay.
+            if let Err(err) = self.index.insert_series(*id, labels) {
+                tracing::error!(error = %err, series = id, "series index insert failed");
+            }
+        }
+        for m in metadata {
+            let changed = self.metadata.read().get(&m.metric_family) != Some(m);
+            if changed {
+                last_seq = self.wal.append(&wal_record::encode_metadata_record(m))?;
+                self.index.insert_metadata(m)?;
+                self.metadata
+                    .write()
+                    .insert(m.metric_family.clone(), m.clone());
+            }
+        }
+        if last_seq > 0 && self.options.fsync == FsyncPolicy::Always {
+            self.wal.sync(last_seq)?;
+        }
+        self.stats
+            .samples_appended
+            .fetch_add(outcome.samples_accepted, Ordering::Relaxed);
+        self.stats
+            .series_created
+            .fetch_add(outcome.series_created, Ordering::Relaxed);
+        self.stats
+            .exemplars_appended
+            .fetch_add(outcome.exemplars_accepted, Ordering::Relaxed);
+        for (reason, count) in &outcome.rejected {
+            let counter = match reason {
+                RejectReason::OutOfOrder => &self.stats.rejected_out_of_order,
+                RejectReason::Duplicate => &self.stats.rejected_duplicate,
+                RejectReason::SeriesLimit => &self.stats.rejected_series_limit,
+            };
+            counter.fetch_add(*count, Ordering::Relaxed);
+        }
+        Ok(outcome)
+    }
+
+    /// Series ids with data in `[mint, maxt]`: exact for the head, whole
+    /// blocks for blocks (a block overlapping the range contributes all of
+    /// its series, as Prometheus' index does).
+    fn ids_in_range(
+        &self,
+        state: &HeadState,
+        frozen: Option<&Frozen>,
+        mint: i64,
+        maxt: i64,
+    ) -> RoaringBitmap {
+        let mut ids = RoaringBitmap::new();
+        for (id, entry) in state.series.iter().enumerate() {
+            if entry.head.overlaps(mint, maxt) {
+                ids.insert(id as u32);
+            }
+        }
+        if let Some(frozen) = frozen {
+            for (id, series) in &frozen.series {
+                if series.overlaps(mint, maxt) {
+                    ids.insert(*id);
+                }
+            }
+        }
+        for block in self.blocks.read().iter() {
+            if block.overlaps(mint, maxt) {
+                ids |= &block.series;
+            }
+        }
+        ids
+    }
+
+    /// Labels of the series matching any of the matcher sets with data in range.
+    pub fn series(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<Arc<Labels>> {
+        let head = self.head.read();
+        let frozen = self.frozen.read().clone();
+        let ids = self.matching_ids(&head, frozen.as_deref(), matcher_sets, mint, maxt);
+        let mut out: Vec<Arc<Labels>> = ids
+            .iter()
+            .map(|id| head.series[id as usize].labels.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn matching_ids(
+        &self,
+        head: &HeadState,
+        frozen: Option<&Frozen>,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> RoaringBitmap {
+        let mut ids = if matcher_sets.is_empty() {
+            head.postings.all().clone()
+        } else {
+            let mut ids = RoaringBitmap::new();
+            for set in matcher_sets {
+                ids |= matcher::select(&head.postings, set);
+            }
+            ids
+        };
+        ids &= self.ids_in_range(head, frozen, mint, maxt);
+        ids
+    }
+
+    /// Label names of matching series with data in range, sorted.
+    pub fn label_names(&self, matcher_sets: &[Vec<Matcher>], mint: i64, maxt: i64) -> Vec<String> {
+        let head = self.head.read();
+        let frozen = self.frozen.read().clone();
+        let ids = self.matching_ids(&head, frozen.as_deref(), matcher_sets, mint, maxt);
+        let mut names: Vec<String> = head
+            .postings
+            .names()
+            .filter(|name| {
+                head.postings
+                    .values(name)
+                    .any(|(_, postings)| !postings.is_disjoint(&ids))
+            })
+            .map(str::to_owned)
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Values of one label among matching series with data in range, sorted.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matcher_sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<String> {
+        let head = self.head.read();
+        let frozen = self.frozen.read().clone();
+        let ids = self.matching_ids(&head, frozen.as_deref(), matcher_sets, mint, maxt);
+        let mut values: Vec<String> = head
+            .postings
+            .values(name)
+            .filter(|(_, postings)| !postings.is_disjoint(&ids))
+            .map(|(value, _)| value.to_owned())
+            .collect();
+        values.sort();
+        values
+    }
+
+    /// Samples of every series matching `matchers` within `[mint, maxt]`,
+    /// series sorted by labels; series without samples in range are omitted.
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let (snapshots, frozen) = {
+            let head = self.head.read();
+            let frozen = self.frozen.read().clone();
+            let ids = matcher::select(&head.postings, matchers);
+            let snapshots: Vec<(u32, Arc<Labels>, HeadSeries)> = ids
+                .iter()
+                .map(|id| {
+                    let entry = &head.series[id as usize];
+                    (id, entry.labels.clone(), entry.head.snapshot(mint, maxt))
+                })
+                .collect();
+            (snapshots, frozen)
+        };
+        let blocks: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect();
+        let mut out = Vec::with_capacity(snapshots.len());
+        let mut scratch = Vec::new();
+        for (id, labels, head_part) in snapshots {
+            let mut samples = Vec::new();
+            for block in &blocks {
+                scratch.clear();
+                block.samples(id, mint, maxt, &mut scratch);
+                if !scratch.is_empty() {
+                    samples = merge_sorted(samples, std::mem::take(&mut scratch));
+                }
+            }
+            if let Some(frozen) = &frozen {
+                if let Ok(pos) = frozen.series.binary_search_by_key(&id, |(i, _)| *i) {
+                    let mut part = Vec::new();
+                    frozen.series[pos].1.samples(mint, maxt, &mut part);
+                    samples = merge_sorted(samples, part);
+                }
+            }
+            let mut part = Vec::new();
+            head_part.samples(mint, maxt, &mut part);
+            samples = merge_sorted(samples, part);
+            if !samples.is_empty() {
+                out.push(SeriesSamples { labels, samples });
+            }
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Metadata by metric family.
+    pub fn metadata(&self) -> Vec<MetricMetadata> {
+        let mut out: Vec<MetricMetadata> = self.metadata.read().values().cloned().collect();
+        out.sort_by(|a, b| a.metric_family.cmp(&b.metric_family));
+        out
+    }
+
+    /// Exemplars of series matching `matchers` within `[mint, maxt]`.
+    pub fn exemplars(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Arc<Labels>, Vec<Exemplar>)> {
+        let head = self.head.read();
+        let ids = matcher::select(&head.postings, matchers);
+        let ring = self.exemplars.lock();
+        let mut by_series: HashMap<u32, Vec<Exemplar>> = HashMap::new();
+        for (id, exemplar) in &ring.items {
+            if ids.contains(*id) && exemplar.t >= mint && exemplar.t <= maxt {
+                by_series.entry(*id).or_default().push(exemplar.clone());
+            }
+        }
+        let mut out: Vec<(Arc<Labels>, Vec<Exemplar>)> = by_series
+            .into_iter()
+            .map(|(id, items)| (head.series[id as usize].labels.clone(), items))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub fn summary(&self) -> StoreSummary {
+        let head = self.head.read();
+        let mut summary = StoreSummary {
+            series: head.postings.all().len(),
+            ..Default::default()
+        };
+        for entry in &head.series {
+            if !entry.head.is_empty() {
+                summary.head_series += 1;
+                summary.head_samples += entry.head.sample_count();
+            }
+        }
+        if head.max_t >= head.min_t {
+            summary.head_min_t = Some(head.min_t);
+            summary.head_max_t = Some(head.max_t);
+        }
+        drop(head);
+        for block in self.blocks.read().iter() {
+            summary.blocks += 1;
+            summary.block_bytes += block.disk_bytes;
+            summary.block_samples += block.meta.num_samples;
+        }
+        summary.wal_bytes = self.wal.disk_bytes();
+        summary.index_bytes = self.index.disk_bytes();
+        summary
+    }
+
+    /// Cut the whole head into blocks now.
+    pub fn flush(&self) -> Result<CutReport, StorageError> {
+        let _guard = self.maintenance.lock();
+        self.cut_locked()
+    }
+
+    /// Periodic work: cut the head when it spans a block, apply retention.
+    pub fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
+        let _guard = self.maintenance.lock();
+        let (min_t, max_t) = {
+            let head = self.head.read();
+            (head.min_t, head.max_t)
+        };
+        let spans_block = max_t >= min_t && max_t - min_t >= self.options.block_duration_ms;
+        // A head nobody writes to any more is cut once it is a block old.
+        let idle = max_t >= min_t && now_ms - max_t >= self.options.block_duration_ms;
+        if spans_block || idle {
+            let report = self.cut_locked()?;
+            tracing::info!(
+                blocks = report.blocks.len(),
+                samples = report.samples,
+                "head cut"
+            );
+        }
+        self.apply_retention(now_ms)?;
+        Ok(())
+    }
+
+    fn apply_retention(&self, now_ms: i64) -> Result<(), StorageError> {
+        let cutoff = now_ms.saturating_sub(self.options.retention_ms);
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            let (expired, kept): (Vec<_>, Vec<_>) =
+                blocks.drain(..).partition(|b| b.meta.max_t < cutoff);
+            *blocks = kept;
+            expired
+        };
+        for block in expired {
+            tracing::info!(block = %block.name, max_t = block.meta.max_t, "deleting block past retention");
+            std::fs::remove_dir_all(&block.dir)?;
+            self.stats.blocks_deleted.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn cut_locked(&self) -> Result<CutReport, StorageError> {
+        // 1. Swap the head out and rotate the WAL atomically w.r.t. appends.
+        let (frozen, checkpoint, postings_upto) = {
+            let mut head = self.head.write();
+            let checkpoint = self.wal.cut()?;
+            let mut taken = Vec::new();
+            for (id, entry) in head.series.iter_mut().enumerate() {
+                if !entry.head.is_empty() {
+                    taken.push((id as u32, std::mem::take(&mut entry.head)));
+                }
+            }
+            // max_t stays: the out-of-order window keeps counting from it.
+            head.min_t = i64::MAX;
+            let frozen = Arc::new(Frozen { series: taken });
+            *self.frozen.write() = Some(frozen.clone());
+            (frozen, checkpoint, head.series.len() as u32)
+        };
+        // Exemplars live only in the WAL; carry them into the new segment.
+        let mut exemplar_record = RecordBuilder::default();
+        for (id, exemplar) in &self.exemplars.lock().items {
+            exemplar_record.add_exemplar(*id, exemplar);
+        }
+        for record in exemplar_record.records() {
+            self.wal.append(record)?;
+        }
+        self.wal.sync_all()?;
+
+        // 2. Persist the index before blocks whose checkpoint lets replay
+        //    skip the WAL segments that could rebuild it.
+        {
+            let head = self.head.read();
+            self.index
+                .checkpoint_postings(&head.postings, postings_upto)?;
+        }
+
+        // 3. One block per aligned time window.
+        let mut report = CutReport::default();
+        let mut windows: std::collections::BTreeMap<i64, Vec<(u32, Vec<Sample>)>> =
+            Default::default();
+        for (id, series) in &frozen.series {
+            let mut samples = Vec::new();
+            series.samples(i64::MIN, i64::MAX, &mut samples);
+            report.series += 1;
+            report.samples += samples.len() as u64;
+            let mut start = 0;
+            while start < samples.len() {
+                let window = samples[start].t.div_euclid(self.options.block_duration_ms);
+                let end = samples[start..]
+                    .iter()
+                    .position(|s| s.t.div_euclid(self.options.block_duration_ms) != window)
+                    .map_or(samples.len(), |p| start + p);
+                windows
+                    .entry(window)
+                    .or_default()
+                    .push((*id, samples[start..end].to_vec()));
+                start = end;
+            }
+        }
+        let blocks_dir = self.options.dir.join("blocks");
+        let mut new_blocks = Vec::new();
+        for series in windows.values() {
+            let dir = block::write_block(&blocks_dir, series, checkpoint)?;
+            let block = Block::open(&dir)?;
+            report.blocks.push(block.name.clone());
+            new_blocks.push(Arc::new(block));
+            self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
+        }
+        // 4. Publish the blocks, then drop the frozen head (readers check
+        //    frozen before blocks, so they never miss the data).
+        {
+            let mut blocks = self.blocks.write();
+            blocks.extend(new_blocks);
+            blocks.sort_by_key(|b| (b.meta.min_t, b.meta.max_t));
+            *self.frozen.write() = None;
+        }
+        if !report.blocks.is_empty() {
+            self.wal.remove_before(checkpoint)?;
+        }
+        Ok(report)
+    }
+
+    /// Make everything durable before shutdown.
+    pub fn close(&self) -> Result<(), StorageError> {
+        self.wal.sync_all()?;
+        let head = self.head.read();
+        self.index
+            .checkpoint_postings(&head.postings, head.series.len() as u32)?;
+        Ok(())
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.options.dir
+    }
+}
+
+impl ExemplarRing {
+    fn push(&mut self, item: (u32, Exemplar)) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.items.len() >= self.capacity {
+            self.items.pop_front();
+        }
+        self.items.push_back(item);
+    }
+}
+
+#[cfg(test)]
+mod tests;

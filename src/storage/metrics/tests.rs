@@ -1,0 +1,219 @@
+//! Store-level tests: append rules, reads across head/blocks, restart.
+
+use super::*;
+
+fn options(dir: &Path) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_owned(),
+        block_duration_ms: 2 * 3600 * 1000,
+        out_of_order_window_ms: 60_000,
+        retention_ms: 15 * 86400 * 1000,
+        max_active_series: 100,
+        max_exemplars: 10,
+        wal_segment_size: 1 << 20,
+        fsync: FsyncPolicy::Always,
+        fsync_interval: Duration::from_secs(1),
+    }
+}
+
+struct Series {
+    labels: Labels,
+}
+
+impl Series {
+    fn new(pairs: &[(&str, &str)]) -> Series {
+        Series {
+            labels: Labels::from_pairs(pairs.iter().copied()),
+        }
+    }
+
+    fn append(&self, store: &MetricsStore, samples: &[(i64, f64)]) -> AppendOutcome {
+        let refs: Vec<LabelRef<'_>> = self.labels.iter().collect();
+        let samples: Vec<Sample> = samples.iter().map(|&(t, v)| Sample { t, v }).collect();
+        store
+            .append(
+                &[SeriesWrite {
+                    hash: self.labels.hash(),
+                    labels: &refs,
+                    samples: &samples,
+                    exemplars: &[],
+                }],
+                &[],
+            )
+            .unwrap()
+    }
+}
+
+fn read(store: &MetricsStore, name: &str) -> Vec<(i64, f64)> {
+    let found = store.select(&[Matcher::equal("__name__", name)], i64::MIN, i64::MAX);
+    found
+        .into_iter()
+        .flat_map(|s| s.samples)
+        .map(|s| (s.t, s.v))
+        .collect()
+}
+
+#[test]
+fn append_rules_out_of_order_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(options(dir.path())).unwrap();
+    let s = Series::new(&[("__name__", "x"), ("job", "a")]);
+    let outcome = s.append(&store, &[(100_000, 1.0), (115_000, 2.0)]);
+    assert_eq!(outcome.samples_accepted, 2);
+    assert_eq!(outcome.series_created, 1);
+    // identical resend: accepted silently; different value: rejected
+    let outcome = s.append(&store, &[(115_000, 2.0), (115_000, 3.0)]);
+    assert_eq!(outcome.samples_accepted, 0);
+    assert_eq!(outcome.rejected[&RejectReason::Duplicate], 1);
+    // inside the out-of-order window: kept; outside: rejected
+    let outcome = s.append(&store, &[(60_000, 0.5), (10_000, 0.1)]);
+    assert_eq!(outcome.samples_accepted, 1);
+    assert_eq!(outcome.rejected[&RejectReason::OutOfOrder], 1);
+    assert!(
+        outcome.messages[0].contains("out of order sample"),
+        "{:?}",
+        outcome.messages
+    );
+    assert_eq!(
+        read(&store, "x"),
+        vec![(60_000, 0.5), (100_000, 1.0), (115_000, 2.0)]
+    );
+}
+
+#[test]
+fn series_limit_rejects_new_series_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options(dir.path());
+    opts.max_active_series = 1;
+    let store = MetricsStore::open(opts).unwrap();
+    let a = Series::new(&[("__name__", "a")]);
+    let b = Series::new(&[("__name__", "b")]);
+    assert_eq!(a.append(&store, &[(1, 1.0)]).samples_accepted, 1);
+    let outcome = b.append(&store, &[(1, 1.0), (2, 2.0)]);
+    assert_eq!(outcome.rejected[&RejectReason::SeriesLimit], 2);
+    assert!(outcome.messages[0].contains("max_active_series"));
+    assert_eq!(a.append(&store, &[(2, 2.0)]).samples_accepted, 1);
+}
+
+#[test]
+fn restart_replays_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Series::new(&[("__name__", "x")]);
+    {
+        let store = MetricsStore::open(options(dir.path())).unwrap();
+        s.append(&store, &[(1_000, 1.0), (2_000, 2.0)]);
+        s.append(&store, &[(1_500, 1.5)]);
+        // dropped without close(): like a crash after the acknowledgement
+    }
+    let store = MetricsStore::open(options(dir.path())).unwrap();
+    assert_eq!(
+        read(&store, "x"),
+        vec![(1_000, 1.0), (1_500, 1.5), (2_000, 2.0)]
+    );
+    // ordering state survived: a duplicate with another value is still refused
+    let outcome = s.append(&store, &[(2_000, 9.0), (3_000, 3.0)]);
+    assert_eq!(outcome.rejected[&RejectReason::Duplicate], 1);
+    assert_eq!(outcome.samples_accepted, 1);
+}
+
+#[test]
+fn flush_moves_the_head_into_blocks_and_restart_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3600 * 1000;
+    let s = Series::new(&[("__name__", "x"), ("job", "a")]);
+    let t = Series::new(&[("__name__", "y"), ("job", "b")]);
+    {
+        let store = MetricsStore::open(options(dir.path())).unwrap();
+        // spans two aligned 2h windows -> two blocks
+        let samples: Vec<(i64, f64)> = (0..20).map(|i| (i * hour / 4 + 1000, i as f64)).collect();
+        s.append(&store, &samples);
+        t.append(&store, &[(1000, 7.0)]);
+        let report = store.flush().unwrap();
+        assert_eq!(report.blocks.len(), 3, "{report:?}");
+        assert_eq!(report.samples, 21);
+        assert_eq!(read(&store, "x").len(), 20);
+        assert_eq!(store.summary().head_samples, 0);
+        // after the cut, new data goes to the head and reads merge both
+        s.append(&store, &[(6 * hour, 100.0)]);
+        assert_eq!(read(&store, "x").len(), 21);
+        store.close().unwrap();
+    }
+    let store = MetricsStore::open(options(dir.path())).unwrap();
+    let x = read(&store, "x");
+    assert_eq!(x.len(), 21);
+    assert_eq!(x[20], (6 * hour, 100.0));
+    assert_eq!(store.summary().blocks, 3);
+    // old WAL segments were removed, only the post-cut one replays
+    assert_eq!(store.summary().head_samples, 1);
+    let names = store.label_names(&[], i64::MIN, i64::MAX);
+    assert_eq!(names, vec!["__name__", "job"]);
+    let jobs = store.label_values(
+        "job",
+        &[vec![Matcher::equal("__name__", "y")]],
+        i64::MIN,
+        i64::MAX,
+    );
+    assert_eq!(jobs, vec!["b"]);
+    // time filtering of series
+    assert!(store
+        .series(&[vec![Matcher::equal("job", "b")]], 10 * hour, 11 * hour)
+        .is_empty());
+    assert_eq!(
+        store
+            .series(&[vec![Matcher::equal("job", "b")]], 0, hour)
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn retention_deletes_old_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(options(dir.path())).unwrap();
+    let s = Series::new(&[("__name__", "x")]);
+    s.append(&store, &[(1000, 1.0)]);
+    store.flush().unwrap();
+    assert_eq!(store.summary().blocks, 1);
+    let day = 86400 * 1000;
+    store.maintain(14 * day).unwrap();
+    assert_eq!(store.summary().blocks, 1);
+    store.maintain(16 * day).unwrap();
+    assert_eq!(store.summary().blocks, 0);
+    assert!(read(&store, "x").is_empty());
+}
+
+#[test]
+fn exemplars_and_metadata_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = Labels::from_pairs([("__name__", "req_total")]);
+    let refs: Vec<LabelRef<'_>> = labels.iter().collect();
+    let exemplar = Exemplar {
+        labels: Labels::from_pairs([("trace_id", "abc")]),
+        t: 5,
+        v: 1.0,
+    };
+    let metadata = MetricMetadata {
+        metric_family: "req_total".into(),
+        metric_type: crate::model::MetricType::Counter,
+        help: "requests".into(),
+        unit: String::new(),
+    };
+    {
+        let store = MetricsStore::open(options(dir.path())).unwrap();
+        store
+            .append(
+                &[SeriesWrite {
+                    hash: labels.hash(),
+                    labels: &refs,
+                    samples: &[Sample { t: 5, v: 1.0 }],
+                    exemplars: std::slice::from_ref(&exemplar),
+                }],
+                std::slice::from_ref(&metadata),
+            )
+            .unwrap();
+    }
+    let store = MetricsStore::open(options(dir.path())).unwrap();
+    let found = store.exemplars(&[Matcher::equal("__name__", "req_total")], 0, 10);
+    assert_eq!(found[0].1, vec![exemplar]);
+    assert_eq!(store.metadata(), vec![metadata]);
+}

@@ -1,0 +1,6 @@
+//! Durable storage for every signal: the write-ahead log and the per-signal
+//! stores built on it.
+
+pub mod codec;
+pub mod metrics;
+pub mod wal;
