@@ -443,9 +443,6 @@ impl MetricsStore {
             let mut head = self.head.write();
             let state = &mut *head;
             state.records.clear();
-            let ooo_floor = state
-                .max_t
-                .saturating_sub(self.options.out_of_order_window_ms);
             for write in writes {
                 let id = match state.find(write.hash, write.labels) {
                     Some(id) => id,
@@ -497,7 +494,7 @@ impl MetricsStore {
                         }
                         // An identical resend is accepted silently (as Prometheus does).
                         continue;
-                    } else if t >= ooo_floor {
+                    } else if t >= max_t.saturating_sub(self.options.out_of_order_window_ms) {
                         entry.head.out_of_order.push(*sample);
                         self.stats
                             .out_of_order_accepted

@@ -1,0 +1,232 @@
+//! Helpers shared by the black-box tests: a real server on 127.0.0.1:0 with
+//! its own data directory, and small clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oxeye::config::{Config, ConfigSources};
+
+/// An in-process server; shut down (and its data kept until drop) on drop.
+pub struct TestServer {
+    pub http: SocketAddr,
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub dir: tempfile::TempDir,
+    runtime: Option<tokio::runtime::Runtime>,
+    server: Option<oxeye::RunningServer>,
+}
+
+/// Loopback config with every port 0 and the given extra `(key, value)` overrides.
+pub fn config(data: &Path, overrides: &[(&str, &str)]) -> Config {
+    let mut env: Vec<(String, String)> = vec![
+        ("OXEYE_SERVER__LISTEN".into(), "127.0.0.1:0".into()),
+        ("OXEYE_SERVER__OTLP_GRPC".into(), "127.0.0.1:0".into()),
+        ("OXEYE_SERVER__OTLP_HTTP".into(), "127.0.0.1:0".into()),
+        ("OXEYE_STORAGE__DATA_DIR".into(), data.display().to_string()),
+    ];
+    for (key, value) in overrides {
+        env.push((key.to_string(), value.to_string()));
+    }
+    Config::load(&ConfigSources {
+        file: None,
+        env,
+        flags: vec![],
+    })
+    .expect("test config is valid")
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(overrides: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, overrides)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, overrides: &[(&str, &str)]) -> TestServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = config(dir.path(), overrides);
+        let server = runtime
+            .block_on(oxeye::start(config))
+            .expect("server starts");
+        TestServer {
+            http: server.http_addr,
+            otlp_grpc: server.otlp_grpc_addr,
+            otlp_http: server.otlp_http_addr,
+            dir,
+            runtime: Some(runtime),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// Shut down gracefully and hand back the data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn shutdown(&mut self) {
+        if let (Some(runtime), Some(server)) = (self.runtime.take(), self.server.take()) {
+            runtime.block_on(server.shutdown()).expect("clean shutdown");
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// A snappy-compressed remote_write body with one TimeSeries per entry.
+pub fn remote_write_body(series: &[(Vec<(&str, &str)>, Vec<(i64, f64)>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (labels, samples) in series {
+        oxeye::ingest::remote_write::encode::timeseries(&mut body, labels, samples);
+    }
+    snap::raw::Encoder::new().compress_vec(&body).unwrap()
+}
+
+pub fn post_remote_write(base: &str, body: Vec<u8>) -> (u16, String) {
+    let response = client()
+        .post(format!("{base}/api/v1/write"))
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().unwrap())
+}
+
+pub fn get_json(url: &str) -> serde_json::Value {
+    let response = client().get(url).send().unwrap();
+    let status = response.status();
+    let text = response.text().unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {status}: {e}: {text}"))
+}
+
+/// Raw samples of every series matching `selector`, from `/api/v1/export`.
+pub fn export(base: &str, selector: &str) -> Vec<(serde_json::Value, Vec<(i64, f64)>)> {
+    let response = client()
+        .get(format!("{base}/api/v1/export"))
+        .query(&[("match[]", selector)])
+        .send()
+        .unwrap();
+    assert!(response.status().is_success(), "{:?}", response.status());
+    response
+        .text()
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let values = v["values"].as_array().unwrap();
+            let timestamps = v["timestamps"].as_array().unwrap();
+            let samples = timestamps
+                .iter()
+                .zip(values)
+                .map(|(t, v)| {
+                    (
+                        t.as_i64().unwrap(),
+                        v.as_str().unwrap().parse::<f64>().unwrap(),
+                    )
+                })
+                .collect();
+            (v["metric"].clone(), samples)
+        })
+        .collect()
+}
+
+/// Poll `check` every 200ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A child process killed on drop.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The python interpreter the test scripts run with.
+pub fn python() -> String {
+    std::env::var("OXEYE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Run a test script from tests/python with the given environment; panics with its output on failure.
+pub fn run_python(script: &str, env: &[(&str, String)]) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
+    let output = Command::new(python())
+        .arg(&path)
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed ({}); run scripts/test to install the Python clients\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// Require a program on PATH (installed by scripts/test).
+pub fn require_program(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| panic!("{name} is not installed; run scripts/test, which installs it"))
+}
