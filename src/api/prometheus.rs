@@ -25,6 +25,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
         .route("/api/v1/metadata", get(metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .route("/api/v1/export", get(export).post(export))
         .route("/api/v1/admin/flush", post(flush))
 }
@@ -304,4 +308,92 @@ async fn flush(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(success(
         serde_json::to_value(report).expect("report serializes"),
     ))
+}
+
+/// `GET|POST /api/v1/query_exemplars?query=&start=&end=`: exemplars of the
+/// series selected by every vector selector in the query.
+async fn query_exemplars(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = params(&method, &query, &headers, &body);
+    let text = params.get("query").unwrap_or("");
+    let expr = promql_parser::parser::parse(text)
+        .map_err(|e| Error::BadRequest(format!("invalid parameter \"query\": {e}")))?;
+    let mut selectors = Vec::new();
+    collect_selectors(&expr, &mut selectors);
+    let start = params.time_ms("start", MIN_TIME_MS)?;
+    let end = params.time_ms("end", MAX_TIME_MS)?;
+    let sets = selectors
+        .iter()
+        .map(|s| super::params::parse_selector(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = std::collections::HashSet::new();
+    let mut data = Vec::new();
+    for set in &sets {
+        for (labels, exemplars) in state.store.exemplars(set, start, end) {
+            if !seen.insert(labels.clone()) {
+                continue;
+            }
+            let series_labels: serde_json::Map<String, Value> = labels
+                .iter()
+                .map(|l| (l.name.to_owned(), Value::String(l.value.to_owned())))
+                .collect();
+            let items: Vec<Value> = exemplars
+                .iter()
+                .map(|e| {
+                    let exemplar_labels: serde_json::Map<String, Value> = e
+                        .labels
+                        .iter()
+                        .map(|l| (l.name.to_owned(), Value::String(l.value.to_owned())))
+                        .collect();
+                    json!({
+                        "labels": exemplar_labels,
+                        "value": format_value(e.v),
+                        "timestamp": e.t as f64 / 1000.0,
+                    })
+                })
+                .collect();
+            data.push(json!({"seriesLabels": series_labels, "exemplars": items}));
+        }
+    }
+    Ok(success(Value::Array(data)))
+}
+
+/// Every vector selector in an expression, printed back as selector text.
+fn collect_selectors(expr: &promql_parser::parser::Expr, out: &mut Vec<String>) {
+    use promql_parser::parser::Expr;
+    match expr {
+        Expr::VectorSelector(selector) => out.push(selector_text(selector)),
+        Expr::MatrixSelector(matrix) => out.push(selector_text(&matrix.vs)),
+        Expr::Aggregate(aggregate) => {
+            collect_selectors(&aggregate.expr, out);
+            if let Some(param) = &aggregate.param {
+                collect_selectors(param, out);
+            }
+        }
+        Expr::Unary(unary) => collect_selectors(&unary.expr, out),
+        Expr::Binary(binary) => {
+            collect_selectors(&binary.lhs, out);
+            collect_selectors(&binary.rhs, out);
+        }
+        Expr::Paren(paren) => collect_selectors(&paren.expr, out),
+        Expr::Subquery(subquery) => collect_selectors(&subquery.expr, out),
+        Expr::Call(call) => {
+            for arg in &call.args.args {
+                collect_selectors(arg, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn selector_text(selector: &promql_parser::parser::VectorSelector) -> String {
+    let mut plain = selector.clone();
+    plain.offset = None;
+    plain.at = None;
+    plain.to_string()
 }
