@@ -81,7 +81,7 @@ fn sigkill_during_writes_loses_no_acknowledged_sample() {
                     }
                     let t = 1_700_000_000_000 + round * 1000;
                     let names: Vec<String> = (0..50).map(|i| format!("s{writer}_{i}")).collect();
-                    let series: Vec<(Vec<(&str, &str)>, Vec<(i64, f64)>)> = names
+                    let series: Vec<TestSeries<'_>> = names
                         .iter()
                         .map(|n| {
                             (

@@ -101,8 +101,11 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// One series for [`remote_write_body`]: labels and `(t, v)` samples.
+pub type TestSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+
 /// A snappy-compressed remote_write body with one TimeSeries per entry.
-pub fn remote_write_body(series: &[(Vec<(&str, &str)>, Vec<(i64, f64)>)]) -> Vec<u8> {
+pub fn remote_write_body(series: &[TestSeries<'_>]) -> Vec<u8> {
     let mut body = Vec::new();
     for (labels, samples) in series {
         oxeye::ingest::remote_write::encode::timeseries(&mut body, labels, samples);

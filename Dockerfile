@@ -1,0 +1,10 @@
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked && cp target/release/oxeye /oxeye
+
+FROM debian:bookworm-slim
+COPY --from=build /oxeye /usr/local/bin/oxeye
+EXPOSE 9090 4317 4318
+ENTRYPOINT ["/usr/local/bin/oxeye"]
+CMD ["serve", "--listen", "0.0.0.0:9090", "--data", "/data", "--otlp-grpc", "0.0.0.0:4317", "--otlp-http", "0.0.0.0:4318"]

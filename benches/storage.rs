@@ -1,0 +1,129 @@
+//! Criterion benches for the storage hot paths: WAL append, chunk
+//! encode/decode, series lookup on append, and matcher selection.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use oxeye::config::FsyncPolicy;
+use oxeye::model::{LabelRef, Labels, Sample};
+use oxeye::storage::metrics::chunk::{self, ChunkIter};
+use oxeye::storage::metrics::matcher::Matcher;
+use oxeye::storage::metrics::{MetricsStore, SeriesWrite, StoreOptions};
+use oxeye::storage::wal::Wal;
+
+fn samples(n: usize) -> Vec<Sample> {
+    let mut v = 100.0;
+    (0..n)
+        .map(|i| {
+            v += ((i * 7919) % 100) as f64 / 10.0;
+            Sample {
+                t: 1_700_000_000_000 + i as i64 * 15_000 + (i % 3) as i64,
+                v,
+            }
+        })
+        .collect()
+}
+
+fn chunks(c: &mut Criterion) {
+    let data = samples(120);
+    let encoded = chunk::encode(&data);
+    let mut group = c.benchmark_group("chunk");
+    group.throughput(Throughput::Elements(120));
+    group.bench_function("encode_120", |b| b.iter(|| chunk::encode(black_box(&data))));
+    group.bench_function("decode_120", |b| {
+        b.iter(|| ChunkIter::new(black_box(&encoded), 120).fold(0.0, |acc, s| acc + s.v))
+    });
+    group.finish();
+}
+
+fn wal(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path(), 64 << 20, 0, |_| {}).unwrap();
+    let record = vec![42u8; 24_000]; // ~2000 samples' worth
+    let mut group = c.benchmark_group("wal");
+    group.throughput(Throughput::Bytes(record.len() as u64));
+    group.bench_function("append_24k", |b| {
+        b.iter(|| wal.append(black_box(&record)).unwrap())
+    });
+    group.bench_function("append_24k_and_fsync", |b| {
+        b.iter(|| {
+            let seq = wal.append(black_box(&record)).unwrap();
+            wal.sync(seq).unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn options(dir: &std::path::Path) -> StoreOptions {
+    StoreOptions {
+        dir: dir.to_owned(),
+        block_duration_ms: 2 * 3600 * 1000,
+        out_of_order_window_ms: 600_000,
+        retention_ms: 15 * 86400 * 1000,
+        max_active_series: 0,
+        max_exemplars: 1000,
+        wal_segment_size: 64 << 20,
+        fsync: FsyncPolicy::Interval,
+        fsync_interval: Duration::from_secs(3600),
+    }
+}
+
+fn series_labels(n: usize) -> Vec<Labels> {
+    (0..n)
+        .map(|i| {
+            Labels::from_pairs([
+                ("__name__", format!("node_metric_{}", i % 40)),
+                ("instance", format!("host-{}:9100", i / 124)),
+                ("job", "node".to_owned()),
+                ("cpu", format!("{}", i % 4)),
+                ("mode", format!("mode{}", i % 8)),
+            ])
+        })
+        .collect()
+}
+
+fn lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(options(dir.path())).unwrap();
+    let labels = series_labels(10_000);
+    let refs: Vec<Vec<LabelRef<'_>>> = labels.iter().map(|l| l.iter().collect()).collect();
+    let hashes: Vec<u64> = labels.iter().map(Labels::hash).collect();
+    let mut t = 1_700_000_000_000i64;
+    let append_round = |t: i64| {
+        let samples: Vec<[Sample; 1]> = (0..2000).map(|i| [Sample { t, v: i as f64 }]).collect();
+        let writes: Vec<SeriesWrite<'_>> = (0..2000)
+            .map(|i| SeriesWrite {
+                hash: hashes[i],
+                labels: &refs[i],
+                samples: &samples[i],
+                exemplars: &[],
+            })
+            .collect();
+        store.append(&writes, &[]).unwrap();
+    };
+    append_round(t);
+    let mut group = c.benchmark_group("series");
+    group.throughput(Throughput::Elements(2000));
+    group.bench_function("append_2000_existing_series", |b| {
+        b.iter(|| {
+            t += 15_000;
+            append_round(t)
+        })
+    });
+    group.finish();
+    let matchers = [
+        Matcher::equal("__name__", "node_metric_3"),
+        Matcher::regex("mode", "mode[1-3]", false).unwrap(),
+    ];
+    c.bench_function("series/select_ids_regex", |b| {
+        b.iter_batched(
+            || (),
+            |_| store.series(&[matchers.to_vec()], i64::MIN, i64::MAX).len(),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+criterion_group!(benches, chunks, wal, lookup);
+criterion_main!(benches);
