@@ -142,4 +142,33 @@ fn main() {
         started.elapsed().as_secs_f64(),
         summary.block_bytes as f64 / total as f64
     );
+    store.close().unwrap();
+    let mut on_disk = Vec::new();
+    let mut all = 0;
+    for entry in ["blocks", "index", "wal"] {
+        let bytes = dir_bytes(&dir.path().join(entry));
+        all += bytes;
+        on_disk.push(format!("{entry}={:.2}MiB", bytes as f64 / (1 << 20) as f64));
+    }
+    println!(
+        "on disk: {} ({:.3} bytes/sample in all)",
+        on_disk.join(" "),
+        all as f64 / total as f64
+    );
+}
+
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return std::fs::metadata(path).map_or(0, |m| m.len());
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dir_bytes(&e.path())
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            }
+        })
+        .sum()
 }

@@ -3,8 +3,8 @@
 //!
 //! `blocks/<name>/chunks.arrow` has one row per series with columns
 //! `series_id: u32` (sorted), `min_t: i64`, `max_t: i64`, `count: u32`,
-//! `chunk: binary` (a [`super::chunk`] stream of all the series' samples in
-//! the block); `meta.json` holds the block's time range and the WAL segment
+//! `chunk: binary` (all of the series' samples in the block, encoded by
+//! [`super::block_chunk`]); `meta.json` holds the block's time range and the WAL segment
 //! from which the head must be replayed once this block exists.
 //!
 //! **Invariant:** a block directory appears under its final name only once
@@ -22,13 +22,13 @@ use arrow_schema::{ArrowError, DataType, Field, Schema};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 
-use super::chunk::{self, ChunkIter};
+use super::block_chunk;
 use crate::model::Sample;
 
 const CHUNKS_FILE: &str = "chunks.arrow";
 const META_FILE: &str = "meta.json";
 /// Bumped on any incompatible change of the block layout.
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BlockMeta {
@@ -115,7 +115,7 @@ pub fn write_block(
         min_ts.push(first.t);
         max_ts.push(last.t);
         counts.push(samples.len() as u32);
-        chunks.push(chunk::encode(samples));
+        chunks.push(block_chunk::encode(samples));
         meta.min_t = meta.min_t.min(first.t);
         meta.max_t = meta.max_t.max(last.t);
         meta.num_series += 1;
@@ -244,11 +244,14 @@ impl Block {
         if self.min_ts.value(row) > maxt || self.max_ts.value(row) < mint {
             return;
         }
-        out.extend(
-            ChunkIter::new(self.chunks.value(row), self.counts.value(row))
-                .skip_while(|s| s.t < mint)
-                .take_while(|s| s.t <= maxt),
-        );
+        let start = out.len();
+        block_chunk::decode(self.chunks.value(row), self.counts.value(row), out);
+        // Keep only [mint, maxt] of what was decoded (samples are sorted).
+        let decoded = &out[start..];
+        let lo = decoded.partition_point(|s| s.t < mint);
+        let hi = decoded.partition_point(|s| s.t <= maxt);
+        out.truncate(start + hi);
+        out.drain(start..start + lo);
     }
 
     pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {

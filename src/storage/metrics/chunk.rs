@@ -18,13 +18,17 @@ use crate::model::Sample;
 pub const SAMPLES_PER_HEAD_CHUNK: u32 = 120;
 
 #[derive(Debug, Clone, Default)]
-struct BitWriter {
+pub(super) struct BitWriter {
     bytes: Vec<u8>,
     /// Bits still free in the last byte (0 = start a new byte).
     free: u8,
 }
 
 impl BitWriter {
+    pub(super) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
             self.bytes.push(0);
@@ -52,7 +56,7 @@ impl BitWriter {
         }
     }
 
-    fn write_uvarint(&mut self, mut value: u64) {
+    pub(super) fn write_uvarint(&mut self, mut value: u64) {
         loop {
             let byte = (value & 0x7f) as u8;
             value >>= 7;
@@ -66,13 +70,17 @@ impl BitWriter {
 }
 
 #[derive(Debug, Clone)]
-struct BitReader<'a> {
+pub(super) struct BitReader<'a> {
     bytes: &'a [u8],
     /// Position in bits.
     pos: usize,
 }
 
 impl<'a> BitReader<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        BitReader { bytes, pos: 0 }
+    }
+
     fn read_bit(&mut self) -> Option<bool> {
         let byte = *self.bytes.get(self.pos / 8)?;
         let bit = (byte >> (7 - (self.pos % 8))) & 1 == 1;
@@ -95,7 +103,7 @@ impl<'a> BitReader<'a> {
         Some(value)
     }
 
-    fn read_uvarint(&mut self) -> Option<u64> {
+    pub(super) fn read_uvarint(&mut self) -> Option<u64> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.read_bits(8)?;
@@ -108,11 +116,57 @@ impl<'a> BitReader<'a> {
     }
 }
 
-fn zigzag(value: i64) -> u64 {
+/// Delta-of-delta timestamps in buckets as in Prometheus: most scrapes land
+/// in the first two (1 bit, 16 bits).
+pub(super) fn write_dod(bits: &mut BitWriter, dod: i64) {
+    if dod == 0 {
+        bits.write_bit(false);
+    } else if (-(1 << 13) + 1..=(1 << 13)).contains(&dod) {
+        bits.write_bits(0b10, 2);
+        bits.write_bits(dod as u64, 14);
+    } else if (-(1 << 16) + 1..=(1 << 16)).contains(&dod) {
+        bits.write_bits(0b110, 3);
+        bits.write_bits(dod as u64, 17);
+    } else if (-(1 << 19) + 1..=(1 << 19)).contains(&dod) {
+        bits.write_bits(0b1110, 4);
+        bits.write_bits(dod as u64, 20);
+    } else {
+        bits.write_bits(0b1111, 4);
+        bits.write_bits(dod as u64, 64);
+    }
+}
+
+pub(super) fn read_dod(bits: &mut BitReader<'_>) -> Option<i64> {
+    let mut prefix = 0;
+    while prefix < 4 && bits.read_bit()? {
+        prefix += 1;
+    }
+    let width = match prefix {
+        0 => return Some(0),
+        1 => 14,
+        2 => 17,
+        3 => 20,
+        _ => 64,
+    };
+    let raw = bits.read_bits(width)?;
+    if width == 64 {
+        return Some(raw as i64);
+    }
+    // Sign-extend; the encoder's ranges are (-2^(w-1), 2^(w-1)].
+    let half = 1i64 << (width - 1);
+    let value = raw as i64;
+    Some(if value > half {
+        value - (1 << width)
+    } else {
+        value
+    })
+}
+
+pub(super) fn zigzag(value: i64) -> u64 {
     ((value << 1) ^ (value >> 63)) as u64
 }
 
-fn unzigzag(value: u64) -> i64 {
+pub(super) fn unzigzag(value: u64) -> i64 {
     ((value >> 1) as i64) ^ -((value & 1) as i64)
 }
 
@@ -174,32 +228,13 @@ impl ChunkEncoder {
                 let delta = t - self.t;
                 let dod = delta - self.t_delta;
                 self.t_delta = delta;
-                self.write_dod(dod);
+                write_dod(&mut self.bits, dod);
                 self.write_value(v);
             }
         }
         self.t = t;
         self.v_bits = v.to_bits();
         self.count += 1;
-    }
-
-    fn write_dod(&mut self, dod: i64) {
-        // Buckets as in Prometheus: most scrapes land in the first two.
-        if dod == 0 {
-            self.bits.write_bit(false);
-        } else if (-(1 << 13) + 1..=(1 << 13)).contains(&dod) {
-            self.bits.write_bits(0b10, 2);
-            self.bits.write_bits(dod as u64, 14);
-        } else if (-(1 << 16) + 1..=(1 << 16)).contains(&dod) {
-            self.bits.write_bits(0b110, 3);
-            self.bits.write_bits(dod as u64, 17);
-        } else if (-(1 << 19) + 1..=(1 << 19)).contains(&dod) {
-            self.bits.write_bits(0b1110, 4);
-            self.bits.write_bits(dod as u64, 20);
-        } else {
-            self.bits.write_bits(0b1111, 4);
-            self.bits.write_bits(dod as u64, 64);
-        }
     }
 
     fn write_value(&mut self, v: f64) {
@@ -256,32 +291,6 @@ impl<'a> ChunkIter<'a> {
         }
     }
 
-    fn read_dod(&mut self) -> Option<i64> {
-        let mut prefix = 0;
-        while prefix < 4 && self.bits.read_bit()? {
-            prefix += 1;
-        }
-        let width = match prefix {
-            0 => return Some(0),
-            1 => 14,
-            2 => 17,
-            3 => 20,
-            _ => 64,
-        };
-        let raw = self.bits.read_bits(width)?;
-        if width == 64 {
-            return Some(raw as i64);
-        }
-        // Sign-extend; the encoder's ranges are (-2^(w-1), 2^(w-1)].
-        let half = 1i64 << (width - 1);
-        let value = raw as i64;
-        Some(if value > half {
-            value - (1 << width)
-        } else {
-            value
-        })
-    }
-
     fn read_value(&mut self) -> Option<()> {
         if !self.bits.read_bit()? {
             return Some(());
@@ -312,7 +321,7 @@ impl<'a> ChunkIter<'a> {
                 self.read_value()?;
             }
             _ => {
-                let dod = self.read_dod()?;
+                let dod = read_dod(&mut self.bits)?;
                 self.t_delta += dod;
                 self.t += self.t_delta;
                 self.read_value()?;

@@ -1,16 +1,22 @@
 //! The series index: series id → labels and `name=value` → postings (roaring
 //! bitmaps of series ids), in memory for queries and persisted in sled.
 //!
-//! sled trees: `series` (id u32 BE → encoded labels), `postings`
-//! (`name \0 value` → serialized bitmap, written in batches at checkpoints),
-//! `metadata` (metric family → encoded metadata) and `meta` (bookkeeping, e.g.
-//! `postings_upto`: series ids below it are in the persisted postings).
+//! sled trees: `symbols` (symbol id u32 BE → string: every label name and
+//! value is stored once), `series` (id u32 BE → varint symbol ids, name then
+//! value per label), `postings` (`name symbol BE ++ value symbol BE` →
+//! serialized bitmap, written in batches at checkpoints), `metadata` (metric
+//! family → encoded metadata) and `meta` (bookkeeping, e.g. `postings_upto`:
+//! series ids below it are in the persisted postings). Symbols keep the index
+//! small: label names and values repeat across series, and sled roughly
+//! doubles whatever it stores.
 //!
 //! **Invariant:** a series' labels reach sled before its id is handed out to
 //! a query; after a crash, WAL replay re-inserts any that sled had not flushed.
 
 use std::collections::HashMap;
 use std::path::Path;
+
+use parking_lot::Mutex;
 
 use roaring::RoaringBitmap;
 
@@ -21,6 +27,9 @@ const POSTINGS_UPTO: &[u8] = b"postings_upto";
 /// sled's page cache; the index is small next to the head, and sled's
 /// default (1 GiB) would dominate Oxeye's memory.
 const SLED_CACHE_BYTES: u64 = 64 << 20;
+/// sled allocates its log in segments of this size; its default (512 KiB)
+/// leaves a small index mostly empty space on disk.
+const SLED_SEGMENT_BYTES: usize = 64 << 10;
 
 /// `name → value → series ids`.
 #[derive(Debug, Default)]
@@ -82,6 +91,9 @@ impl MemPostings {
 
 pub struct SledIndex {
     db: sled::Db,
+    symbols: sled::Tree,
+    /// Every symbol written so far, to its id.
+    symbol_ids: Mutex<HashMap<String, u32>>,
     series: sled::Tree,
     postings: sled::Tree,
     metadata: sled::Tree,
@@ -102,8 +114,19 @@ impl SledIndex {
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)
             .mode(sled::Mode::LowSpace)
+            .segment_size(SLED_SEGMENT_BYTES)
             .open()?;
+        let symbols = db.open_tree("symbols")?;
+        let mut symbol_ids = HashMap::new();
+        for entry in symbols.iter() {
+            let (key, value) = entry?;
+            if let (Some(id), Ok(text)) = (key_to_id(&key), std::str::from_utf8(&value)) {
+                symbol_ids.insert(text.to_owned(), id);
+            }
+        }
         Ok(SledIndex {
+            symbols,
+            symbol_ids: Mutex::new(symbol_ids),
             series: db.open_tree("series")?,
             postings: db.open_tree("postings")?,
             metadata: db.open_tree("metadata")?,
@@ -113,11 +136,19 @@ impl SledIndex {
     }
 
     pub fn load(&self) -> sled::Result<LoadedIndex> {
+        let mut by_id: Vec<Option<String>> = Vec::new();
+        for (text, &id) in self.symbol_ids.lock().iter() {
+            let index = id as usize;
+            if by_id.len() <= index {
+                by_id.resize(index + 1, None);
+            }
+            by_id[index] = Some(text.clone());
+        }
         let mut series: Vec<Option<Labels>> = Vec::new();
         for entry in self.series.iter() {
             let (key, value) = entry?;
             let Some(id) = key_to_id(&key) else { continue };
-            let Some(labels) = Labels::decode(&mut Reader::new(&value)) else {
+            let Some(labels) = decode_series(&value, &by_id) else {
                 tracing::warn!(series = id, "skipping undecodable series in index");
                 continue;
             };
@@ -135,12 +166,14 @@ impl SledIndex {
         let mut postings = MemPostings::default();
         for entry in self.postings.iter() {
             let (key, value) = entry?;
-            let Some(split) = key.iter().position(|&b| b == 0) else {
-                continue;
+            let symbol = |bytes: &[u8]| {
+                key_to_id(bytes)
+                    .and_then(|id| by_id.get(id as usize))
+                    .and_then(Option::as_deref)
             };
-            let (Ok(name), Ok(value_text)) = (
-                std::str::from_utf8(&key[..split]),
-                std::str::from_utf8(&key[split + 1..]),
+            let (Some(name), Some(value_text)) = (
+                symbol(&key[..4.min(key.len())]),
+                symbol(key.get(4..).unwrap_or_default()),
             ) else {
                 continue;
             };
@@ -176,10 +209,25 @@ impl SledIndex {
     }
 
     pub fn insert_series(&self, id: u32, labels: &Labels) -> sled::Result<()> {
-        let mut value = Vec::with_capacity(64);
-        labels.encode(&mut value);
+        let mut value = Vec::with_capacity(32);
+        for label in labels.iter() {
+            put_uvarint(&mut value, u64::from(self.symbol(label.name)?));
+            put_uvarint(&mut value, u64::from(self.symbol(label.value)?));
+        }
         self.series.insert(id.to_be_bytes(), value)?;
         Ok(())
+    }
+
+    /// The id of a symbol, written to sled the first time it is seen.
+    fn symbol(&self, text: &str) -> sled::Result<u32> {
+        let mut ids = self.symbol_ids.lock();
+        if let Some(&id) = ids.get(text) {
+            return Ok(id);
+        }
+        let id = u32::try_from(ids.len()).expect("fewer than 2^32 symbols");
+        self.symbols.insert(id.to_be_bytes(), text.as_bytes())?;
+        ids.insert(text.to_owned(), id);
+        Ok(id)
     }
 
     pub fn insert_metadata(&self, metadata: &MetricMetadata) -> sled::Result<()> {
@@ -193,10 +241,9 @@ impl SledIndex {
         let mut batch = sled::Batch::default();
         for (name, values) in &postings.by_name {
             for (value, bitmap) in values {
-                let mut key = Vec::with_capacity(name.len() + value.len() + 1);
-                key.extend_from_slice(name.as_bytes());
-                key.push(0);
-                key.extend_from_slice(value.as_bytes());
+                let mut key = Vec::with_capacity(8);
+                key.extend_from_slice(&self.symbol(name)?.to_be_bytes());
+                key.extend_from_slice(&self.symbol(value)?.to_be_bytes());
                 let mut bytes = Vec::with_capacity(bitmap.serialized_size());
                 bitmap
                     .serialize_into(&mut bytes)
@@ -218,6 +265,17 @@ impl SledIndex {
     pub fn disk_bytes(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
     }
+}
+
+fn decode_series(bytes: &[u8], symbols: &[Option<String>]) -> Option<Labels> {
+    let mut reader = Reader::new(bytes);
+    let mut pairs = Vec::new();
+    while !reader.is_empty() {
+        let name = symbols.get(reader.uvarint()? as usize)?.as_deref()?;
+        let value = symbols.get(reader.uvarint()? as usize)?.as_deref()?;
+        pairs.push((name, value));
+    }
+    Some(Labels::from_pairs(pairs))
 }
 
 fn key_to_id(key: &[u8]) -> Option<u32> {

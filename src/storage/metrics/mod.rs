@@ -12,6 +12,7 @@
 //! ("frozen"), so data never disappears from view.
 
 pub mod block;
+pub mod block_chunk;
 pub mod chunk;
 pub mod head;
 pub mod index;
