@@ -48,11 +48,10 @@ fn main() {
                     "zone".into(),
                     format!("eu-west-1{}", ["a", "b", "c"][i % 3]),
                 ),
-                ("cluster".into(), "production-main".into()),
             ]
         })
         .collect();
-    // Time-major requests of 2000 samples, as Prometheus sends them.
+    // Time-major requests of 2000 samples, labels sorted, as Prometheus sends them.
     let mut bodies = Vec::new();
     let mut raw = Vec::new();
     let mut in_body = 0;

@@ -175,6 +175,25 @@ fn bad_requests_get_clear_errors_and_leave_data_alone() {
         metrics.contains("oxeye_samples_ingested_total{source=\"remote_write\"} 3"),
         "{metrics}"
     );
+    for needle in [
+        "oxeye_samples_rejected_total{source=\"remote_write\",reason=\"invalid\"} 2",
+        "oxeye_samples_rejected_total{source=\"remote_write\",reason=\"duplicate_timestamp\"} 1",
+        "oxeye_ingest_requests_total{source=\"remote_write\",outcome=\"bad_request\"} 2",
+        "oxeye_ingest_requests_total{source=\"remote_write\",outcome=\"ok\"} 1",
+        "oxeye_series_created_total 2",
+        "oxeye_series 2",
+        "oxeye_head_series 2",
+        "oxeye_wal_fsync_duration_seconds_count",
+        "oxeye_wal_written_bytes_total",
+        "oxeye_blocks 0",
+        "oxeye_http_request_duration_seconds_count{handler=\"/api/v1/write\",code=\"204\"} 1",
+        "oxeye_http_request_duration_seconds_count{handler=\"/api/v1/write\",code=\"413\"} 1",
+    ] {
+        assert!(
+            metrics.contains(needle),
+            "{needle} missing from:\n{metrics}"
+        );
+    }
 }
 
 #[test]
