@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod model;
+pub mod query;
 pub mod selfmon;
 pub mod storage;
 

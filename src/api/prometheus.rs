@@ -61,18 +61,7 @@ fn success(data: Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
-/// Prometheus' float formatting in JSON strings.
-pub fn format_value(value: f64) -> String {
-    if value.is_nan() {
-        "NaN".into()
-    } else if value == f64::INFINITY {
-        "+Inf".into()
-    } else if value == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{value}")
-    }
-}
+pub use crate::query::format_value;
 
 async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,

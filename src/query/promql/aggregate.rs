@@ -1,0 +1,211 @@
+//! Aggregation operators (`sum`, `topk`, `quantile`, `count_values`, …),
+//! evaluated step by step within each group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use super::eval::Evaluator;
+use super::functions::{fold_max, fold_min, kahan_sum, mean, quantile, variance};
+use super::value::{effective_labels, SeriesBuilder, StepSeries, Value};
+use super::EvalError;
+use crate::model::{Labels, METRIC_NAME};
+
+/// The labels that identify a series' group.
+fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::default(),
+        Some(LabelModifier::Include(names)) => Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| names.labels.iter().any(|n| n == l.name))
+                .map(|l| (l.name, l.value)),
+        ),
+        Some(LabelModifier::Exclude(names)) => Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| l.name != METRIC_NAME && !names.labels.iter().any(|n| n == l.name))
+                .map(|l| (l.name, l.value)),
+        ),
+    }
+}
+
+pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
+    let op = agg.op.to_string();
+    let n = ev.n();
+    let param = match &agg.param {
+        Some(p) => Some(ev.eval(p)?),
+        None => None,
+    };
+    let series = ev.vector(&agg.expr)?;
+    // Group membership is fixed per series; labels are as the series shows them.
+    let mut groups: Vec<(Arc<Labels>, Vec<usize>)> = Vec::new();
+    let mut group_index: HashMap<Labels, usize> = HashMap::new();
+    let effective: Vec<Arc<Labels>> = series.iter().map(effective_labels).collect();
+    for (i, labels) in effective.iter().enumerate() {
+        let key = group_labels(labels, &agg.modifier);
+        let index = *group_index.entry(key.clone()).or_insert_with(|| {
+            groups.push((Arc::new(key), Vec::new()));
+            groups.len() - 1
+        });
+        groups[index].1.push(i);
+    }
+    let scalar_param = |what: &str| -> Result<Vec<f64>, EvalError> {
+        match &param {
+            Some(Value::Scalar(values)) => Ok(values.clone()),
+            _ => Err(EvalError::BadData(format!("expected scalar parameter for {what}"))),
+        }
+    };
+    match op.as_str() {
+        "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" | "quantile" => {
+            let q = if op == "quantile" { Some(scalar_param("quantile")?) } else { None };
+            let mut out = Vec::with_capacity(groups.len());
+            for (labels, members) in &groups {
+                let values: Vec<Option<f64>> = (0..n)
+                    .map(|i| {
+                        let present = members.iter().filter_map(|&m| series[m].values[i]);
+                        let count = present.clone().count();
+                        if count == 0 {
+                            return None;
+                        }
+                        Some(match op.as_str() {
+                            "sum" => kahan_sum(present),
+                            "avg" => mean(present),
+                            "count" => count as f64,
+                            "group" => 1.0,
+                            "min" => fold_min(present),
+                            "max" => fold_max(present),
+                            "stddev" => variance(present).sqrt(),
+                            "stdvar" => variance(present),
+                            _ => quantile(q.as_ref().expect("quantile param")[i], present.collect()),
+                        })
+                    })
+                    .collect();
+                out.push(StepSeries {
+                    labels: labels.clone(),
+                    values,
+                    drop_name: false,
+                });
+            }
+            Ok(Value::Vector(out))
+        }
+        "topk" | "bottomk" | "limitk" | "limit_ratio" => {
+            let k = scalar_param(&op)?;
+            let mut out: Vec<StepSeries> = series
+                .iter()
+                .map(|s| StepSeries {
+                    labels: s.labels.clone(),
+                    values: vec![None; n],
+                    drop_name: s.drop_name,
+                })
+                .collect();
+            for (_, members) in &groups {
+                for i in 0..n {
+                    let mut present: Vec<(usize, f64)> =
+                        members.iter().filter_map(|&m| series[m].values[i].map(|v| (m, v))).collect();
+                    let chosen: Vec<usize> = match op.as_str() {
+                        "topk" | "bottomk" => {
+                            let k = k[i];
+                            if k.is_nan() {
+                                return Err(EvalError::Execution(format!("Parameter value is NaN for {op}")));
+                            }
+                            let k = if k >= present.len() as f64 { present.len() } else { k.max(0.0) as usize };
+                            let top = op == "topk";
+                            present.sort_by(|a, b| {
+                                let order = match (a.1.is_nan(), b.1.is_nan()) {
+                                    (true, true) => std::cmp::Ordering::Equal,
+                                    (true, false) => std::cmp::Ordering::Greater,
+                                    (false, true) => std::cmp::Ordering::Less,
+                                    _ if top => b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal),
+                                    _ => a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal),
+                                };
+                                order
+                            });
+                            present.iter().take(k).map(|(m, _)| *m).collect()
+                        }
+                        "limitk" => {
+                            let k = k[i];
+                            if k.is_nan() {
+                                return Err(EvalError::Execution(format!("Parameter value is NaN for {op}")));
+                            }
+                            let k = if k >= present.len() as f64 { present.len() } else { k.max(0.0) as usize };
+                            present.sort_by_key(|(m, _)| effective[*m].hash());
+                            present.iter().take(k).map(|(m, _)| *m).collect()
+                        }
+                        _ => {
+                            let ratio = k[i];
+                            if ratio.is_nan() {
+                                return Err(EvalError::Execution(format!("Ratio value is NaN for {op}")));
+                            }
+                            let ratio = ratio.clamp(-1.0, 1.0);
+                            present
+                                .iter()
+                                .filter(|(m, _)| {
+                                    let point = effective[*m].hash() as f64 / u64::MAX as f64;
+                                    if ratio >= 0.0 {
+                                        point < ratio
+                                    } else {
+                                        point >= 1.0 + ratio
+                                    }
+                                })
+                                .map(|(m, _)| *m)
+                                .collect()
+                        }
+                    };
+                    for m in chosen {
+                        out[m].values[i] = series[m].values[i];
+                    }
+                }
+            }
+            out.retain(|s| s.values.iter().any(Option::is_some));
+            if n == 1 && (op == "topk" || op == "bottomk") {
+                // Instant results come back in rank order within each group.
+                let top = op == "topk";
+                out.sort_by(|a, b| {
+                    let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                    match (x.is_nan(), y.is_nan()) {
+                        (true, true) => std::cmp::Ordering::Equal,
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ if top => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                    }
+                });
+            }
+            Ok(Value::Vector(out))
+        }
+        "count_values" => {
+            let label = match &param {
+                Some(Value::String(s)) => s.clone(),
+                _ => return Err(EvalError::BadData("expected string parameter for count_values".into())),
+            };
+            if !crate::model::is_valid_label_name(&label) {
+                return Err(EvalError::Execution(format!("invalid label name {label:?}")));
+            }
+            let mut builder = SeriesBuilder::new(n);
+            for (labels, members) in &groups {
+                for i in 0..n {
+                    let mut counts: Vec<(String, f64)> = Vec::new();
+                    for &m in members {
+                        if let Some(v) = series[m].values[i] {
+                            let text = super::super::format_value(v);
+                            match counts.iter_mut().find(|(t, _)| *t == text) {
+                                Some(entry) => entry.1 += 1.0,
+                                None => counts.push((text, 1.0)),
+                            }
+                        }
+                    }
+                    for (text, count) in counts {
+                        let mut pairs: Vec<(String, String)> =
+                            labels.pairs().iter().filter(|(n, _)| *n != label).cloned().collect();
+                        pairs.push((label.clone(), text));
+                        builder.push(Arc::new(Labels::from_pairs(pairs)), i, count, false)?;
+                    }
+                }
+            }
+            Ok(Value::Vector(builder.finish()))
+        }
+        other => Err(EvalError::BadData(format!("aggregation {other:?} is not supported"))),
+    }
+}

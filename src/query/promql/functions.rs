@@ -1,0 +1,927 @@
+//! PromQL functions, with Prometheus' algorithms (extrapolated rates, Kahan
+//! sums, linear regression, bucket quantiles).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use promql_parser::parser::{Call, Expr};
+
+use super::eval::{Evaluator, RangeInput};
+use super::value::{effective_labels, SeriesBuilder, StepSeries, Value};
+use super::EvalError;
+use crate::model::{is_valid_label_name, Labels, Sample, METRIC_NAME};
+
+pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
+    let name = call.func.name;
+    let args: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
+    let n = ev.n();
+    match name {
+        "time" => Ok(Value::Scalar(ev.steps.iter().map(|t| *t as f64 / 1000.0).collect())),
+        "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; n])),
+        "vector" => {
+            let values = ev.scalar(args[0])?;
+            Ok(Value::Vector(vec![StepSeries {
+                labels: Arc::new(Labels::default()),
+                values: values.into_iter().map(Some).collect(),
+                drop_name: false,
+            }]))
+        }
+        "scalar" => {
+            let series = ev.vector(args[0])?;
+            Ok(Value::Scalar(
+                (0..n)
+                    .map(|i| {
+                        let mut present = series.iter().filter_map(|s| s.values[i]);
+                        match (present.next(), present.next()) {
+                            (Some(v), None) => v,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "sin" | "cos"
+        | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh" | "acosh" | "atanh"
+        | "deg" | "rad" => {
+            let f: fn(f64) -> f64 = match name {
+                "abs" => f64::abs,
+                "ceil" => f64::ceil,
+                "floor" => f64::floor,
+                "exp" => f64::exp,
+                "sqrt" => f64::sqrt,
+                "ln" => f64::ln,
+                "log2" => f64::log2,
+                "log10" => f64::log10,
+                "sgn" => |v: f64| {
+                    if v > 0.0 {
+                        1.0
+                    } else if v < 0.0 {
+                        -1.0
+                    } else {
+                        v
+                    }
+                },
+                "sin" => f64::sin,
+                "cos" => f64::cos,
+                "tan" => f64::tan,
+                "asin" => f64::asin,
+                "acos" => f64::acos,
+                "atan" => f64::atan,
+                "sinh" => f64::sinh,
+                "cosh" => f64::cosh,
+                "tanh" => f64::tanh,
+                "asinh" => f64::asinh,
+                "acosh" => f64::acosh,
+                "atanh" => f64::atanh,
+                "deg" => f64::to_degrees,
+                _ => f64::to_radians,
+            };
+            map_values(ev.vector(args[0])?, |v, _| Some(f(v)), true)
+        }
+        "round" => {
+            let to_nearest = match args.get(1) {
+                Some(arg) => ev.scalar(arg)?,
+                None => vec![1.0; n],
+            };
+            map_values(
+                ev.vector(args[0])?,
+                |v, i| {
+                    let inverse = 1.0 / to_nearest[i];
+                    Some((v * inverse + 0.5).floor() / inverse)
+                },
+                true,
+            )
+        }
+        "clamp" => {
+            let lo = ev.scalar(args[1])?;
+            let hi = ev.scalar(args[2])?;
+            let series = ev.vector(args[0])?;
+            map_values(
+                series,
+                |v, i| (lo[i] <= hi[i]).then(|| clamp(v, lo[i], hi[i])),
+                true,
+            )
+        }
+        "clamp_min" => {
+            let lo = ev.scalar(args[1])?;
+            map_values(ev.vector(args[0])?, |v, i| Some(if v < lo[i] || lo[i].is_nan() { lo[i] } else { v }), true)
+        }
+        "clamp_max" => {
+            let hi = ev.scalar(args[1])?;
+            map_values(ev.vector(args[0])?, |v, i| Some(if v > hi[i] || hi[i].is_nan() { hi[i] } else { v }), true)
+        }
+        "timestamp" => {
+            let inner = strip_parens(args[0]);
+            if let Expr::VectorSelector(selector) = inner {
+                Ok(Value::Vector(ev.selector_sample_times(selector)?))
+            } else {
+                let series = ev.vector(args[0])?;
+                map_values(series, |_, i| Some(ev.steps[i] as f64 / 1000.0), true)
+            }
+        }
+        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month" | "month"
+        | "year" => {
+            let series = match args.first() {
+                Some(arg) => ev.vector(arg)?,
+                None => vec![StepSeries {
+                    labels: Arc::new(Labels::default()),
+                    values: ev.steps.iter().map(|t| Some(*t as f64 / 1000.0)).collect(),
+                    drop_name: false,
+                }],
+            };
+            let part = name;
+            map_values(series, |v, _| date_part(part, v), true)
+        }
+        "sort" | "sort_desc" => {
+            let mut series = ev.vector(args[0])?;
+            if n == 1 {
+                let desc = name == "sort_desc";
+                series.sort_by(|a, b| {
+                    let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                    let order = if desc { cmp_nan_last(y, x, true) } else { cmp_nan_last(x, y, false) };
+                    order
+                });
+            }
+            Ok(Value::Vector(series))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut series = ev.vector(args[0])?;
+            let mut names = Vec::new();
+            for arg in &args[1..] {
+                names.push(string_arg(ev, arg)?);
+            }
+            let desc = name == "sort_by_label_desc";
+            series.sort_by(|a, b| {
+                let (la, lb) = (effective_labels(a), effective_labels(b));
+                let mut order = std::cmp::Ordering::Equal;
+                for name in &names {
+                    order = natural_cmp(la.get(name).unwrap_or(""), lb.get(name).unwrap_or(""));
+                    if order != std::cmp::Ordering::Equal {
+                        break;
+                    }
+                }
+                if order == std::cmp::Ordering::Equal {
+                    order = la.cmp(&lb);
+                }
+                if desc {
+                    order.reverse()
+                } else {
+                    order
+                }
+            });
+            Ok(Value::Vector(series))
+        }
+        "label_replace" => {
+            let series = ev.vector(args[0])?;
+            let dst = string_arg(ev, args[1])?;
+            let replacement = string_arg(ev, args[2])?;
+            let src = string_arg(ev, args[3])?;
+            let pattern = string_arg(ev, args[4])?;
+            let regex = regex::Regex::new(&format!("^(?s:{pattern})$"))
+                .map_err(|e| EvalError::BadData(format!("invalid regular expression in label_replace(): {pattern}: {e}")))?;
+            if !is_valid_label_name(&dst) {
+                return Err(EvalError::BadData(format!("invalid destination label name in label_replace(): {dst}")));
+            }
+            relabel(series, n, |labels| {
+                let value = labels.get(&src).unwrap_or("");
+                let Some(captures) = regex.captures(value) else {
+                    return None;
+                };
+                let mut out = String::new();
+                captures.expand(&go_template(&replacement), &mut out);
+                Some(set_label(labels, &dst, &out))
+            })
+        }
+        "label_join" => {
+            let series = ev.vector(args[0])?;
+            let dst = string_arg(ev, args[1])?;
+            let sep = string_arg(ev, args[2])?;
+            let mut srcs = Vec::new();
+            for arg in &args[3..] {
+                srcs.push(string_arg(ev, arg)?);
+            }
+            if !is_valid_label_name(&dst) {
+                return Err(EvalError::BadData(format!("invalid destination label name in label_join(): {dst}")));
+            }
+            relabel(series, n, |labels| {
+                let joined: Vec<&str> = srcs.iter().map(|s| labels.get(s).unwrap_or("")).collect();
+                Some(set_label(labels, &dst, &joined.join(&sep)))
+            })
+        }
+        "absent" => {
+            let series = ev.vector(args[0])?;
+            let labels = absent_labels(args[0]);
+            let values = (0..n)
+                .map(|i| (!series.iter().any(|s| s.values[i].is_some())).then_some(1.0))
+                .collect();
+            let series = StepSeries {
+                labels: Arc::new(labels),
+                values,
+                drop_name: false,
+            };
+            Ok(Value::Vector(if series.values.iter().any(Option::is_some) { vec![series] } else { vec![] }))
+        }
+        "histogram_quantile" => histogram_quantile(ev, args[0], args[1]),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar"
+        | "histogram_fraction" => {
+            // Native histograms are not stored; float series yield nothing.
+            for arg in &args[..args.len() - 1] {
+                ev.eval(arg)?;
+            }
+            ev.vector(args[args.len() - 1])?;
+            Ok(Value::Vector(Vec::new()))
+        }
+        "rate" | "increase" | "delta" => {
+            let input = ev.range_input(args[0])?;
+            let (counter, rate) = (name != "delta", name == "rate");
+            over_time(ev, &input, true, |w, i| extrapolated_rate(w, &input, i, counter, rate))
+        }
+        "irate" | "idelta" => {
+            let input = ev.range_input(args[0])?;
+            let rate = name == "irate";
+            over_time(ev, &input, true, |w, _| instant_value(w, rate))
+        }
+        "deriv" => {
+            let input = ev.range_input(args[0])?;
+            over_time(ev, &input, true, |w, _| {
+                (w.len() >= 2).then(|| linear_regression(w, w[0].t).0)
+            })
+        }
+        "predict_linear" => {
+            let input = ev.range_input(args[0])?;
+            let duration = ev.scalar(args[1])?;
+            over_time(ev, &input, true, |w, i| {
+                (w.len() >= 2).then(|| {
+                    let (slope, intercept) = linear_regression(w, ev.steps[i]);
+                    intercept + slope * duration[i]
+                })
+            })
+        }
+        "double_exponential_smoothing" | "holt_winters" => {
+            let input = ev.range_input(args[0])?;
+            let sf = ev.scalar(args[1])?;
+            let tf = ev.scalar(args[2])?;
+            for i in 0..n {
+                if sf[i] <= 0.0 || sf[i] >= 1.0 {
+                    return Err(EvalError::BadData(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", sf[i])));
+                }
+                if tf[i] <= 0.0 || tf[i] >= 1.0 {
+                    return Err(EvalError::BadData(format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", tf[i])));
+                }
+            }
+            over_time(ev, &input, true, |w, i| holt_winters(w, sf[i], tf[i]))
+        }
+        "changes" | "resets" => {
+            let input = ev.range_input(args[0])?;
+            let resets = name == "resets";
+            over_time(ev, &input, true, |w, _| {
+                if w.is_empty() {
+                    return None;
+                }
+                let count = w
+                    .windows(2)
+                    .filter(|p| {
+                        if resets {
+                            p[1].v < p[0].v
+                        } else {
+                            p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan())
+                        }
+                    })
+                    .count();
+                Some(count as f64)
+            })
+        }
+        "avg_over_time" | "sum_over_time" | "count_over_time" | "min_over_time" | "max_over_time"
+        | "stddev_over_time" | "stdvar_over_time" | "last_over_time" | "first_over_time"
+        | "present_over_time" | "mad_over_time" | "ts_of_min_over_time" | "ts_of_max_over_time"
+        | "ts_of_last_over_time" | "ts_of_first_over_time" => {
+            let input = ev.range_input(args[0])?;
+            let keep_name = matches!(name, "last_over_time" | "first_over_time");
+            over_time(ev, &input, !keep_name, |w, _| {
+                if w.is_empty() {
+                    return None;
+                }
+                Some(match name {
+                    "avg_over_time" => mean(w.iter().map(|s| s.v)),
+                    "sum_over_time" => kahan_sum(w.iter().map(|s| s.v)),
+                    "count_over_time" => w.len() as f64,
+                    "min_over_time" => fold_min(w.iter().map(|s| s.v)),
+                    "max_over_time" => fold_max(w.iter().map(|s| s.v)),
+                    "stddev_over_time" => variance(w.iter().map(|s| s.v)).sqrt(),
+                    "stdvar_over_time" => variance(w.iter().map(|s| s.v)),
+                    "last_over_time" => w[w.len() - 1].v,
+                    "first_over_time" => w[0].v,
+                    "present_over_time" => 1.0,
+                    "ts_of_last_over_time" => w[w.len() - 1].t as f64 / 1000.0,
+                    "ts_of_first_over_time" => w[0].t as f64 / 1000.0,
+                    "ts_of_min_over_time" => ts_of_extreme(w, |a, b| a < b),
+                    "ts_of_max_over_time" => ts_of_extreme(w, |a, b| a > b),
+                    _ => {
+                        let values: Vec<f64> = w.iter().map(|s| s.v).collect();
+                        let median = quantile(0.5, values.clone());
+                        quantile(0.5, values.iter().map(|v| (v - median).abs()).collect())
+                    }
+                })
+            })
+        }
+        "quantile_over_time" => {
+            let q = ev.scalar(args[0])?;
+            let input = ev.range_input(args[1])?;
+            over_time(ev, &input, true, |w, i| {
+                (!w.is_empty()).then(|| quantile(q[i], w.iter().map(|s| s.v).collect()))
+            })
+        }
+        "absent_over_time" => {
+            let input = ev.range_input(args[0])?;
+            let labels = absent_labels(args[0]);
+            let values: Vec<Option<f64>> = (0..n)
+                .map(|i| (!input.series.iter().any(|s| !input.window(s, i).is_empty())).then_some(1.0))
+                .collect();
+            let series = StepSeries {
+                labels: Arc::new(labels),
+                values,
+                drop_name: false,
+            };
+            Ok(Value::Vector(if series.values.iter().any(Option::is_some) { vec![series] } else { vec![] }))
+        }
+        other => Err(EvalError::BadData(format!("function {other:?} is not supported"))),
+    }
+}
+
+fn strip_parens(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Paren(p) => strip_parens(&p.expr),
+        other => other,
+    }
+}
+
+fn string_arg(ev: &Evaluator, expr: &Expr) -> Result<String, EvalError> {
+    match ev.eval(expr)? {
+        Value::String(s) => Ok(s),
+        other => Err(EvalError::BadData(format!("expected type string, got {}", other.type_name()))),
+    }
+}
+
+fn clamp(v: f64, lo: f64, hi: f64) -> f64 {
+    if v.is_nan() {
+        return v;
+    }
+    v.max(lo).min(hi)
+}
+
+/// Apply `f` to every present value; series keep their labels.
+fn map_values(
+    series: Vec<StepSeries>,
+    f: impl Fn(f64, usize) -> Option<f64>,
+    drop_name: bool,
+) -> Result<Value, EvalError> {
+    Ok(Value::Vector(
+        series
+            .into_iter()
+            .map(|mut s| {
+                for (i, slot) in s.values.iter_mut().enumerate() {
+                    *slot = slot.and_then(|v| f(v, i));
+                }
+                s.drop_name |= drop_name;
+                s
+            })
+            .filter(|s| s.values.iter().any(Option::is_some))
+            .collect(),
+    ))
+}
+
+/// Apply a function to each series' window at each step.
+fn over_time(
+    ev: &Evaluator,
+    input: &RangeInput,
+    drop_name: bool,
+    f: impl Fn(&[Sample], usize) -> Option<f64>,
+) -> Result<Value, EvalError> {
+    let mut out = Vec::with_capacity(input.series.len());
+    for series in &input.series {
+        let values: Vec<Option<f64>> = (0..ev.n())
+            .map(|i| {
+                let window = input.window(series, i);
+                if window.is_empty() {
+                    None
+                } else {
+                    f(window, i)
+                }
+            })
+            .collect();
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries {
+                labels: series.labels.clone(),
+                values,
+                drop_name,
+            });
+        }
+    }
+    ev.check_deadline("range function")?;
+    Ok(Value::Vector(out))
+}
+
+/// Re-label series (label_replace/label_join): `f` returns the new labels.
+fn relabel(series: Vec<StepSeries>, steps: usize, f: impl Fn(&Labels) -> Option<Labels>) -> Result<Value, EvalError> {
+    let mut builder = SeriesBuilder::new(steps);
+    for s in series {
+        let current = effective_labels(&s);
+        let labels = Arc::new(f(&current).unwrap_or_else(|| (*current).clone()));
+        let drop_name = s.drop_name && labels.metric_name().is_none();
+        for (i, v) in s.values.iter().enumerate() {
+            if let Some(v) = v {
+                builder.push(labels.clone(), i, *v, drop_name)?;
+            }
+        }
+    }
+    Ok(Value::Vector(builder.finish()))
+}
+
+fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
+    let mut pairs: Vec<(String, String)> = labels.pairs().iter().filter(|(n, _)| n != name).cloned().collect();
+    if !value.is_empty() {
+        pairs.push((name.to_owned(), value.to_owned()));
+    }
+    Labels::from_pairs(pairs)
+}
+
+/// Go's `$1`/`${name}` template syntax maps onto the regex crate's, except
+/// that Go takes the longest name after `$` (`$1x` is group "1x").
+fn go_template(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            Some('$') => {
+                chars.next();
+                out.push_str("$$");
+            }
+            Some('{') => out.push('$'),
+            Some(c) if c.is_alphanumeric() || *c == '_' => {
+                let mut name = String::new();
+                while let Some(c) = chars.peek() {
+                    if c.is_alphanumeric() || *c == '_' {
+                        name.push(*c);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                out.push_str("${");
+                out.push_str(&name);
+                out.push('}');
+            }
+            _ => out.push_str("$$"),
+        }
+    }
+    out
+}
+
+/// Labels of `absent()`'s output: the equality matchers of a plain selector.
+fn absent_labels(expr: &Expr) -> Labels {
+    let selector = match strip_parens(expr) {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        _ => None,
+    };
+    let Some(selector) = selector else {
+        return Labels::default();
+    };
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for m in &selector.matchers.matchers {
+        *seen.entry(m.name.clone()).or_default() += 1;
+    }
+    for m in &selector.matchers.matchers {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal) && m.name != METRIC_NAME && seen[&m.name] == 1 {
+            pairs.push((m.name.clone(), m.value.clone()));
+        }
+    }
+    Labels::from_pairs(pairs)
+}
+
+fn date_part(part: &str, seconds: f64) -> Option<f64> {
+    if !seconds.is_finite() {
+        return Some(f64::NAN);
+    }
+    let secs = seconds.floor() as i64;
+    let days = secs.div_euclid(86_400);
+    let second_of_day = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    Some(match part {
+        "minute" => ((second_of_day / 60) % 60) as f64,
+        "hour" => (second_of_day / 3600) as f64,
+        "day_of_week" => (days + 4).rem_euclid(7) as f64,
+        "day_of_month" => day as f64,
+        "day_of_year" => (month_days[..(month - 1) as usize].iter().sum::<i64>() + day) as f64,
+        "days_in_month" => month_days[(month - 1) as usize] as f64,
+        "month" => month as f64,
+        _ => year as f64,
+    })
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// NaN sorts last in ascending and in descending order.
+fn cmp_nan_last(a: f64, b: f64, _desc: bool) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// Natural ordering of label values (digit runs compare as numbers).
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (mut x, mut y) = (a.chars().peekable(), b.chars().peekable());
+    loop {
+        match (x.peek().copied(), y.peek().copied()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let mut p = String::new();
+                while let Some(c) = x.peek().copied().filter(char::is_ascii_digit) {
+                    p.push(c);
+                    x.next();
+                }
+                let mut q = String::new();
+                while let Some(d) = y.peek().copied().filter(char::is_ascii_digit) {
+                    q.push(d);
+                    y.next();
+                }
+                let (pt, qt) = (p.trim_start_matches('0'), q.trim_start_matches('0'));
+                let order = pt.len().cmp(&qt.len()).then_with(|| pt.cmp(qt));
+                if order != std::cmp::Ordering::Equal {
+                    return order;
+                }
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(&d);
+                }
+                x.next();
+                y.next();
+            }
+        }
+    }
+}
+
+pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+pub fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut c) = (0.0, 0.0);
+    for v in values {
+        (sum, c) = kahan_sum_inc(v, sum, c);
+    }
+    if sum.is_infinite() {
+        sum
+    } else {
+        sum + c
+    }
+}
+
+/// Mean as Prometheus computes it: a Kahan sum, or an incremental mean once
+/// the sum would overflow.
+pub fn mean(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let (mut sum, mut c, mut count) = (0.0, 0.0, 0.0);
+    let mut incremental = false;
+    let (mut m, mut mc) = (0.0, 0.0);
+    for v in values {
+        count += 1.0;
+        if !incremental {
+            let (new_sum, new_c) = kahan_sum_inc(v, sum, c);
+            if !new_sum.is_infinite() || v.is_infinite() {
+                sum = new_sum;
+                c = new_c;
+                continue;
+            }
+            incremental = true;
+            m = sum / (count - 1.0);
+            mc = c / (count - 1.0);
+        }
+        if m.is_infinite() {
+            if v.is_infinite() && (m > 0.0) != (v > 0.0) {
+                m = f64::NAN;
+            }
+            continue;
+        }
+        let q = (count - 1.0) / count;
+        (m, mc) = kahan_sum_inc(v / count, q * m, q * mc);
+    }
+    if incremental {
+        m + mc
+    } else if sum.is_infinite() {
+        sum / count
+    } else {
+        (sum + c) / count
+    }
+}
+
+/// Population variance (Welford with Kahan compensation).
+pub fn variance(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for v in values {
+        count += 1.0;
+        let delta = v - (mean + c_mean);
+        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_sum_inc(delta * (v - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+pub fn fold_min(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::NAN, |min, v| if v < min || min.is_nan() { v } else { min })
+}
+
+pub fn fold_max(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::NAN, |max, v| if v > max || max.is_nan() { v } else { max })
+}
+
+fn ts_of_extreme(w: &[Sample], better: impl Fn(f64, f64) -> bool) -> f64 {
+    let mut best = w[0];
+    for s in &w[1..] {
+        if better(s.v, best.v) || best.v.is_nan() {
+            best = *s;
+        }
+    }
+    best.t as f64 / 1000.0
+}
+
+/// Prometheus' quantile: linear interpolation between closest ranks.
+pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn extrapolated_rate(w: &[Sample], input: &RangeInput, i: usize, counter: bool, rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let range_end = input.ends[i];
+    let range_start = range_end - input.range;
+    let first = w[0];
+    let last = w[w.len() - 1];
+    let mut result = last.v - first.v;
+    if counter {
+        let mut previous = 0.0;
+        for s in w {
+            if s.v < previous {
+                result += previous;
+            }
+            previous = s.v;
+        }
+    }
+    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut duration_to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let average = sampled / (w.len() - 1) as f64;
+    let threshold = average * 1.1;
+    if duration_to_start >= threshold {
+        duration_to_start = average / 2.0;
+    }
+    if counter && result > 0.0 && first.v >= 0.0 {
+        let duration_to_zero = sampled * (first.v / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    if duration_to_end >= threshold {
+        duration_to_end = average / 2.0;
+    }
+    let mut factor = (sampled + duration_to_start + duration_to_end) / sampled;
+    if rate {
+        factor /= input.range as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_value(w: &[Sample], rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let last = w[w.len() - 1];
+    let previous = w[w.len() - 2];
+    let mut value = if rate && last.v < previous.v { last.v } else { last.v - previous.v };
+    let interval = last.t - previous.t;
+    if interval == 0 {
+        return None;
+    }
+    if rate {
+        value /= interval as f64 / 1000.0;
+    }
+    Some(value)
+}
+
+/// Least-squares slope (per second) and intercept at `intercept_time`.
+pub fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+    let init_y = samples[0].v;
+    let mut const_y = true;
+    for (i, s) in samples.iter().enumerate() {
+        if const_y && i > 0 && s.v != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let x = (s.t - intercept_time) as f64 / 1000.0;
+        (sum_x, c_x) = kahan_sum_inc(x, sum_x, c_x);
+        (sum_y, c_y) = kahan_sum_inc(s.v, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_sum_inc(x * s.v, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_sum_inc(x * x, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    sum_x += c_x;
+    sum_y += c_y;
+    sum_xy += c_xy;
+    sum_x2 += c_x2;
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, w[0].v);
+    let mut b = w[1].v - w[0].v;
+    for (i, sample) in w.iter().enumerate().skip(1) {
+        let x = sf * sample.v;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
+/// histogram_quantile over classic `le` buckets.
+fn histogram_quantile(ev: &Evaluator, q_expr: &Expr, v_expr: &Expr) -> Result<Value, EvalError> {
+    let q = ev.scalar(q_expr)?;
+    let series = ev.vector(v_expr)?;
+    let n = ev.n();
+    // Group by labels without `le` (and without the name).
+    let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
+    for s in &series {
+        let labels = effective_labels(s);
+        let Some(le) = labels.get("le") else { continue };
+        let Ok(bound) = parse_le(le) else { continue };
+        let key = labels.without(&["le", METRIC_NAME]);
+        groups.entry(key).or_default().push((bound, s));
+    }
+    let mut out = Vec::new();
+    for (labels, buckets) in groups {
+        let values: Vec<Option<f64>> = (0..n)
+            .map(|i| {
+                let mut present: Vec<(f64, f64)> = buckets
+                    .iter()
+                    .filter_map(|(bound, s)| s.values[i].map(|count| (*bound, count)))
+                    .collect();
+                if present.is_empty() {
+                    return None;
+                }
+                Some(bucket_quantile(q[i], &mut present))
+            })
+            .collect();
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries {
+                labels: Arc::new(labels),
+                values,
+                drop_name: false,
+            });
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+fn parse_le(text: &str) -> Result<f64, ()> {
+    match text.trim() {
+        "+Inf" | "Inf" | "+inf" | "inf" => Ok(f64::INFINITY),
+        "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
+        other => other.parse().map_err(|_| ()),
+    }
+}
+
+/// Prometheus' `BucketQuantile` for classic buckets `(upper bound, count)`.
+pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !buckets.last().is_some_and(|b| b.0 == f64::INFINITY) {
+        return f64::NAN;
+    }
+    // Coalesce buckets with the same bound.
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(bound, count) in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == bound => last.1 += count,
+            _ => merged.push((bound, count)),
+        }
+    }
+    // Force monotonic counts, ignoring tiny floating-point deltas.
+    let mut max = f64::NEG_INFINITY;
+    for i in 0..merged.len() {
+        let count = merged[i].1;
+        if count >= max {
+            max = count;
+        } else {
+            merged[i].1 = max;
+        }
+        if i > 0 {
+            let previous = merged[i - 1].1;
+            if (merged[i].1 - previous).abs() <= 1e-12 * previous.abs() {
+                merged[i].1 = previous;
+            }
+        }
+    }
+    if merged.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = merged[merged.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    let b = merged[..merged.len() - 1]
+        .iter()
+        .position(|bucket| bucket.1 >= rank)
+        .unwrap_or(merged.len() - 1);
+    if b == merged.len() - 1 {
+        return merged[merged.len() - 2].0;
+    }
+    if b == 0 && merged[0].0 <= 0.0 {
+        return merged[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, merged[b].0, merged[b].1);
+    if b > 0 {
+        start = merged[b - 1].0;
+        count -= merged[b - 1].1;
+        rank -= merged[b - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
