@@ -54,12 +54,18 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
     let scalar_param = |what: &str| -> Result<Vec<f64>, EvalError> {
         match &param {
             Some(Value::Scalar(values)) => Ok(values.clone()),
-            _ => Err(EvalError::BadData(format!("expected scalar parameter for {what}"))),
+            _ => Err(EvalError::BadData(format!(
+                "expected scalar parameter for {what}"
+            ))),
         }
     };
     match op.as_str() {
         "sum" | "avg" | "count" | "group" | "min" | "max" | "stddev" | "stdvar" | "quantile" => {
-            let q = if op == "quantile" { Some(scalar_param("quantile")?) } else { None };
+            let q = if op == "quantile" {
+                Some(scalar_param("quantile")?)
+            } else {
+                None
+            };
             let mut out = Vec::with_capacity(groups.len());
             for (labels, members) in &groups {
                 let values: Vec<Option<f64>> = (0..n)
@@ -78,7 +84,9 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                             "max" => fold_max(present),
                             "stddev" => variance(present).sqrt(),
                             "stdvar" => variance(present),
-                            _ => quantile(q.as_ref().expect("quantile param")[i], present.collect()),
+                            _ => {
+                                quantile(q.as_ref().expect("quantile param")[i], present.collect())
+                            }
                         })
                     })
                     .collect();
@@ -102,22 +110,32 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                 .collect();
             for (_, members) in &groups {
                 for i in 0..n {
-                    let mut present: Vec<(usize, f64)> =
-                        members.iter().filter_map(|&m| series[m].values[i].map(|v| (m, v))).collect();
+                    let mut present: Vec<(usize, f64)> = members
+                        .iter()
+                        .filter_map(|&m| series[m].values[i].map(|v| (m, v)))
+                        .collect();
                     let chosen: Vec<usize> = match op.as_str() {
                         "topk" | "bottomk" => {
                             let k = k[i];
                             if k.is_nan() {
-                                return Err(EvalError::Execution(format!("Parameter value is NaN for {op}")));
+                                return Err(EvalError::Execution(format!(
+                                    "Parameter value is NaN for {op}"
+                                )));
                             }
-                            let k = if k >= present.len() as f64 { present.len() } else { k.max(0.0) as usize };
+                            let k = if k >= present.len() as f64 {
+                                present.len()
+                            } else {
+                                k.max(0.0) as usize
+                            };
                             let top = op == "topk";
                             present.sort_by(|a, b| {
                                 let order = match (a.1.is_nan(), b.1.is_nan()) {
                                     (true, true) => std::cmp::Ordering::Equal,
                                     (true, false) => std::cmp::Ordering::Greater,
                                     (false, true) => std::cmp::Ordering::Less,
-                                    _ if top => b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal),
+                                    _ if top => {
+                                        b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
+                                    }
                                     _ => a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal),
                                 };
                                 order
@@ -127,16 +145,24 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                         "limitk" => {
                             let k = k[i];
                             if k.is_nan() {
-                                return Err(EvalError::Execution(format!("Parameter value is NaN for {op}")));
+                                return Err(EvalError::Execution(format!(
+                                    "Parameter value is NaN for {op}"
+                                )));
                             }
-                            let k = if k >= present.len() as f64 { present.len() } else { k.max(0.0) as usize };
+                            let k = if k >= present.len() as f64 {
+                                present.len()
+                            } else {
+                                k.max(0.0) as usize
+                            };
                             present.sort_by_key(|(m, _)| effective[*m].hash());
                             present.iter().take(k).map(|(m, _)| *m).collect()
                         }
                         _ => {
                             let ratio = k[i];
                             if ratio.is_nan() {
-                                return Err(EvalError::Execution(format!("Ratio value is NaN for {op}")));
+                                return Err(EvalError::Execution(format!(
+                                    "Ratio value is NaN for {op}"
+                                )));
                             }
                             let ratio = ratio.clamp(-1.0, 1.0);
                             present
@@ -163,7 +189,10 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                 // Instant results come back in rank order within each group.
                 let top = op == "topk";
                 out.sort_by(|a, b| {
-                    let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                    let (x, y) = (
+                        a.values[0].unwrap_or(f64::NAN),
+                        b.values[0].unwrap_or(f64::NAN),
+                    );
                     match (x.is_nan(), y.is_nan()) {
                         (true, true) => std::cmp::Ordering::Equal,
                         (true, false) => std::cmp::Ordering::Greater,
@@ -178,10 +207,16 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
         "count_values" => {
             let label = match &param {
                 Some(Value::String(s)) => s.clone(),
-                _ => return Err(EvalError::BadData("expected string parameter for count_values".into())),
+                _ => {
+                    return Err(EvalError::BadData(
+                        "expected string parameter for count_values".into(),
+                    ))
+                }
             };
             if !crate::model::is_valid_label_name(&label) {
-                return Err(EvalError::Execution(format!("invalid label name {label:?}")));
+                return Err(EvalError::Execution(format!(
+                    "invalid label name {label:?}"
+                )));
             }
             let mut builder = SeriesBuilder::new(n);
             for (labels, members) in &groups {
@@ -197,8 +232,12 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                         }
                     }
                     for (text, count) in counts {
-                        let mut pairs: Vec<(String, String)> =
-                            labels.pairs().iter().filter(|(n, _)| *n != label).cloned().collect();
+                        let mut pairs: Vec<(String, String)> = labels
+                            .pairs()
+                            .iter()
+                            .filter(|(n, _)| *n != label)
+                            .cloned()
+                            .collect();
                         pairs.push((label.clone(), text));
                         builder.push(Arc::new(Labels::from_pairs(pairs)), i, count, false)?;
                     }
@@ -206,6 +245,8 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
             }
             Ok(Value::Vector(builder.finish()))
         }
-        other => Err(EvalError::BadData(format!("aggregation {other:?} is not supported"))),
+        other => Err(EvalError::BadData(format!(
+            "aggregation {other:?} is not supported"
+        ))),
     }
 }

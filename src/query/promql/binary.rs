@@ -50,7 +50,11 @@ impl Op {
             "and" => Op::And,
             "or" => Op::Or,
             "unless" => Op::Unless,
-            other => return Err(EvalError::BadData(format!("unknown binary operator {other:?}"))),
+            other => {
+                return Err(EvalError::BadData(format!(
+                    "unknown binary operator {other:?}"
+                )))
+            }
         })
     }
 
@@ -195,8 +199,14 @@ fn set_op(
     modifier: &BinModifier,
 ) -> Result<Value, EvalError> {
     let n = ev.n();
-    let lsig: Vec<Labels> = lhs.iter().map(|s| signature(&effective_labels(s), &modifier.matching)).collect();
-    let rsig: Vec<Labels> = rhs.iter().map(|s| signature(&effective_labels(s), &modifier.matching)).collect();
+    let lsig: Vec<Labels> = lhs
+        .iter()
+        .map(|s| signature(&effective_labels(s), &modifier.matching))
+        .collect();
+    let rsig: Vec<Labels> = rhs
+        .iter()
+        .map(|s| signature(&effective_labels(s), &modifier.matching))
+        .collect();
     match op {
         Op::And | Op::Unless => {
             let out = lhs
@@ -264,15 +274,27 @@ fn vector_vector(
             .unwrap_or_default(),
     );
     if matches!(card, VectorMatchCardinality::ManyToMany) {
-        return Err(EvalError::BadData("many-to-many matching is only allowed for set operators".into()));
+        return Err(EvalError::BadData(
+            "many-to-many matching is only allowed for set operators".into(),
+        ));
     }
     // The "many" side is iterated; for group_right that is the right side.
     let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
-    let (many, one) = if one_to_many { (&rhs, &lhs) } else { (&lhs, &rhs) };
+    let (many, one) = if one_to_many {
+        (&rhs, &lhs)
+    } else {
+        (&lhs, &rhs)
+    };
     let many_labels: Vec<Arc<Labels>> = many.iter().map(effective_labels).collect();
     let one_labels: Vec<Arc<Labels>> = one.iter().map(effective_labels).collect();
-    let many_sig: Vec<Labels> = many_labels.iter().map(|l| signature(l, &modifier.matching)).collect();
-    let one_sig: Vec<Labels> = one_labels.iter().map(|l| signature(l, &modifier.matching)).collect();
+    let many_sig: Vec<Labels> = many_labels
+        .iter()
+        .map(|l| signature(l, &modifier.matching))
+        .collect();
+    let one_sig: Vec<Labels> = one_labels
+        .iter()
+        .map(|l| signature(l, &modifier.matching))
+        .collect();
     let drop_name = !op.is_comparison() || return_bool;
     let mut builder = SeriesBuilder::new(n);
     let mut result_labels: HashMap<(usize, usize), Arc<Labels>> = HashMap::new();
@@ -294,7 +316,9 @@ fn vector_vector(
         let mut seen_many: HashMap<&Labels, usize> = HashMap::new();
         for (mi, s) in many.iter().enumerate() {
             let Some(mv) = s.values[i] else { continue };
-            let Some(&oi) = one_at.get(&many_sig[mi]) else { continue };
+            let Some(&oi) = one_at.get(&many_sig[mi]) else {
+                continue;
+            };
             if matches!(card, VectorMatchCardinality::OneToOne) {
                 if let Some(previous) = seen_many.insert(&many_sig[mi], mi) {
                     let _ = previous;
@@ -349,15 +373,23 @@ fn result_metric(
     include: &[String],
     drop_name: bool,
 ) -> Labels {
-    let base: &Labels = if drop_name || !many.drop_name { &many.labels } else { many_labels };
+    let base: &Labels = if drop_name || !many.drop_name {
+        &many.labels
+    } else {
+        many_labels
+    };
     let mut pairs: Vec<(String, String)> = base.pairs().to_vec();
     if drop_name {
         pairs.retain(|(n, _)| n != METRIC_NAME);
     }
     if matches!(card, VectorMatchCardinality::OneToOne) {
         match matching {
-            Some(LabelModifier::Include(names)) => pairs.retain(|(n, _)| names.labels.iter().any(|x| x == n)),
-            Some(LabelModifier::Exclude(names)) => pairs.retain(|(n, _)| !names.labels.iter().any(|x| x == n)),
+            Some(LabelModifier::Include(names)) => {
+                pairs.retain(|(n, _)| names.labels.iter().any(|x| x == n))
+            }
+            Some(LabelModifier::Exclude(names)) => {
+                pairs.retain(|(n, _)| !names.labels.iter().any(|x| x == n))
+            }
             None => {}
         }
     }

@@ -60,7 +60,9 @@ pub fn selector_matchers(selector: &VectorSelector) -> Result<Vec<Matcher>, Eval
         out.push(Matcher::equal(METRIC_NAME, name.as_str()));
     }
     if !selector.matchers.or_matchers.is_empty() {
-        return Err(EvalError::BadData("\"or\" in series selectors is not supported".into()));
+        return Err(EvalError::BadData(
+            "\"or\" in series selectors is not supported".into(),
+        ));
     }
     for m in &selector.matchers.matchers {
         out.push(match &m.op {
@@ -86,9 +88,18 @@ pub fn selector_matchers(selector: &VectorSelector) -> Result<Vec<Matcher>, Eval
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(source: &'a dyn SeriesSource, options: &'a EngineOptions, start: i64, end: i64, step: i64) -> Self {
+    pub fn new(
+        source: &'a dyn SeriesSource,
+        options: &'a EngineOptions,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Self {
         let step = step.max(1);
-        let steps = (0..).map(|i| start + i * step).take_while(|t| *t <= end).collect();
+        let steps = (0..)
+            .map(|i| start + i * step)
+            .take_while(|t| *t <= end)
+            .collect();
         Evaluator {
             source,
             options,
@@ -133,7 +144,12 @@ impl<'a> Evaluator<'a> {
         let value = self.eval(expr)?;
         Ok(match value {
             Value::Vector(series) => Value::Vector(finalize(series, self.n())?),
-            Value::Matrix(series) => Value::Matrix(series.into_iter().filter(|s| !s.samples.is_empty()).collect()),
+            Value::Matrix(series) => Value::Matrix(
+                series
+                    .into_iter()
+                    .filter(|s| !s.samples.is_empty())
+                    .collect(),
+            ),
             other => other,
         })
     }
@@ -205,7 +221,12 @@ impl<'a> Evaluator<'a> {
             .collect()
     }
 
-    fn load(&self, selector: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<(Arc<Labels>, Vec<Sample>)>, EvalError> {
+    fn load(
+        &self,
+        selector: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Arc<Labels>, Vec<Sample>)>, EvalError> {
         let matchers = selector_matchers(selector)?;
         if matchers.iter().all(|m| m.matches("")) {
             return Err(EvalError::BadData(
@@ -247,7 +268,10 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Timestamps of the samples a vector selector picks at each step (for `timestamp()`).
-    pub fn selector_sample_times(&self, selector: &VectorSelector) -> Result<Vec<StepSeries>, EvalError> {
+    pub fn selector_sample_times(
+        &self,
+        selector: &VectorSelector,
+    ) -> Result<Vec<StepSeries>, EvalError> {
         let times = self.selector_times(&selector.at, &selector.offset);
         let (Some(&lo), Some(&hi)) = (times.iter().min(), times.iter().max()) else {
             return Ok(Vec::new());
@@ -263,7 +287,8 @@ impl<'a> Evaluator<'a> {
                     .map(|&t| {
                         let idx = samples.partition_point(|s| s.t <= t);
                         let sample = samples.get(idx.checked_sub(1)?)?;
-                        (sample.t > t - lookback && !is_stale_nan(sample.v)).then_some(sample.t as f64 / 1000.0)
+                        (sample.t > t - lookback && !is_stale_nan(sample.v))
+                            .then_some(sample.t as f64 / 1000.0)
                     })
                     .collect(),
                 drop_name: true,
@@ -280,7 +305,11 @@ impl<'a> Evaluator<'a> {
                 let range = millis(&ms.range);
                 let ends = self.selector_times(&ms.vs.at, &ms.vs.offset);
                 let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
-                    return Ok(RangeInput { series: Vec::new(), range, ends });
+                    return Ok(RangeInput {
+                        series: Vec::new(),
+                        range,
+                        ends,
+                    });
                 };
                 let found = self.load(&ms.vs, lo - range + 1, hi)?;
                 let series = found
@@ -291,7 +320,11 @@ impl<'a> Evaluator<'a> {
                     })
                     .filter(|s| !s.samples.is_empty())
                     .collect();
-                Ok(RangeInput { series, range, ends })
+                Ok(RangeInput {
+                    series,
+                    range,
+                    ends,
+                })
             }
             Expr::Subquery(sq) => self.subquery(sq),
             other => Err(EvalError::BadData(format!(
@@ -315,7 +348,11 @@ impl<'a> Evaluator<'a> {
             .unwrap_or(self.options.default_subquery_step_ms);
         let ends = self.selector_times(&sq.at, &sq.offset);
         let (Some(&lo), Some(&hi)) = (ends.iter().min(), ends.iter().max()) else {
-            return Ok(RangeInput { series: Vec::new(), range, ends });
+            return Ok(RangeInput {
+                series: Vec::new(),
+                range,
+                ends,
+            });
         };
         // First step-aligned time after lo - range (Go's truncating division).
         let from = lo - range;
@@ -357,7 +394,11 @@ impl<'a> Evaluator<'a> {
                 )))
             }
         };
-        Ok(RangeInput { series, range, ends })
+        Ok(RangeInput {
+            series,
+            range,
+            ends,
+        })
     }
 
     /// Evaluate an expression that must be a scalar (per step).

@@ -16,7 +16,9 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
     let args: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
     let n = ev.n();
     match name {
-        "time" => Ok(Value::Scalar(ev.steps.iter().map(|t| *t as f64 / 1000.0).collect())),
+        "time" => Ok(Value::Scalar(
+            ev.steps.iter().map(|t| *t as f64 / 1000.0).collect(),
+        )),
         "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; n])),
         "vector" => {
             let values = ev.scalar(args[0])?;
@@ -40,9 +42,9 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                     .collect(),
             ))
         }
-        "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "sin" | "cos"
-        | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh" | "acosh" | "atanh"
-        | "deg" | "rad" => {
+        "abs" | "ceil" | "floor" | "exp" | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "sin"
+        | "cos" | "tan" | "asin" | "acos" | "atan" | "sinh" | "cosh" | "tanh" | "asinh"
+        | "acosh" | "atanh" | "deg" | "rad" => {
             let f: fn(f64) -> f64 = match name {
                 "abs" => f64::abs,
                 "ceil" => f64::ceil,
@@ -104,11 +106,31 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
         }
         "clamp_min" => {
             let lo = ev.scalar(args[1])?;
-            map_values(ev.vector(args[0])?, |v, i| Some(if v < lo[i] || lo[i].is_nan() { lo[i] } else { v }), true)
+            map_values(
+                ev.vector(args[0])?,
+                |v, i| {
+                    Some(if v < lo[i] || lo[i].is_nan() {
+                        lo[i]
+                    } else {
+                        v
+                    })
+                },
+                true,
+            )
         }
         "clamp_max" => {
             let hi = ev.scalar(args[1])?;
-            map_values(ev.vector(args[0])?, |v, i| Some(if v > hi[i] || hi[i].is_nan() { hi[i] } else { v }), true)
+            map_values(
+                ev.vector(args[0])?,
+                |v, i| {
+                    Some(if v > hi[i] || hi[i].is_nan() {
+                        hi[i]
+                    } else {
+                        v
+                    })
+                },
+                true,
+            )
         }
         "timestamp" => {
             let inner = strip_parens(args[0]);
@@ -119,8 +141,8 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                 map_values(series, |_, i| Some(ev.steps[i] as f64 / 1000.0), true)
             }
         }
-        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month" | "month"
-        | "year" => {
+        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
+        | "month" | "year" => {
             let series = match args.first() {
                 Some(arg) => ev.vector(arg)?,
                 None => vec![StepSeries {
@@ -137,8 +159,15 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             if n == 1 {
                 let desc = name == "sort_desc";
                 series.sort_by(|a, b| {
-                    let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
-                    let order = if desc { cmp_nan_last(y, x, true) } else { cmp_nan_last(x, y, false) };
+                    let (x, y) = (
+                        a.values[0].unwrap_or(f64::NAN),
+                        b.values[0].unwrap_or(f64::NAN),
+                    );
+                    let order = if desc {
+                        cmp_nan_last(y, x, true)
+                    } else {
+                        cmp_nan_last(x, y, false)
+                    };
                     order
                 });
             }
@@ -177,10 +206,15 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             let replacement = string_arg(ev, args[2])?;
             let src = string_arg(ev, args[3])?;
             let pattern = string_arg(ev, args[4])?;
-            let regex = regex::Regex::new(&format!("^(?s:{pattern})$"))
-                .map_err(|e| EvalError::BadData(format!("invalid regular expression in label_replace(): {pattern}: {e}")))?;
+            let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+                EvalError::BadData(format!(
+                    "invalid regular expression in label_replace(): {pattern}: {e}"
+                ))
+            })?;
             if !is_valid_label_name(&dst) {
-                return Err(EvalError::BadData(format!("invalid destination label name in label_replace(): {dst}")));
+                return Err(EvalError::BadData(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
             }
             relabel(series, n, |labels| {
                 let value = labels.get(&src).unwrap_or("");
@@ -201,7 +235,9 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                 srcs.push(string_arg(ev, arg)?);
             }
             if !is_valid_label_name(&dst) {
-                return Err(EvalError::BadData(format!("invalid destination label name in label_join(): {dst}")));
+                return Err(EvalError::BadData(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                )));
             }
             relabel(series, n, |labels| {
                 let joined: Vec<&str> = srcs.iter().map(|s| labels.get(s).unwrap_or("")).collect();
@@ -219,11 +255,17 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                 values,
                 drop_name: false,
             };
-            Ok(Value::Vector(if series.values.iter().any(Option::is_some) { vec![series] } else { vec![] }))
+            Ok(Value::Vector(
+                if series.values.iter().any(Option::is_some) {
+                    vec![series]
+                } else {
+                    vec![]
+                },
+            ))
         }
         "histogram_quantile" => histogram_quantile(ev, args[0], args[1]),
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev" | "histogram_stdvar"
-        | "histogram_fraction" => {
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" | "histogram_fraction" => {
             // Native histograms are not stored; float series yield nothing.
             for arg in &args[..args.len() - 1] {
                 ev.eval(arg)?;
@@ -234,7 +276,9 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
         "rate" | "increase" | "delta" => {
             let input = ev.range_input(args[0])?;
             let (counter, rate) = (name != "delta", name == "rate");
-            over_time(ev, &input, true, |w, i| extrapolated_rate(w, &input, i, counter, rate))
+            over_time(ev, &input, true, |w, i| {
+                extrapolated_rate(w, &input, i, counter, rate)
+            })
         }
         "irate" | "idelta" => {
             let input = ev.range_input(args[0])?;
@@ -263,10 +307,16 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             let tf = ev.scalar(args[2])?;
             for i in 0..n {
                 if sf[i] <= 0.0 || sf[i] >= 1.0 {
-                    return Err(EvalError::BadData(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", sf[i])));
+                    return Err(EvalError::BadData(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                        sf[i]
+                    )));
                 }
                 if tf[i] <= 0.0 || tf[i] >= 1.0 {
-                    return Err(EvalError::BadData(format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", tf[i])));
+                    return Err(EvalError::BadData(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                        tf[i]
+                    )));
                 }
             }
             over_time(ev, &input, true, |w, i| holt_winters(w, sf[i], tf[i]))
@@ -291,10 +341,21 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                 Some(count as f64)
             })
         }
-        "avg_over_time" | "sum_over_time" | "count_over_time" | "min_over_time" | "max_over_time"
-        | "stddev_over_time" | "stdvar_over_time" | "last_over_time" | "first_over_time"
-        | "present_over_time" | "mad_over_time" | "ts_of_min_over_time" | "ts_of_max_over_time"
-        | "ts_of_last_over_time" | "ts_of_first_over_time" => {
+        "avg_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
+        | "mad_over_time"
+        | "ts_of_min_over_time"
+        | "ts_of_max_over_time"
+        | "ts_of_last_over_time"
+        | "ts_of_first_over_time" => {
             let input = ev.range_input(args[0])?;
             let keep_name = matches!(name, "last_over_time" | "first_over_time");
             over_time(ev, &input, !keep_name, |w, _| {
@@ -335,16 +396,26 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             let input = ev.range_input(args[0])?;
             let labels = absent_labels(args[0]);
             let values: Vec<Option<f64>> = (0..n)
-                .map(|i| (!input.series.iter().any(|s| !input.window(s, i).is_empty())).then_some(1.0))
+                .map(|i| {
+                    (!input.series.iter().any(|s| !input.window(s, i).is_empty())).then_some(1.0)
+                })
                 .collect();
             let series = StepSeries {
                 labels: Arc::new(labels),
                 values,
                 drop_name: false,
             };
-            Ok(Value::Vector(if series.values.iter().any(Option::is_some) { vec![series] } else { vec![] }))
+            Ok(Value::Vector(
+                if series.values.iter().any(Option::is_some) {
+                    vec![series]
+                } else {
+                    vec![]
+                },
+            ))
         }
-        other => Err(EvalError::BadData(format!("function {other:?} is not supported"))),
+        other => Err(EvalError::BadData(format!(
+            "function {other:?} is not supported"
+        ))),
     }
 }
 
@@ -358,7 +429,10 @@ fn strip_parens(expr: &Expr) -> &Expr {
 fn string_arg(ev: &Evaluator, expr: &Expr) -> Result<String, EvalError> {
     match ev.eval(expr)? {
         Value::String(s) => Ok(s),
-        other => Err(EvalError::BadData(format!("expected type string, got {}", other.type_name()))),
+        other => Err(EvalError::BadData(format!(
+            "expected type string, got {}",
+            other.type_name()
+        ))),
     }
 }
 
@@ -422,7 +496,11 @@ fn over_time(
 }
 
 /// Re-label series (label_replace/label_join): `f` returns the new labels.
-fn relabel(series: Vec<StepSeries>, steps: usize, f: impl Fn(&Labels) -> Option<Labels>) -> Result<Value, EvalError> {
+fn relabel(
+    series: Vec<StepSeries>,
+    steps: usize,
+    f: impl Fn(&Labels) -> Option<Labels>,
+) -> Result<Value, EvalError> {
     let mut builder = SeriesBuilder::new(steps);
     for s in series {
         let current = effective_labels(&s);
@@ -438,7 +516,12 @@ fn relabel(series: Vec<StepSeries>, steps: usize, f: impl Fn(&Labels) -> Option<
 }
 
 fn set_label(labels: &Labels, name: &str, value: &str) -> Labels {
-    let mut pairs: Vec<(String, String)> = labels.pairs().iter().filter(|(n, _)| n != name).cloned().collect();
+    let mut pairs: Vec<(String, String)> = labels
+        .pairs()
+        .iter()
+        .filter(|(n, _)| n != name)
+        .cloned()
+        .collect();
     if !value.is_empty() {
         pairs.push((name.to_owned(), value.to_owned()));
     }
@@ -497,7 +580,10 @@ fn absent_labels(expr: &Expr) -> Labels {
         *seen.entry(m.name.clone()).or_default() += 1;
     }
     for m in &selector.matchers.matchers {
-        if matches!(m.op, promql_parser::label::MatchOp::Equal) && m.name != METRIC_NAME && seen[&m.name] == 1 {
+        if matches!(m.op, promql_parser::label::MatchOp::Equal)
+            && m.name != METRIC_NAME
+            && seen[&m.name] == 1
+        {
             pairs.push((m.name.clone(), m.value.clone()));
         }
     }
@@ -513,7 +599,20 @@ fn date_part(part: &str, seconds: f64) -> Option<f64> {
     let second_of_day = secs.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
     let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     Some(match part {
         "minute" => ((second_of_day / 60) % 60) as f64,
         "hour" => (second_of_day / 3600) as f64,
@@ -660,11 +759,17 @@ pub fn variance(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 pub fn fold_min(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(f64::NAN, |min, v| if v < min || min.is_nan() { v } else { min })
+    values.fold(
+        f64::NAN,
+        |min, v| if v < min || min.is_nan() { v } else { min },
+    )
 }
 
 pub fn fold_max(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(f64::NAN, |max, v| if v > max || max.is_nan() { v } else { max })
+    values.fold(
+        f64::NAN,
+        |max, v| if v > max || max.is_nan() { v } else { max },
+    )
 }
 
 fn ts_of_extreme(w: &[Sample], better: impl Fn(f64, f64) -> bool) -> f64 {
@@ -702,7 +807,13 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-fn extrapolated_rate(w: &[Sample], input: &RangeInput, i: usize, counter: bool, rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    w: &[Sample],
+    input: &RangeInput,
+    i: usize,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
@@ -750,7 +861,11 @@ fn instant_value(w: &[Sample], rate: bool) -> Option<f64> {
     }
     let last = w[w.len() - 1];
     let previous = w[w.len() - 2];
-    let mut value = if rate && last.v < previous.v { last.v } else { last.v - previous.v };
+    let mut value = if rate && last.v < previous.v {
+        last.v
+    } else {
+        last.v - previous.v
+    };
     let interval = last.t - previous.t;
     if interval == 0 {
         return None;

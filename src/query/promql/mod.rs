@@ -25,11 +25,17 @@ pub use value::{RangeSeries, StepSeries, Value};
 /// Where the evaluator reads series from.
 pub trait SeriesSource: Send + Sync {
     /// Samples of every series matching `matchers` within `[mint, maxt]`.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Arc<Labels>, Vec<Sample>)>;
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64)
+        -> Vec<(Arc<Labels>, Vec<Sample>)>;
 }
 
 impl SeriesSource for MetricsStore {
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(Arc<Labels>, Vec<Sample>)> {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Arc<Labels>, Vec<Sample>)> {
         MetricsStore::select(self, matchers, mint, maxt)
             .into_iter()
             .map(|s| (s.labels, s.samples))
@@ -113,11 +119,14 @@ pub fn range_query(
         ));
     }
     if end < start {
-        return Err(EvalError::BadData("end timestamp must not be before start time".into()));
+        return Err(EvalError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
     }
     let expr = parse(query)?;
     match expr.value_type() {
-        promql_parser::parser::value::ValueType::Vector | promql_parser::parser::value::ValueType::Scalar => {}
+        promql_parser::parser::value::ValueType::Vector
+        | promql_parser::parser::value::ValueType::Scalar => {}
         other => {
             return Err(EvalError::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
@@ -139,7 +148,10 @@ pub fn range_query(
 
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, EvalError> {
     if query.trim().is_empty() {
-        return Err(EvalError::BadData("1:1: parse error: no expression found in input".into()));
+        return Err(EvalError::BadData(
+            "1:1: parse error: no expression found in input".into(),
+        ));
     }
-    promql_parser::parser::parse(query).map_err(|e| EvalError::BadData(format!("1:1: parse error: {e}")))
+    promql_parser::parser::parse(query)
+        .map_err(|e| EvalError::BadData(format!("1:1: parse error: {e}")))
 }
