@@ -100,6 +100,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         started: SystemTime::now(),
+        query_slots: Arc::new(tokio::sync::Semaphore::new(config.query.max_concurrent)),
     };
 
     let http = bind(config.server.listen, "HTTP").await?;

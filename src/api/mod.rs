@@ -4,6 +4,7 @@
 pub mod otlp;
 pub mod params;
 pub mod prometheus;
+pub mod query;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct AppState {
     /// False until start-up finished and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
     pub started: std::time::SystemTime,
+    /// Bounds concurrent PromQL queries (`query.max_concurrent`); others wait.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// The main HTTP listener's routes.
@@ -41,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ready).head(ready))
         .route("/metrics", get(self_metrics))
         .merge(prometheus::routes())
+        .merge(query::routes())
         .merge(otlp::http_routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))

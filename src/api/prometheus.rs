@@ -57,13 +57,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn success(data: Value) -> Response {
+pub fn success(data: Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
 pub use crate::query::format_value;
 
-async fn run_blocking<T: Send + 'static>(
+pub async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
     tokio::task::spawn_blocking(work)
@@ -122,7 +122,12 @@ fn check_remote_write_headers(headers: &HeaderMap) -> Result<(), Error> {
     Ok(())
 }
 
-fn params(method: &Method, query: &Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
+pub fn params(
+    method: &Method,
+    query: &Option<String>,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Params {
     Params::from_request(method, query.as_deref(), headers, body)
 }
 

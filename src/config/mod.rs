@@ -29,7 +29,19 @@ pub struct Config {
     pub storage: StorageConfig,
     pub wal: WalConfig,
     pub limits: LimitsConfig,
+    pub query: QueryConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryConfig {
+    #[serde(with = "humantime_serde")]
+    pub lookback_delta: Duration,
+    pub max_samples: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_concurrent: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -268,6 +280,21 @@ impl Config {
         ] {
             check(value > 0, key, "must be greater than zero");
         }
+        check(
+            !self.query.lookback_delta.is_zero(),
+            "query.lookback_delta",
+            "must be greater than zero",
+        );
+        check(
+            self.query.max_concurrent > 0,
+            "query.max_concurrent",
+            "must be greater than zero",
+        );
+        check(
+            !self.query.timeout.is_zero(),
+            "query.timeout",
+            "must be greater than zero",
+        );
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             check(false, "log.level", &format!("invalid filter: {err}"));
         }

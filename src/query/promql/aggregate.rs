@@ -128,17 +128,14 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                                 k.max(0.0) as usize
                             };
                             let top = op == "topk";
-                            present.sort_by(|a, b| {
-                                let order = match (a.1.is_nan(), b.1.is_nan()) {
-                                    (true, true) => std::cmp::Ordering::Equal,
-                                    (true, false) => std::cmp::Ordering::Greater,
-                                    (false, true) => std::cmp::Ordering::Less,
-                                    _ if top => {
-                                        b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
-                                    }
-                                    _ => a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal),
-                                };
-                                order
+                            present.sort_by(|a, b| match (a.1.is_nan(), b.1.is_nan()) {
+                                (true, true) => std::cmp::Ordering::Equal,
+                                (true, false) => std::cmp::Ordering::Greater,
+                                (false, true) => std::cmp::Ordering::Less,
+                                _ if top => {
+                                    b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
+                                }
+                                _ => a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal),
                             });
                             present.iter().take(k).map(|(m, _)| *m).collect()
                         }

@@ -226,7 +226,7 @@ impl<'a> Evaluator<'a> {
         selector: &VectorSelector,
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<(Arc<Labels>, Vec<Sample>)>, EvalError> {
+    ) -> Result<Vec<super::SelectedSeries>, EvalError> {
         let matchers = selector_matchers(selector)?;
         if matchers.iter().all(|m| m.matches("")) {
             return Err(EvalError::BadData(

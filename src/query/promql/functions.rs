@@ -163,12 +163,7 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                         a.values[0].unwrap_or(f64::NAN),
                         b.values[0].unwrap_or(f64::NAN),
                     );
-                    let order = if desc {
-                        cmp_nan_last(y, x, true)
-                    } else {
-                        cmp_nan_last(x, y, false)
-                    };
-                    order
+                    cmp_nan_last(x, y, desc)
                 });
             }
             Ok(Value::Vector(series))
@@ -218,9 +213,7 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             }
             relabel(series, n, |labels| {
                 let value = labels.get(&src).unwrap_or("");
-                let Some(captures) = regex.captures(value) else {
-                    return None;
-                };
+                let captures = regex.captures(value)?;
                 let mut out = String::new();
                 captures.expand(&go_template(&replacement), &mut out);
                 Some(set_label(labels, &dst, &out))
@@ -639,12 +632,13 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// NaN sorts last in ascending and in descending order.
-fn cmp_nan_last(a: f64, b: f64, _desc: bool) -> std::cmp::Ordering {
+/// Ascending or descending by value; NaN sorts last either way.
+fn cmp_nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => std::cmp::Ordering::Equal,
         (true, false) => std::cmp::Ordering::Greater,
         (false, true) => std::cmp::Ordering::Less,
+        _ if desc => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
         _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
     }
 }
@@ -976,7 +970,7 @@ fn parse_le(text: &str) -> Result<f64, ()> {
 }
 
 /// Prometheus' `BucketQuantile` for classic buckets `(upper bound, count)`.
-pub fn bucket_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }

@@ -22,20 +22,17 @@ use crate::storage::metrics::MetricsStore;
 pub use eval::Evaluator;
 pub use value::{RangeSeries, StepSeries, Value};
 
+/// A series with its samples, sorted by time.
+pub type SelectedSeries = (Arc<Labels>, Vec<Sample>);
+
 /// Where the evaluator reads series from.
 pub trait SeriesSource: Send + Sync {
     /// Samples of every series matching `matchers` within `[mint, maxt]`.
-    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64)
-        -> Vec<(Arc<Labels>, Vec<Sample>)>;
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SelectedSeries>;
 }
 
 impl SeriesSource for MetricsStore {
-    fn select(
-        &self,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Vec<(Arc<Labels>, Vec<Sample>)> {
+    fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SelectedSeries> {
         MetricsStore::select(self, matchers, mint, maxt)
             .into_iter()
             .map(|s| (s.labels, s.samples))

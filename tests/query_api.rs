@@ -1,0 +1,215 @@
+//! `/api/v1/query` and `/api/v1/query_range` over data written with
+//! remote_write: Prometheus' shapes, errors and Grafana's health check.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+fn seed(server: &TestServer) {
+    let t0 = 1_700_000_000_000i64;
+    let counter: Vec<(i64, f64)> = (0..=20)
+        .map(|i| (t0 + i * 15_000, (i * 30) as f64))
+        .collect();
+    let body = remote_write_body(&[
+        (
+            vec![
+                ("__name__", "http_requests_total"),
+                ("job", "api"),
+                ("code", "200"),
+            ],
+            counter.clone(),
+        ),
+        (
+            vec![
+                ("__name__", "http_requests_total"),
+                ("job", "api"),
+                ("code", "500"),
+            ],
+            counter.iter().map(|(t, v)| (*t, v / 10.0)).collect(),
+        ),
+        (
+            vec![("__name__", "up"), ("job", "api")],
+            vec![(t0 + 300_000, 1.0)],
+        ),
+    ]);
+    assert_eq!(post_remote_write(&server.url(""), body).0, 204);
+}
+
+fn get(server: &TestServer, path: &str, params: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    let response = client().get(server.url(path)).query(params).send().unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().unwrap())
+}
+
+#[test]
+fn instant_and_range_queries() {
+    let server = TestServer::start();
+    seed(&server);
+    // Grafana's health check
+    let (status, body) = get(
+        &server,
+        "/api/v1/query",
+        &[("query", "1+1"), ("time", "1700000300")],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"status": "success", "data": {"resultType": "scalar", "result": [1700000300.0, "2"]}})
+    );
+    let (_, body) = get(
+        &server,
+        "/api/v1/query",
+        &[("query", "up"), ("time", "1700000300")],
+    );
+    assert_eq!(
+        body["data"],
+        json!({"resultType": "vector", "result": [{"metric": {"__name__": "up", "job": "api"}, "value": [1700000300.0, "1"]}]})
+    );
+    let (_, body) = get(
+        &server,
+        "/api/v1/query",
+        &[
+            ("query", "sum by (job) (rate(http_requests_total[1m]))"),
+            ("time", "1700000300"),
+        ],
+    );
+    let result = &body["data"]["result"][0];
+    assert_eq!(result["metric"], json!({"job": "api"}));
+    let rate: f64 = result["value"][1].as_str().unwrap().parse().unwrap();
+    assert!((rate - 2.2).abs() < 1e-9, "{rate}");
+    // range query: matrix sorted by labels, aligned steps
+    let (status, body) = get(
+        &server,
+        "/api/v1/query_range",
+        &[
+            ("query", "http_requests_total"),
+            ("start", "1700000000"),
+            ("end", "1700000060"),
+            ("step", "30s"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["resultType"], "matrix");
+    let series = body["data"]["result"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[0]["metric"]["code"], "200");
+    assert_eq!(
+        series[0]["values"],
+        json!([
+            [1700000000.0, "0"],
+            [1700000030.0, "60"],
+            [1700000060.0, "120"]
+        ])
+    );
+    // a range selector in an instant query is a matrix
+    let (_, body) = get(
+        &server,
+        "/api/v1/query",
+        &[("query", "up[10m]"), ("time", "1700000300")],
+    );
+    assert_eq!(body["data"]["resultType"], "matrix");
+    // POST form works like GET
+    let body: serde_json::Value = client()
+        .post(server.url("/api/v1/query"))
+        .form(&[
+            ("query", "count(http_requests_total)"),
+            ("time", "1700000300"),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(body["data"]["result"][0]["value"][1], "2");
+}
+
+#[test]
+fn query_errors_are_prometheus_shaped() {
+    let server = TestServer::start();
+    seed(&server);
+    let (status, body) = get(&server, "/api/v1/query", &[]);
+    assert_eq!(status, 400);
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("no expression found in input"));
+    let (status, body) = get(&server, "/api/v1/query", &[("query", "sum(")]);
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"query\""),
+        "{body}"
+    );
+    let (status, body) = get(
+        &server,
+        "/api/v1/query_range",
+        &[("query", "up"), ("start", "1"), ("end", "2"), ("step", "0")],
+    );
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("zero or negative"));
+    let (status, _) = get(
+        &server,
+        "/api/v1/query_range",
+        &[
+            ("query", "up[5m]"),
+            ("start", "1"),
+            ("end", "2"),
+            ("step", "1"),
+        ],
+    );
+    assert_eq!(status, 400);
+    let (status, body) = get(
+        &server,
+        "/api/v1/query_range",
+        &[
+            ("query", "up"),
+            ("start", "1"),
+            ("end", "100000"),
+            ("step", "1"),
+        ],
+    );
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("11,000 points"));
+    // many-to-many matching is an execution error (422)
+    let (status, body) = get(
+        &server,
+        "/api/v1/query",
+        &[
+            ("query", "http_requests_total + on(job) http_requests_total"),
+            ("time", "1700000300"),
+        ],
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errorType"], "execution");
+}
+
+#[test]
+fn query_limits_stop_bombs_and_the_server_stays_healthy() {
+    let server = TestServer::start_with(&[("OXEYE_QUERY__MAX_SAMPLES", "20")]);
+    seed(&server);
+    let (status, body) = get(
+        &server,
+        "/api/v1/query_range",
+        &[
+            ("query", "http_requests_total"),
+            ("start", "1700000000"),
+            ("end", "1700000300"),
+            ("step", "15"),
+        ],
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("too many samples"),
+        "{body}"
+    );
+    let (status, body) = get(
+        &server,
+        "/api/v1/query",
+        &[("query", "up"), ("time", "1700000300")],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["result"][0]["value"][1], "1");
+}
