@@ -8,7 +8,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
 use super::functions::{fold_max, fold_min, kahan_sum, mean, quantile, variance};
-use super::value::{effective_labels, SeriesBuilder, StepSeries, Value};
+use super::value::{effective_labels, StepSeries, Value};
 use super::EvalError;
 use crate::model::{Labels, METRIC_NAME};
 
@@ -39,12 +39,14 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
         None => None,
     };
     let series = ev.vector(&agg.expr)?;
-    // Group membership is fixed per series; labels are as the series shows them.
+    // Group membership is fixed per series. Grouping sees a pending-drop
+    // `__name__` (Prometheus 3's delayed name removal), and the group
+    // inherits the drop.
     let mut groups: Vec<(Arc<Labels>, Vec<usize>)> = Vec::new();
     let mut group_index: HashMap<Labels, usize> = HashMap::new();
     let effective: Vec<Arc<Labels>> = series.iter().map(effective_labels).collect();
-    for (i, labels) in effective.iter().enumerate() {
-        let key = group_labels(labels, &agg.modifier);
+    for (i, s) in series.iter().enumerate() {
+        let key = group_labels(&s.labels, &agg.modifier);
         let index = *group_index.entry(key.clone()).or_insert_with(|| {
             groups.push((Arc::new(key), Vec::new()));
             groups.len() - 1
@@ -68,6 +70,7 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
             };
             let mut out = Vec::with_capacity(groups.len());
             for (labels, members) in &groups {
+                let drop_name = members.iter().any(|&m| series[m].drop_name);
                 let values: Vec<Option<f64>> = (0..n)
                     .map(|i| {
                         let present = members.iter().filter_map(|&m| series[m].values[i]);
@@ -93,13 +96,20 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                 out.push(StepSeries {
                     labels: labels.clone(),
                     values,
-                    drop_name: false,
+                    drop_name,
                 });
             }
             Ok(Value::Vector(out))
         }
         "topk" | "bottomk" | "limitk" | "limit_ratio" => {
             let k = scalar_param(&op)?;
+            if k.iter().any(|v| v.is_nan()) {
+                return Err(EvalError::Execution(if op == "limit_ratio" {
+                    "Ratio value is NaN".into()
+                } else {
+                    "Parameter value is NaN".into()
+                }));
+            }
             let mut out: Vec<StepSeries> = series
                 .iter()
                 .map(|s| StepSeries {
@@ -215,32 +225,37 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                     "invalid label name {label:?}"
                 )));
             }
-            let mut builder = SeriesBuilder::new(n);
+            // Counts are keyed by the output labels: a group label that the
+            // value label overwrites merges groups (as in Prometheus).
+            let mut index: HashMap<Labels, usize> = HashMap::new();
+            let mut out: Vec<StepSeries> = Vec::new();
             for (labels, members) in &groups {
                 for i in 0..n {
-                    let mut counts: Vec<(String, f64)> = Vec::new();
                     for &m in members {
-                        if let Some(v) = series[m].values[i] {
-                            let text = super::super::format_value(v);
-                            match counts.iter_mut().find(|(t, _)| *t == text) {
-                                Some(entry) => entry.1 += 1.0,
-                                None => counts.push((text, 1.0)),
-                            }
-                        }
-                    }
-                    for (text, count) in counts {
+                        let Some(v) = series[m].values[i] else {
+                            continue;
+                        };
                         let mut pairs: Vec<(String, String)> = labels
                             .pairs()
                             .iter()
                             .filter(|(n, _)| *n != label)
                             .cloned()
                             .collect();
-                        pairs.push((label.clone(), text));
-                        builder.push(Arc::new(Labels::from_pairs(pairs)), i, count, false)?;
+                        pairs.push((label.clone(), crate::query::format_value(v)));
+                        let key = Labels::from_pairs(pairs);
+                        let slot = *index.entry(key.clone()).or_insert_with(|| {
+                            out.push(StepSeries {
+                                labels: Arc::new(key),
+                                values: vec![None; n],
+                                drop_name: false,
+                            });
+                            out.len() - 1
+                        });
+                        *out[slot].values[i].get_or_insert(0.0) += 1.0;
                     }
                 }
             }
-            Ok(Value::Vector(builder.finish()))
+            Ok(Value::Vector(out))
         }
         other => Err(EvalError::BadData(format!(
             "aggregation {other:?} is not supported"

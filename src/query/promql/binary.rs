@@ -285,8 +285,8 @@ fn vector_vector(
     } else {
         (&lhs, &rhs)
     };
-    let many_labels: Vec<Arc<Labels>> = many.iter().map(effective_labels).collect();
-    let one_labels: Vec<Arc<Labels>> = one.iter().map(effective_labels).collect();
+    let many_labels: Vec<Arc<Labels>> = many.iter().map(|s| s.labels.clone()).collect();
+    let one_labels: Vec<Arc<Labels>> = one.iter().map(|s| s.labels.clone()).collect();
     let many_sig: Vec<Labels> = many_labels
         .iter()
         .map(|l| signature(l, &modifier.matching))
@@ -346,17 +346,16 @@ fn vector_vector(
                 .entry((mi, oi))
                 .or_insert_with(|| {
                     Arc::new(result_metric(
-                        &many[mi],
                         &many_labels[mi],
                         &one_labels[oi],
                         card,
                         &modifier.matching,
                         &include,
-                        drop_name,
                     ))
                 })
                 .clone();
-            let pending_drop = !drop_name && many[mi].drop_name;
+            // Arithmetic drops the name (delayed, as Prometheus 3 does).
+            let pending_drop = drop_name || many[mi].drop_name;
             builder.push(labels, i, value, pending_drop)?;
         }
         ev.check_deadline("binary operation")?;
@@ -365,23 +364,13 @@ fn vector_vector(
 }
 
 fn result_metric(
-    many: &StepSeries,
     many_labels: &Labels,
     one_labels: &Labels,
     card: &VectorMatchCardinality,
     matching: &Option<LabelModifier>,
     include: &[String],
-    drop_name: bool,
 ) -> Labels {
-    let base: &Labels = if drop_name || !many.drop_name {
-        &many.labels
-    } else {
-        many_labels
-    };
-    let mut pairs: Vec<(String, String)> = base.pairs().to_vec();
-    if drop_name {
-        pairs.retain(|(n, _)| n != METRIC_NAME);
-    }
+    let mut pairs: Vec<(String, String)> = many_labels.pairs().to_vec();
     if matches!(card, VectorMatchCardinality::OneToOne) {
         match matching {
             Some(LabelModifier::Include(names)) => {

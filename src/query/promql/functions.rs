@@ -20,6 +20,29 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             ev.steps.iter().map(|t| *t as f64 / 1000.0).collect(),
         )),
         "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; n])),
+        "step" => Ok(Value::Scalar(vec![ev.step as f64 / 1000.0; n])),
+        "range" => Ok(Value::Scalar(vec![(ev.end - ev.start) as f64 / 1000.0; n])),
+        "start" => Ok(Value::Scalar(vec![ev.start as f64 / 1000.0; n])),
+        "end" => Ok(Value::Scalar(vec![ev.end as f64 / 1000.0; n])),
+        "min_of" | "max_of" => {
+            let a = ev.scalar(args[0])?;
+            let b = ev.scalar(args[1])?;
+            let min = name == "min_of";
+            Ok(Value::Scalar(
+                a.iter()
+                    .zip(&b)
+                    .map(|(x, y)| {
+                        if x.is_nan() || y.is_nan() {
+                            f64::NAN
+                        } else if min {
+                            x.min(*y)
+                        } else {
+                            x.max(*y)
+                        }
+                    })
+                    .collect(),
+            ))
+        }
         "vector" => {
             let values = ev.scalar(args[0])?;
             Ok(Value::Vector(vec![StepSeries {
@@ -496,9 +519,11 @@ fn relabel(
 ) -> Result<Value, EvalError> {
     let mut builder = SeriesBuilder::new(steps);
     for s in series {
-        let current = effective_labels(&s);
-        let labels = Arc::new(f(&current).unwrap_or_else(|| (*current).clone()));
-        let drop_name = s.drop_name && labels.metric_name().is_none();
+        // A pending `__name__` drop is still visible here; writing
+        // `__name__` explicitly cancels the drop.
+        let labels = Arc::new(f(&s.labels).unwrap_or_else(|| (*s.labels).clone()));
+        let sets_name = labels.metric_name() != s.labels.metric_name();
+        let drop_name = s.drop_name && !sets_name;
         for (i, v) in s.values.iter().enumerate() {
             if let Some(v) = v {
                 builder.push(labels.clone(), i, *v, drop_name)?;

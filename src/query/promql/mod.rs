@@ -93,7 +93,7 @@ pub fn instant_query(
     t: i64,
 ) -> Result<QueryResult, EvalError> {
     let expr = parse(query)?;
-    let evaluator = Evaluator::new(source, options, t, t, 1);
+    let evaluator = Evaluator::new(source, options, t, t, 0);
     let value = evaluator.run(&expr)?;
     Ok(QueryResult {
         value,
