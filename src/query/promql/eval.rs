@@ -95,9 +95,10 @@ impl<'a> Evaluator<'a> {
         end: i64,
         step: i64,
     ) -> Self {
-        let step = step.max(1);
+        // Instant queries have step 0 (what `step()` reports) and one step.
+        let stride = step.max(1);
         let steps = (0..)
-            .map(|i| start + i * step)
+            .map(|i| start + i * stride)
             .take_while(|t| *t <= end)
             .collect();
         Evaluator {
