@@ -279,9 +279,19 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                 },
             ))
         }
-        "histogram_quantile" => histogram_quantile(ev, args[0], args[1]),
+        "histogram_quantile" => {
+            let q = ev.scalar(args[0])?;
+            classic_buckets(ev, args[1], |i, buckets| bucket_quantile(q[i], buckets))
+        }
+        "histogram_fraction" => {
+            let lower = ev.scalar(args[0])?;
+            let upper = ev.scalar(args[1])?;
+            classic_buckets(ev, args[2], |i, buckets| {
+                bucket_fraction(lower[i], upper[i], buckets)
+            })
+        }
         "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" | "histogram_fraction" => {
+        | "histogram_stdvar" => {
             // Native histograms are not stored; float series yield nothing.
             for arg in &args[..args.len() - 1] {
                 ev.eval(arg)?;
@@ -947,19 +957,29 @@ fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Option<f64> {
     Some(s1)
 }
 
-/// histogram_quantile over classic `le` buckets.
-fn histogram_quantile(ev: &Evaluator, q_expr: &Expr, v_expr: &Expr) -> Result<Value, EvalError> {
-    let q = ev.scalar(q_expr)?;
+/// Apply `f` to the classic `le` buckets of each histogram at each step.
+/// Groups keep `__name__` (dropped later), so buckets of different metrics
+/// never mix and colliding results are an error, as in Prometheus.
+fn classic_buckets(
+    ev: &Evaluator,
+    v_expr: &Expr,
+    f: impl Fn(usize, &mut [(f64, f64)]) -> f64,
+) -> Result<Value, EvalError> {
     let series = ev.vector(v_expr)?;
     let n = ev.n();
-    // Group by labels without `le` (and without the name).
-    let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<(f64, &StepSeries)>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
     for s in &series {
-        let labels = effective_labels(s);
-        let Some(le) = labels.get("le") else { continue };
+        let Some(le) = s.labels.get("le") else {
+            continue;
+        };
         let Ok(bound) = parse_le(le) else { continue };
-        let key = labels.without(&["le", METRIC_NAME]);
-        groups.entry(key).or_default().push((bound, s));
+        let key = s.labels.without(&["le"]);
+        let slot = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].1.push((bound, s));
     }
     let mut out = Vec::new();
     for (labels, buckets) in groups {
@@ -972,18 +992,92 @@ fn histogram_quantile(ev: &Evaluator, q_expr: &Expr, v_expr: &Expr) -> Result<Va
                 if present.is_empty() {
                     return None;
                 }
-                Some(bucket_quantile(q[i], &mut present))
+                Some(f(i, &mut present))
             })
             .collect();
         if values.iter().any(Option::is_some) {
             out.push(StepSeries {
                 labels: Arc::new(labels),
                 values,
-                drop_name: false,
+                drop_name: true,
             });
         }
     }
     Ok(Value::Vector(out))
+}
+
+/// Sort by bound and merge buckets with equal bounds; `None` without `+Inf`.
+fn coalesce(buckets: &mut [(f64, f64)]) -> Option<Vec<(f64, f64)>> {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !buckets.last().is_some_and(|b| b.0 == f64::INFINITY) {
+        return None;
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for &(bound, count) in buckets.iter() {
+        match merged.last_mut() {
+            Some(last) if last.0 == bound => last.1 += count,
+            _ => merged.push((bound, count)),
+        }
+    }
+    Some(merged)
+}
+
+/// Prometheus' `BucketFraction`: the estimated share of observations
+/// between `lower` and `upper`, interpolating linearly within buckets.
+pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
+    let Some(merged) = coalesce(buckets) else {
+        return f64::NAN;
+    };
+    let count = merged[merged.len() - 1].1;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, &(upper_bound, bucket_count)) in merged.iter().enumerate() {
+        let lower_bound = if i > 0 {
+            merged[i - 1].0
+        } else if upper_bound > 0.0 {
+            0.0
+        } else {
+            f64::NEG_INFINITY
+        };
+        let interpolate =
+            |v: f64| rank + (bucket_count - rank) * (v - lower_bound) / (upper_bound - lower_bound);
+        if !lower_set && lower_bound >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lower_bound >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lower_bound < lower && upper_bound > lower {
+            lower_rank = interpolate(lower);
+            lower_set = true;
+        }
+        if !upper_set && lower_bound < upper && upper_bound > upper {
+            upper_rank = interpolate(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = bucket_count;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
 }
 
 fn parse_le(text: &str) -> Result<f64, ()> {
@@ -1005,18 +1099,9 @@ pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
-    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-    if !buckets.last().is_some_and(|b| b.0 == f64::INFINITY) {
+    let Some(mut merged) = coalesce(buckets) else {
         return f64::NAN;
-    }
-    // Coalesce buckets with the same bound.
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(bound, count) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == bound => last.1 += count,
-            _ => merged.push((bound, count)),
-        }
-    }
+    };
     // Force monotonic counts, ignoring tiny floating-point deltas.
     let mut max = f64::NEG_INFINITY;
     for i in 0..merged.len() {
