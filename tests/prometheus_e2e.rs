@@ -197,3 +197,119 @@ remote_write:
     let jobs = get_json(&server.url("/api/v1/label/job/values"));
     assert_eq!(jobs["data"], serde_json::json!(["node", "prometheus"]));
 }
+
+#[test]
+fn prometheus_federates_from_oxeye() {
+    let prometheus = require_program("prometheus");
+    let server = TestServer::start();
+    let work = tempfile::tempdir().unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body = remote_write_body(&[
+        (
+            vec![
+                ("__name__", "app_requests_total"),
+                ("job", "app"),
+                ("code", "200"),
+            ],
+            vec![(now - 1000, 1e6)],
+        ),
+        (
+            vec![
+                ("__name__", "app_requests_total"),
+                ("job", "app"),
+                ("code", "500"),
+            ],
+            vec![(now - 1000, 7.5)],
+        ),
+        (
+            vec![("__name__", "other_metric"), ("job", "other")],
+            vec![(now - 1000, 1.0)],
+        ),
+    ]);
+    assert_eq!(post_remote_write(&server.url(""), body).0, 204);
+
+    // The exposition itself.
+    let text = client()
+        .get(server.url("/federate"))
+        .query(&[("match[]", "{job=\"app\"}")])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        text.starts_with("# TYPE app_requests_total untyped\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "app_requests_total{{code=\"200\",job=\"app\"}} 1e+06 {}",
+            now - 1000
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("other_metric"));
+
+    // A real Prometheus scraping it with honor_labels.
+    let prom_port = free_port();
+    let config = format!(
+        r#"
+global: {{scrape_interval: 1s}}
+scrape_configs:
+  - job_name: federate
+    honor_labels: true
+    metrics_path: /federate
+    params: {{'match[]': ['{{job="app"}}']}}
+    static_configs: [{{targets: ['{oxeye}']}}]
+"#,
+        oxeye = server.http
+    );
+    let config_path = work.path().join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let _prom = ChildGuard(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                work.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    let result = wait_for(Duration::from_secs(60), || {
+        let answer: serde_json::Value = client()
+            .get(format!("{prom}/api/v1/query"))
+            .query(&[("query", "app_requests_total")])
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        let result = answer["data"]["result"].as_array()?.clone();
+        (result.len() == 2).then_some(result)
+    })
+    .expect("Prometheus scraped the federated series");
+    let mut seen: Vec<(String, String, String)> = result
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["job"].as_str().unwrap().to_owned(),
+                s["metric"]["code"].as_str().unwrap().to_owned(),
+                s["value"][1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("app".to_owned(), "200".to_owned(), "1000000".to_owned()),
+            ("app".to_owned(), "500".to_owned(), "7.5".to_owned()),
+        ]
+    );
+}

@@ -213,3 +213,38 @@ fn query_limits_stop_bombs_and_the_server_stays_healthy() {
     assert_eq!(status, 200);
     assert_eq!(body["data"]["result"][0]["value"][1], "1");
 }
+
+#[test]
+fn status_and_utility_endpoints() {
+    let server = TestServer::start();
+    seed(&server);
+    let (status, body) = get(&server, "/api/v1/status/buildinfo", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        body["data"]["version"].as_str().unwrap().starts_with("3."),
+        "{body}"
+    );
+    let (_, body) = get(&server, "/api/v1/status/runtimeinfo", &[]);
+    assert_eq!(body["data"]["storageRetention"], "15days");
+    let (_, body) = get(&server, "/api/v1/status/flags", &[]);
+    assert_eq!(body["data"]["query.lookback_delta"], "5m");
+    let (_, body) = get(&server, "/api/v1/status/config", &[]);
+    assert!(body["data"]["yaml"].as_str().unwrap().contains("[storage]"));
+    let (_, body) = get(&server, "/api/v1/status/tsdb", &[]);
+    assert_eq!(body["data"]["headStats"]["numSeries"], 3);
+    assert_eq!(
+        body["data"]["seriesCountByMetricName"][0],
+        json!({"name": "http_requests_total", "value": 2})
+    );
+    let (_, body) = get(&server, "/api/v1/format_query", &[("query", "foo/bar")]);
+    assert_eq!(body, json!({"status": "success", "data": "foo / bar"}));
+    let (_, body) = get(
+        &server,
+        "/api/v1/parse_query",
+        &[("query", "up{job=\"api\"}")],
+    );
+    assert_eq!(body["data"]["type"], "vectorSelector", "{body}");
+    let (status, body) = get(&server, "/api/v1/format_query", &[("query", "foo/")]);
+    assert_eq!(status, 400);
+    assert_eq!(body["errorType"], "bad_data");
+}

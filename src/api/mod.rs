@@ -5,6 +5,7 @@ pub mod otlp;
 pub mod params;
 pub mod prometheus;
 pub mod query;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(self_metrics))
         .merge(prometheus::routes())
         .merge(query::routes())
+        .merge(status::routes())
         .merge(otlp::http_routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))

@@ -168,6 +168,20 @@ pub struct StoreSummary {
     pub index_bytes: u64,
 }
 
+/// Cardinality statistics of the index (see [`MetricsStore::index_stats`]).
+#[derive(Debug, Clone, Default)]
+pub struct IndexStats {
+    pub num_series: u64,
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    pub min_time: Option<i64>,
+    pub max_time: Option<i64>,
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
 /// Hash maps keyed by label hashes: the key is already a good hash.
 #[derive(Default)]
 struct IdentityHasher(u64);
@@ -757,6 +771,56 @@ impl MetricsStore {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Cardinality figures for `/api/v1/status/tsdb`: the `limit` largest
+    /// entries of each list, plus head statistics.
+    pub fn index_stats(&self, limit: usize) -> IndexStats {
+        let head = self.head.read();
+        let postings = &head.postings;
+        let top = |mut items: Vec<(String, u64)>| {
+            items.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            items.truncate(limit);
+            items
+        };
+        let by_metric = top(postings
+            .values(crate::model::METRIC_NAME)
+            .map(|(v, p)| (v.to_owned(), p.len()))
+            .collect());
+        let mut value_counts = Vec::new();
+        let mut memory = Vec::new();
+        let mut pairs = Vec::new();
+        for name in postings.names() {
+            let mut count = 0u64;
+            let mut bytes = 0u64;
+            for (value, list) in postings.values(name) {
+                count += 1;
+                bytes += value.len() as u64 * list.len();
+                pairs.push((format!("{name}={value}"), list.len()));
+            }
+            value_counts.push((name.to_owned(), count));
+            memory.push((name.to_owned(), bytes));
+        }
+        let mut stats = IndexStats {
+            num_series: postings.all().len(),
+            num_label_pairs: pairs.len() as u64,
+            chunk_count: 0,
+            min_time: None,
+            max_time: None,
+            series_count_by_metric_name: by_metric,
+            label_value_count_by_label_name: top(value_counts),
+            memory_in_bytes_by_label_name: top(memory),
+            series_count_by_label_value_pair: top(pairs),
+        };
+        for entry in &head.series {
+            stats.chunk_count +=
+                entry.head.closed.len() as u64 + u64::from(entry.head.open.is_some());
+        }
+        if head.max_t >= head.min_t {
+            stats.min_time = Some(head.min_t);
+            stats.max_time = Some(head.max_t);
+        }
+        stats
     }
 
     pub fn summary(&self) -> StoreSummary {
