@@ -254,7 +254,12 @@ fn parse_values(text: &str) -> Result<Vec<Option<f64>>, String> {
             out.push(None);
             continue;
         }
-        let is_hex = token.trim_start_matches(['-', '+']).starts_with("0x");
+        // `0x59` is 0 repeated 59 more times (as in the upstream files), so
+        // only a token with hex letters is read as a hex number.
+        let is_hex = token.trim_start_matches(['-', '+']).starts_with("0x")
+            && token[token.find('x').unwrap_or(0) + 1..]
+                .chars()
+                .any(|c| c.is_ascii_alphabetic());
         if let (false, Some(x)) = (is_hex, token.rfind('x')) {
             let (head, count) = (&token[..x], &token[x + 1..]);
             let count: usize = count

@@ -234,7 +234,7 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                     "invalid destination label name in label_replace(): {dst}"
                 )));
             }
-            relabel(series, n, |labels| {
+            relabel(series, n, &dst, |labels| {
                 let value = labels.get(&src).unwrap_or("");
                 let captures = regex.captures(value)?;
                 let mut out = String::new();
@@ -255,7 +255,7 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                     "invalid destination label name in label_join(): {dst}"
                 )));
             }
-            relabel(series, n, |labels| {
+            relabel(series, n, &dst, |labels| {
                 let joined: Vec<&str> = srcs.iter().map(|s| labels.get(s).unwrap_or("")).collect();
                 Some(set_label(labels, &dst, &joined.join(&sep)))
             })
@@ -525,6 +525,7 @@ fn over_time(
 fn relabel(
     series: Vec<StepSeries>,
     steps: usize,
+    destination: &str,
     f: impl Fn(&Labels) -> Option<Labels>,
 ) -> Result<Value, EvalError> {
     let mut builder = SeriesBuilder::new(steps);
@@ -532,8 +533,7 @@ fn relabel(
         // A pending `__name__` drop is still visible here; writing
         // `__name__` explicitly cancels the drop.
         let labels = Arc::new(f(&s.labels).unwrap_or_else(|| (*s.labels).clone()));
-        let sets_name = labels.metric_name() != s.labels.metric_name();
-        let drop_name = s.drop_name && !sets_name;
+        let drop_name = s.drop_name && destination != METRIC_NAME;
         for (i, v) in s.values.iter().enumerate() {
             if let Some(v) = v {
                 builder.push(labels.clone(), i, *v, drop_name)?;
