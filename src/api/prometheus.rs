@@ -266,7 +266,9 @@ async fn export(
         let mut out = String::new();
         let mut seen = std::collections::HashSet::new();
         for set in &sets {
-            for series in store.select(set, start, end) {
+            let mut found = store.select(set, start, end);
+            found.sort_by(|a, b| a.labels.cmp(&b.labels));
+            for series in found {
                 if !seen.insert(series.labels.clone()) {
                     continue;
                 }

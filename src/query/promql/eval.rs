@@ -1,6 +1,7 @@
 //! The evaluator: walks the `promql-parser` AST over a range of steps.
 
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -424,16 +425,40 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// Drop pending names and refuse duplicate label sets at any step.
-pub fn finalize(series: Vec<StepSeries>, steps: usize) -> Result<Vec<StepSeries>, EvalError> {
-    let mut builder = super::value::SeriesBuilder::new(steps);
-    for s in series {
-        let labels = effective_labels(&s);
-        for (i, v) in s.values.iter().enumerate() {
-            if let Some(v) = v {
-                builder.push(labels.clone(), i, *v, false)?;
+/// Drop pending names and refuse duplicate label sets at any step. Series
+/// are keyed by their label hash; labels are compared only on a hash match.
+pub fn finalize(series: Vec<StepSeries>, _steps: usize) -> Result<Vec<StepSeries>, EvalError> {
+    let mut out: Vec<StepSeries> = Vec::with_capacity(series.len());
+    let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::with_capacity(series.len());
+    for mut s in series {
+        if !s.values.iter().any(Option::is_some) {
+            continue;
+        }
+        s.labels = effective_labels(&s);
+        s.drop_name = false;
+        let candidates = by_hash.entry(s.labels.hash()).or_default();
+        match candidates
+            .iter()
+            .copied()
+            .find(|&i| out[i].labels == s.labels)
+        {
+            Some(existing) => {
+                for (slot, value) in out[existing].values.iter_mut().zip(&s.values) {
+                    if let Some(value) = value {
+                        if slot.is_some() {
+                            return Err(EvalError::Execution(
+                                "vector cannot contain metrics with the same labelset".into(),
+                            ));
+                        }
+                        *slot = Some(*value);
+                    }
+                }
+            }
+            None => {
+                candidates.push(out.len());
+                out.push(s);
             }
         }
     }
-    Ok(builder.finish())
+    Ok(out)
 }

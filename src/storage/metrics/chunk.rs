@@ -88,7 +88,23 @@ impl<'a> BitReader<'a> {
         Some(bit)
     }
 
-    fn read_bits(&mut self, mut count: u8) -> Option<u64> {
+    fn read_bits(&mut self, count: u8) -> Option<u64> {
+        if count == 0 {
+            return Some(0);
+        }
+        let index = self.pos / 8;
+        // Fast path: one unaligned 16-byte load holds any 64 bits at any offset.
+        if let Some(window) = self.bytes.get(index..index + 16) {
+            let word = u128::from_be_bytes(window.try_into().expect("16 bytes"));
+            let offset = (self.pos % 8) as u32;
+            let value = ((word << offset) >> (128 - u32::from(count))) as u64;
+            self.pos += count as usize;
+            return Some(value);
+        }
+        self.read_bits_slow(count)
+    }
+
+    fn read_bits_slow(&mut self, mut count: u8) -> Option<u64> {
         let mut value = 0u64;
         while count > 0 {
             let byte = *self.bytes.get(self.pos / 8)?;

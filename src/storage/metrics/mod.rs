@@ -690,8 +690,8 @@ impl MetricsStore {
         values
     }
 
-    /// Samples of every series matching `matchers` within `[mint, maxt]`,
-    /// series sorted by labels; series without samples in range are omitted.
+    /// Samples of every series matching `matchers` within `[mint, maxt]`, in
+    /// series-id order; series without samples in range are omitted.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
         let (snapshots, frozen) = {
             let head = self.head.read();
@@ -738,7 +738,6 @@ impl MetricsStore {
                 out.push(SeriesSamples { labels, samples });
             }
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
     }
 
