@@ -305,11 +305,18 @@ fn vector_vector(
             if s.values[i].is_none() {
                 continue;
             }
-            if one_at.insert(&one_sig[oi], oi).is_some() {
+            if let Some(previous) = one_at.insert(&one_sig[oi], oi) {
                 let side = if one_to_many { "left" } else { "right" };
+                let mut pair = [
+                    prometheus_labels(&one_labels[previous]),
+                    prometheus_labels(&one_labels[oi]),
+                ];
+                pair.sort();
                 return Err(EvalError::Execution(format!(
-                    "found duplicate series for the match group {} on the {side} hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
-                    one_sig[oi]
+                    "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    prometheus_labels(&one_sig[oi]),
+                    pair[0],
+                    pair[1]
                 )));
             }
         }
@@ -389,4 +396,13 @@ fn result_metric(
         }
     }
     Labels::from_pairs(pairs)
+}
+
+/// Labels as Prometheus prints them in errors: `{__name__="x", a="b"}`.
+fn prometheus_labels(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .map(|l| format!("{}={:?}", l.name, l.value))
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
 }

@@ -123,7 +123,11 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             let series = ev.vector(args[0])?;
             map_values(
                 series,
-                |v, i| (lo[i] <= hi[i]).then(|| clamp(v, lo[i], hi[i])),
+                // min > max gives nothing; a NaN bound gives NaN values.
+                |v, i| {
+                    (lo[i].partial_cmp(&hi[i]) != Some(std::cmp::Ordering::Greater))
+                        .then(|| clamp(v, lo[i], hi[i]))
+                },
                 true,
             )
         }
@@ -283,6 +287,28 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
             let q = ev.scalar(args[0])?;
             classic_buckets(ev, args[1], |i, buckets| bucket_quantile(q[i], buckets))
         }
+        "histogram_quantiles" => {
+            // histogram_quantiles(v, "label", q1, q2, …): one series per quantile.
+            let label = string_arg(ev, args[1])?;
+            let mut out = Vec::new();
+            for q_expr in &args[2..] {
+                let q = ev.scalar(q_expr)?;
+                let Value::Vector(series) =
+                    classic_buckets(ev, args[0], |i, buckets| bucket_quantile(q[i], buckets))?
+                else {
+                    unreachable!("classic_buckets returns a vector")
+                };
+                for mut s in series {
+                    let text = q
+                        .first()
+                        .map(|q| crate::query::format_value(*q))
+                        .unwrap_or_default();
+                    s.labels = Arc::new(set_label(&s.labels, &label, &text));
+                    out.push(s);
+                }
+            }
+            Ok(Value::Vector(out))
+        }
         "histogram_fraction" => {
             let lower = ev.scalar(args[0])?;
             let upper = ev.scalar(args[1])?;
@@ -403,6 +429,7 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                     "ts_of_first_over_time" => w[0].t as f64 / 1000.0,
                     "ts_of_min_over_time" => ts_of_extreme(w, |a, b| a < b),
                     "ts_of_max_over_time" => ts_of_extreme(w, |a, b| a > b),
+                    _ if w.iter().any(|s| s.v.is_nan()) => f64::NAN,
                     _ => {
                         let values: Vec<f64> = w.iter().map(|s| s.v).collect();
                         let median = quantile(0.5, values.clone());
@@ -462,11 +489,12 @@ fn string_arg(ev: &Evaluator, expr: &Expr) -> Result<String, EvalError> {
     }
 }
 
+/// Go's `math.Max(lo, math.Min(hi, v))`: a NaN anywhere gives NaN.
 fn clamp(v: f64, lo: f64, hi: f64) -> f64 {
-    if v.is_nan() {
-        return v;
+    if v.is_nan() || lo.is_nan() || hi.is_nan() {
+        return f64::NAN;
     }
-    v.max(lo).min(hi)
+    v.min(hi).max(lo)
 }
 
 /// Apply `f` to every present value; series keep their labels.
