@@ -7,8 +7,8 @@
 //! rewrites the list from the current results.
 //!
 //! Not replicated from the reference runner: annotation checks (`expect
-//! warn/info`), and the `@`-modifier step-invariance re-runs. The range-mode
-//! re-check of instant evals is done.
+//! warn/info`). Replicated: the range-mode re-check of instant evals and the
+//! `@`-modifier step-invariance re-runs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -720,6 +720,90 @@ fn compare(eval: &Eval, value: &Value, steps: &[i64]) -> Result<(), String> {
     }
 }
 
+/// Functions whose value depends on the evaluation time itself.
+const AT_MODIFIER_UNSAFE: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "end",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "range",
+    "start",
+    "step",
+    "time",
+    "timestamp",
+];
+
+fn has_unsafe_call(expr: &promql_parser::parser::Expr) -> bool {
+    use promql_parser::parser::Expr;
+    match expr {
+        Expr::Call(call) => {
+            AT_MODIFIER_UNSAFE.contains(&call.func.name)
+                || call.args.args.iter().any(|a| has_unsafe_call(a))
+        }
+        Expr::Aggregate(a) => {
+            has_unsafe_call(&a.expr) || a.param.as_ref().is_some_and(|p| has_unsafe_call(p))
+        }
+        Expr::Binary(b) => has_unsafe_call(&b.lhs) || has_unsafe_call(&b.rhs),
+        Expr::Unary(u) => has_unsafe_call(&u.expr),
+        Expr::Paren(p) => has_unsafe_call(&p.expr),
+        Expr::Subquery(s) => has_unsafe_call(&s.expr),
+        _ => false,
+    }
+}
+
+/// Set `@ t` on every selector and subquery that has none, without
+/// descending into subqueries, as the reference runner does.
+fn pin_at(expr: &mut promql_parser::parser::Expr, t: i64) {
+    use promql_parser::parser::{AtModifier, Expr};
+    let at = || {
+        let time = if t >= 0 {
+            std::time::UNIX_EPOCH + Duration::from_millis(t as u64)
+        } else {
+            std::time::UNIX_EPOCH - Duration::from_millis((-t) as u64)
+        };
+        Some(AtModifier::At(time))
+    };
+    match expr {
+        Expr::VectorSelector(vs) => {
+            if vs.at.is_none() {
+                vs.at = at();
+            }
+        }
+        Expr::MatrixSelector(ms) => {
+            if ms.vs.at.is_none() {
+                ms.vs.at = at();
+            }
+        }
+        // Selectors inside a subquery keep their own times: the subquery's
+        // `@` (set here if missing) already fixes where they are evaluated.
+        Expr::Subquery(sq) => {
+            if sq.at.is_none() {
+                sq.at = at();
+            }
+        }
+        Expr::Call(call) => call.args.args.iter_mut().for_each(|a| pin_at(a, t)),
+        Expr::Aggregate(a) => {
+            pin_at(&mut a.expr, t);
+            if let Some(p) = a.param.as_mut() {
+                pin_at(p, t);
+            }
+        }
+        Expr::Binary(b) => {
+            pin_at(&mut b.lhs, t);
+            pin_at(&mut b.rhs, t);
+        }
+        Expr::Unary(u) => pin_at(&mut u.expr, t),
+        Expr::Paren(p) => pin_at(&mut p.expr, t),
+        _ => {}
+    }
+}
+
 fn run_eval(store: &Store, eval: &Eval) -> Result<(), String> {
     let options = EngineOptions::default();
     let result = match eval.range {
@@ -786,6 +870,26 @@ fn run_eval(store: &Store, eval: &Eval) -> Result<(), String> {
                 };
                 compare(eval, &at_t, &[eval.at])
                     .map_err(|e| format!("range-mode re-check: {e}"))?;
+            }
+            // Step invariance: with `@ T` pinned everywhere, any evaluation
+            // time must give the same answer.
+            if eval.range.is_none() {
+                let mut expr = promql::parse(&eval.query).map_err(|e| e.to_string())?;
+                if !has_unsafe_call(&expr) {
+                    pin_at(&mut expr, eval.at);
+                    let times: Vec<i64> = if eval.at == 0 {
+                        vec![-1000, 0, 1000]
+                    } else {
+                        vec![-10 * eval.at, 0, eval.at / 5, eval.at, 10 * eval.at]
+                    };
+                    for t in times {
+                        let result =
+                            promql::instant_query_expr(store.store.as_ref(), &options, &expr, t)
+                                .map_err(|e| format!("@ re-run at {t}ms failed: {e}"))?;
+                        compare(eval, &result.value, &[eval.at])
+                            .map_err(|e| format!("@ re-run at {t}ms: {e}"))?;
+                    }
+                }
             }
             Ok(())
         }

@@ -93,8 +93,18 @@ pub fn instant_query(
     t: i64,
 ) -> Result<QueryResult, EvalError> {
     let expr = parse(query)?;
+    instant_query_expr(source, options, &expr, t)
+}
+
+/// Evaluate an already parsed expression at `t` (ms).
+pub fn instant_query_expr(
+    source: &dyn SeriesSource,
+    options: &EngineOptions,
+    expr: &promql_parser::parser::Expr,
+    t: i64,
+) -> Result<QueryResult, EvalError> {
     let evaluator = Evaluator::new(source, options, t, t, 0);
-    let value = evaluator.run(&expr)?;
+    let value = evaluator.run(expr)?;
     Ok(QueryResult {
         value,
         steps: vec![t],
