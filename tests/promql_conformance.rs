@@ -770,23 +770,11 @@ fn pin_at(expr: &mut promql_parser::parser::Expr, t: i64) {
         Some(AtModifier::At(time))
     };
     match expr {
-        Expr::VectorSelector(vs) => {
-            if vs.at.is_none() {
-                vs.at = at();
-            }
-        }
-        Expr::MatrixSelector(ms) => {
-            if ms.vs.at.is_none() {
-                ms.vs.at = at();
-            }
-        }
+        Expr::VectorSelector(vs) if vs.at.is_none() => vs.at = at(),
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => ms.vs.at = at(),
         // Selectors inside a subquery keep their own times: the subquery's
         // `@` (set here if missing) already fixes where they are evaluated.
-        Expr::Subquery(sq) => {
-            if sq.at.is_none() {
-                sq.at = at();
-            }
-        }
+        Expr::Subquery(sq) if sq.at.is_none() => sq.at = at(),
         Expr::Call(call) => call.args.args.iter_mut().for_each(|a| pin_at(a, t)),
         Expr::Aggregate(a) => {
             pin_at(&mut a.expr, t);
