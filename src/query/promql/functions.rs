@@ -299,9 +299,16 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                     unreachable!("classic_buckets returns a vector")
                 };
                 for mut s in series {
+                    // Quantile labels always carry a decimal point ("1.0").
                     let text = q
                         .first()
-                        .map(|q| crate::query::format_value(*q))
+                        .map(|q| {
+                            if q.is_finite() && q.fract() == 0.0 {
+                                format!("{q:.1}")
+                            } else {
+                                crate::query::format_value(*q)
+                            }
+                        })
                         .unwrap_or_default();
                     s.labels = Arc::new(set_label(&s.labels, &label, &text));
                     out.push(s);
@@ -1073,8 +1080,14 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f6
         } else {
             f64::NEG_INFINITY
         };
-        let interpolate =
-            |v: f64| rank + (bucket_count - rank) * (v - lower_bound) / (upper_bound - lower_bound);
+        // A bucket of infinite width contributes nothing below the value.
+        let interpolate = |v: f64| {
+            if lower_bound.is_infinite() {
+                rank
+            } else {
+                rank + (bucket_count - rank) * (v - lower_bound) / (upper_bound - lower_bound)
+            }
+        };
         if !lower_set && lower_bound >= lower {
             lower_rank = rank;
             lower_set = true;
