@@ -1080,10 +1080,11 @@ pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f6
         } else {
             f64::NEG_INFINITY
         };
-        // A bucket of infinite width contributes nothing below the value.
+        // A bucket of infinite width contributes nothing: all of its
+        // observations count as below the value.
         let interpolate = |v: f64| {
             if lower_bound.is_infinite() {
-                rank
+                bucket_count
             } else {
                 rank + (bucket_count - rank) * (v - lower_bound) / (upper_bound - lower_bound)
             }
