@@ -317,11 +317,14 @@ struct Eval {
     /// `expect range vector from a to b step s`
     range_vector: Option<(i64, i64, i64)>,
     expected: Expected,
+    /// The expected output has native histograms.
+    expects_native: bool,
 }
 
 enum Command {
     Clear,
-    Load(Vec<(Labels, Vec<Sample>)>),
+    /// Series to load, and whether the block has native histograms.
+    Load(Vec<(Labels, Vec<Sample>)>, bool),
     Eval(Box<Eval>),
     Invalid(usize, String),
 }
@@ -358,7 +361,10 @@ fn parse_file(text: &str) -> Vec<Command> {
             continue;
         } else if word.starts_with("load") {
             match parse_load(line, body) {
-                Ok(load) => commands.push(Command::Load(load)),
+                Ok(load) => {
+                    let native = word == "load_with_nhcb" || body.iter().any(|l| l.contains("{{"));
+                    commands.push(Command::Load(load, native))
+                }
                 Err(e) => commands.push(Command::Invalid(lineno, e)),
             }
         } else if word.starts_with("eval") {
@@ -433,6 +439,7 @@ fn parse_eval(lineno: usize, header: &str, body: &[String]) -> Result<Eval, Stri
         expect_fail: None,
         ordered: keyword == "eval_ordered",
         range_vector: None,
+        expects_native: body.iter().any(|l| l.contains("{{")),
         expected: Expected::Series(Vec::new()),
     };
     if keyword == "eval_fail" {
@@ -919,13 +926,16 @@ fn promql_test_suite() {
         let mut store = Store::new();
         let (mut pass, mut count) = (0, 0);
         let mut load_error: Option<String> = None;
+        let mut native_loaded = false;
         for command in parse_file(&text) {
             match command {
                 Command::Clear => {
                     store = Store::new();
                     load_error = None;
+                    native_loaded = false;
                 }
-                Command::Load(series) => {
+                Command::Load(series, native) => {
+                    native_loaded |= native;
                     for (labels, samples) in series {
                         store.load(&labels, &samples);
                     }
@@ -942,7 +952,7 @@ fn promql_test_suite() {
                     }
                     count += 1;
                     let key = format!("{name}:{line}");
-                    failures.insert(key, format!("unparsed: {error}"));
+                    failures.insert(key, format!("[unparsed] {error}"));
                 }
                 Command::Eval(eval) => {
                     count += 1;
@@ -954,7 +964,16 @@ fn promql_test_suite() {
                     match result {
                         Ok(()) => pass += 1,
                         Err(e) => {
-                            failures.insert(key, e.replace('\n', " "));
+                            let category = if e.contains("parse error") {
+                                "unsupported syntax"
+                            } else if e.starts_with("data not loaded") {
+                                "unsupported load"
+                            } else if eval.expects_native || native_loaded {
+                                "native histograms"
+                            } else {
+                                "differs"
+                            };
+                            failures.insert(key, format!("[{category}] {}", e.replace('\n', " ")));
                         }
                     }
                 }

@@ -296,6 +296,12 @@ fn vector_vector(
         .map(|l| signature(l, &modifier.matching))
         .collect();
     let drop_name = !op.is_comparison() || return_bool;
+    // fill_left applies to the left side, fill_right to the right side.
+    let (one_fill, many_fill) = if one_to_many {
+        (modifier.fill_values.lhs, modifier.fill_values.rhs)
+    } else {
+        (modifier.fill_values.rhs, modifier.fill_values.lhs)
+    };
     let mut builder = SeriesBuilder::new(n);
     let mut result_labels: HashMap<(usize, usize), Arc<Labels>> = HashMap::new();
     for i in 0..n {
@@ -321,32 +327,48 @@ fn vector_vector(
             }
         }
         let mut seen_many: HashMap<&Labels, usize> = HashMap::new();
+        let mut one_matched = vec![false; one.len()];
+        let empty = Labels::default();
+        let keep_value = |value: f64, keep: bool| -> Option<f64> {
+            if return_bool {
+                Some(if keep { 1.0 } else { 0.0 })
+            } else {
+                keep.then_some(value)
+            }
+        };
         for (mi, s) in many.iter().enumerate() {
             let Some(mv) = s.values[i] else { continue };
             let Some(&oi) = one_at.get(&many_sig[mi]) else {
+                // fill(): an unmatched series meets the fill value instead.
+                if let Some(fill) = one_fill {
+                    let (l, r) = if one_to_many { (fill, mv) } else { (mv, fill) };
+                    let (value, keep) = op.apply(l, r);
+                    if let Some(value) = keep_value(value, keep) {
+                        let labels = Arc::new(result_metric(
+                            &many_labels[mi],
+                            &empty,
+                            card,
+                            &modifier.matching,
+                            &[],
+                        ));
+                        builder.push(labels, i, value, drop_name || many[mi].drop_name)?;
+                    }
+                }
                 continue;
             };
-            if matches!(card, VectorMatchCardinality::OneToOne) {
-                if let Some(previous) = seen_many.insert(&many_sig[mi], mi) {
-                    let _ = previous;
-                    return Err(EvalError::Execution(format!(
-                        "found duplicate series for the match group {} on the left hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
-                        many_sig[mi]
-                    )));
-                }
+            one_matched[oi] = true;
+            if matches!(card, VectorMatchCardinality::OneToOne)
+                && seen_many.insert(&many_sig[mi], mi).is_some()
+            {
+                return Err(EvalError::Execution(format!(
+                    "found duplicate series for the match group {} on the left hand-side of the operation; many-to-many matching not allowed: matching labels must be unique on one side",
+                    many_sig[mi]
+                )));
             }
             let ov = one[oi].values[i].expect("present");
             let (l, r) = if one_to_many { (ov, mv) } else { (mv, ov) };
             let (value, keep) = op.apply(l, r);
-            let value = if return_bool {
-                if keep {
-                    1.0
-                } else {
-                    0.0
-                }
-            } else if keep {
-                value
-            } else {
+            let Some(value) = keep_value(value, keep) else {
                 continue;
             };
             let labels = result_labels
@@ -364,6 +386,26 @@ fn vector_vector(
             // Arithmetic drops the name (delayed, as Prometheus 3 does).
             let pending_drop = drop_name || many[mi].drop_name;
             builder.push(labels, i, value, pending_drop)?;
+        }
+        if let Some(fill) = many_fill {
+            for (oi, s) in one.iter().enumerate() {
+                let Some(ov) = s.values[i] else { continue };
+                if one_matched[oi] {
+                    continue;
+                }
+                let (l, r) = if one_to_many { (ov, fill) } else { (fill, ov) };
+                let (value, keep) = op.apply(l, r);
+                if let Some(value) = keep_value(value, keep) {
+                    let labels = Arc::new(result_metric(
+                        &one_labels[oi],
+                        &empty,
+                        card,
+                        &modifier.matching,
+                        &[],
+                    ));
+                    builder.push(labels, i, value, drop_name || one[oi].drop_name)?;
+                }
+            }
         }
         ev.check_deadline("binary operation")?;
     }

@@ -49,8 +49,11 @@ impl Value {
 /// The labels a series presents to label-sensitive operations, honouring a
 /// pending `__name__` drop.
 pub fn effective_labels(series: &StepSeries) -> Arc<Labels> {
-    if series.drop_name && series.labels.metric_name().is_some() {
-        Arc::new(series.labels.without(&[crate::model::METRIC_NAME]))
+    // `__type__`/`__unit__` (Prometheus' type-and-unit labels) describe the
+    // metric name and go with it.
+    const NAME_LABELS: [&str; 3] = [crate::model::METRIC_NAME, "__type__", "__unit__"];
+    if series.drop_name && series.labels.iter().any(|l| NAME_LABELS.contains(&l.name)) {
+        Arc::new(series.labels.without(&NAME_LABELS))
     } else {
         series.labels.clone()
     }
