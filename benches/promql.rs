@@ -69,11 +69,14 @@ fn store(dir: &std::path::Path) -> std::sync::Arc<MetricsStore> {
         }
     }
     let refs: Vec<Vec<LabelRef<'_>>> = series.iter().map(|(l, _)| l.iter().collect()).collect();
+    let keys: Vec<Vec<u8>> = series.iter().map(|(l, _)| l.key()).collect();
     let writes: Vec<SeriesWrite<'_>> = series
         .iter()
         .zip(&refs)
-        .map(|((labels, samples), refs)| SeriesWrite {
+        .zip(&keys)
+        .map(|(((labels, samples), refs), key)| SeriesWrite {
             hash: labels.hash(),
+            key,
             labels: refs,
             samples,
             exemplars: &[],

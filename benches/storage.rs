@@ -89,12 +89,14 @@ fn lookup(c: &mut Criterion) {
     let labels = series_labels(10_000);
     let refs: Vec<Vec<LabelRef<'_>>> = labels.iter().map(|l| l.iter().collect()).collect();
     let hashes: Vec<u64> = labels.iter().map(Labels::hash).collect();
+    let keys: Vec<Vec<u8>> = labels.iter().map(Labels::key).collect();
     let mut t = 1_700_000_000_000i64;
     let append_round = |t: i64| {
         let samples: Vec<[Sample; 1]> = (0..2000).map(|i| [Sample { t, v: i as f64 }]).collect();
         let writes: Vec<SeriesWrite<'_>> = (0..2000)
             .map(|i| SeriesWrite {
                 hash: hashes[i],
+                key: &keys[i],
                 labels: &refs[i],
                 samples: &samples[i],
                 exemplars: &[],

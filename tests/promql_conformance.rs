@@ -64,6 +64,7 @@ impl Store {
             .append(
                 &[SeriesWrite {
                     hash: labels.hash(),
+                    key: &labels.key(),
                     labels: &refs,
                     samples,
                     exemplars: &[],

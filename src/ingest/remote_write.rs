@@ -10,7 +10,9 @@
 use std::ops::Range;
 
 use crate::ingest::{IngestError, LabelCheck};
-use crate::model::{label_hash, Exemplar, LabelRef, Labels, MetricMetadata, MetricType, Sample};
+use crate::model::{
+    append_key, label_hash, Exemplar, LabelRef, Labels, MetricMetadata, MetricType, Sample,
+};
 use crate::storage::codec::Reader;
 use crate::storage::metrics::SeriesWrite;
 
@@ -23,6 +25,7 @@ const WIRE_FIXED32: u64 = 5;
 #[derive(Debug, Clone)]
 struct DecodedSeries {
     labels: Range<usize>,
+    key: Range<usize>,
     samples: Range<usize>,
     exemplars: Range<usize>,
     hash: u64,
@@ -32,6 +35,8 @@ struct DecodedSeries {
 #[derive(Debug, Default)]
 pub struct DecodedWrite<'a> {
     labels: Vec<LabelRef<'a>>,
+    /// Canonical keys of all series, back to back.
+    keys: Vec<u8>,
     samples: Vec<Sample>,
     exemplars: Vec<Exemplar>,
     series: Vec<DecodedSeries>,
@@ -66,6 +71,7 @@ impl<'a> DecodedWrite<'a> {
             .iter()
             .map(|s| SeriesWrite {
                 hash: s.hash,
+                key: &self.keys[s.key.clone()],
                 labels: &self.labels[s.labels.clone()],
                 samples: &self.samples[s.samples.clone()],
                 exemplars: &self.exemplars[s.exemplars.clone()],
@@ -216,8 +222,8 @@ pub fn decode<'a>(body: &'a [u8], check: &LabelCheck) -> Result<DecodedWrite<'a>
     out.series.reserve(estimated_series);
     out.samples.reserve(estimated_series);
     out.labels.reserve(estimated_series * 10);
+    out.keys.reserve(body.len() / 2);
     let mut reader = Reader::new(body);
-    let mut hash_buf = Vec::with_capacity(256);
     while !reader.is_empty() {
         match read_key(&mut reader)? {
             (1, WIRE_LEN) => {
@@ -228,7 +234,7 @@ pub fn decode<'a>(body: &'a [u8], check: &LabelCheck) -> Result<DecodedWrite<'a>
                         check.max_series_per_request
                     )));
                 }
-                decode_series(series_bytes, check, &mut out, &mut hash_buf)?;
+                decode_series(series_bytes, check, &mut out)?;
             }
             (3, WIRE_LEN) => {
                 let metadata = decode_metadata(read_len(&mut reader)?)?;
@@ -246,7 +252,6 @@ fn decode_series<'a>(
     bytes: &'a [u8],
     check: &LabelCheck,
     out: &mut DecodedWrite<'a>,
-    hash_buf: &mut Vec<u8>,
 ) -> Result<(), IngestError> {
     let label_start = out.labels.len();
     let sample_start = out.samples.len();
@@ -293,28 +298,18 @@ fn decode_series<'a>(
         out.labels.truncate(label_start);
         return Ok(());
     }
-    let hash = label_hash_buffered(&out.labels[label_start..], hash_buf);
+    let key_start = out.keys.len();
+    append_key(out.labels[label_start..].iter().copied(), &mut out.keys);
+    let hash = xxhash_rust::xxh3::xxh3_64(&out.keys[key_start..]);
+    debug_assert_eq!(hash, label_hash(out.labels[label_start..].iter().copied()));
     out.series.push(DecodedSeries {
         labels: label_start..out.labels.len(),
+        key: key_start..out.keys.len(),
         samples: sample_start..out.samples.len(),
         exemplars: exemplar_start..out.exemplars.len(),
         hash,
     });
     Ok(())
-}
-
-/// [`label_hash`] computed in one shot over a reused buffer.
-fn label_hash_buffered(labels: &[LabelRef<'_>], buf: &mut Vec<u8>) -> u64 {
-    buf.clear();
-    for label in labels {
-        buf.extend_from_slice(label.name.as_bytes());
-        buf.push(0xff);
-        buf.extend_from_slice(label.value.as_bytes());
-        buf.push(0xff);
-    }
-    let hash = xxhash_rust::xxh3::xxh3_64(buf);
-    debug_assert_eq!(hash, label_hash(labels.iter().copied()));
-    hash
 }
 
 /// Encoding helpers for tests, benches and tools that send remote_write.

@@ -64,6 +64,14 @@ impl Labels {
         label_hash(self.iter())
     }
 
+    /// The canonical key bytes (`name \xff value \xff …`): equal label sets
+    /// have equal keys, and [`Labels::hash`] is the xxh3 of the key.
+    pub fn key(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        append_key(self.iter(), &mut out);
+        out
+    }
+
     /// Compact binary form used by the WAL and the series index:
     /// per label `varint(len) name varint(len) value`.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -83,15 +91,6 @@ impl Labels {
             pairs.push((name, value));
         }
         Some(Labels(pairs))
-    }
-
-    pub fn equals_refs(&self, refs: &[LabelRef<'_>]) -> bool {
-        self.0.len() == refs.len()
-            && self
-                .0
-                .iter()
-                .zip(refs)
-                .all(|((n, v), r)| n == r.name && v == r.value)
     }
 
     /// This set without the named labels (e.g. for `on`/`ignoring`).
@@ -130,6 +129,16 @@ impl fmt::Display for Labels {
             write!(f, "{name}={value:?}")?;
         }
         f.write_str("}")
+    }
+}
+
+/// Append the canonical key of a sorted label sequence to `out`.
+pub fn append_key<'a>(labels: impl Iterator<Item = LabelRef<'a>>, out: &mut Vec<u8>) {
+    for label in labels {
+        out.extend_from_slice(label.name.as_bytes());
+        out.push(0xff);
+        out.extend_from_slice(label.value.as_bytes());
+        out.push(0xff);
     }
 }
 
@@ -175,7 +184,10 @@ mod tests {
             },
         ];
         assert_eq!(labels.hash(), label_hash(refs.iter().copied()));
-        assert!(labels.equals_refs(&refs));
+        let mut key = Vec::new();
+        append_key(refs.iter().copied(), &mut key);
+        assert_eq!(labels.key(), key);
+        assert_eq!(xxhash_rust::xxh3::xxh3_64(&key), labels.hash());
     }
 
     #[test]

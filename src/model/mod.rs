@@ -3,7 +3,7 @@
 
 mod labels;
 
-pub use labels::{is_valid_label_name, label_hash, LabelRef, Labels, METRIC_NAME};
+pub use labels::{append_key, is_valid_label_name, label_hash, LabelRef, Labels, METRIC_NAME};
 
 /// Milliseconds since the Unix epoch, as Prometheus counts time.
 pub type Timestamp = i64;

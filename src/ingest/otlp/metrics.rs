@@ -109,20 +109,24 @@ impl Translated {
         }
     }
 
-    /// Label views of every series, for [`Translated::writes`].
-    pub fn label_refs(&self) -> Vec<Vec<LabelRef<'_>>> {
+    /// Label views and canonical keys of every series, for [`Translated::writes`].
+    pub fn label_refs(&self) -> Vec<(Vec<LabelRef<'_>>, Vec<u8>)> {
         self.series
             .iter()
-            .map(|(labels, _, _)| labels.iter().collect())
+            .map(|(labels, _, _)| (labels.iter().collect(), labels.key()))
             .collect()
     }
 
-    pub fn writes<'a>(&'a self, label_refs: &'a [Vec<LabelRef<'a>>]) -> Vec<SeriesWrite<'a>> {
+    pub fn writes<'a>(
+        &'a self,
+        label_refs: &'a [(Vec<LabelRef<'a>>, Vec<u8>)],
+    ) -> Vec<SeriesWrite<'a>> {
         self.series
             .iter()
             .zip(label_refs)
-            .map(|((labels, samples, exemplars), refs)| SeriesWrite {
-                hash: labels.hash(),
+            .map(|((_, samples, exemplars), (refs, key))| SeriesWrite {
+                hash: xxhash_rust::xxh3::xxh3_64(key),
+                key,
                 labels: refs,
                 samples,
                 exemplars,

@@ -67,10 +67,12 @@ impl RejectReason {
     }
 }
 
-/// One series' part of a write. Labels are sorted and validated by ingest.
+/// One series' part of a write. Labels are sorted and validated by ingest;
+/// `key` is their canonical key ([`Labels::key`]) and `hash` its xxh3.
 #[derive(Debug, Clone, Copy)]
 pub struct SeriesWrite<'a> {
     pub hash: u64,
+    pub key: &'a [u8],
     pub labels: &'a [LabelRef<'a>],
     pub samples: &'a [Sample],
     pub exemplars: &'a [Exemplar],
@@ -202,6 +204,8 @@ type HashIndex = HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>;
 
 struct SeriesEntry {
     labels: Arc<Labels>,
+    /// Canonical key bytes: one comparison finds the series on append.
+    key: Box<[u8]>,
     /// Newest in-order timestamp (survives cuts, so ordering is kept).
     last_t: i64,
     last_v_bits: u64,
@@ -221,16 +225,16 @@ struct HeadState {
 }
 
 impl HeadState {
-    fn find(&self, hash: u64, labels: &[LabelRef<'_>]) -> Option<u32> {
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let id = *self.by_hash.get(&hash)?;
-        if self.series[id as usize].labels.equals_refs(labels) {
+        if *self.series[id as usize].key == *key {
             return Some(id);
         }
         self.collisions
             .get(&hash)?
             .iter()
             .copied()
-            .find(|&id| self.series[id as usize].labels.equals_refs(labels))
+            .find(|&id| *self.series[id as usize].key == *key)
     }
 
     /// Register a series under `id` (ids are dense; gaps get placeholders).
@@ -242,6 +246,7 @@ impl HeadState {
         }
         self.postings.add(id, &labels);
         let entry = SeriesEntry {
+            key: labels.key().into_boxed_slice(),
             labels: Arc::new(labels),
             last_t: i64::MIN,
             last_v_bits: 0,
@@ -283,6 +288,7 @@ impl HeadState {
 impl SeriesEntry {
     fn placeholder() -> SeriesEntry {
         SeriesEntry {
+            key: Box::default(),
             labels: Arc::new(Labels::default()),
             last_t: i64::MIN,
             last_v_bits: 0,
@@ -344,6 +350,7 @@ impl MetricsStore {
                 let hash = labels.hash();
                 state.by_hash.entry(hash).or_insert(id as u32);
                 state.series.push(SeriesEntry {
+                    key: labels.key().into_boxed_slice(),
                     labels: Arc::new(labels),
                     last_t: i64::MIN,
                     last_v_bits: 0,
@@ -459,7 +466,7 @@ impl MetricsStore {
             let state = &mut *head;
             state.records.clear();
             for write in writes {
-                let id = match state.find(write.hash, write.labels) {
+                let id = match state.find(write.hash, write.key) {
                     Some(id) => id,
                     None => {
                         let live = state.series.len();

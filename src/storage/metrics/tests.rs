@@ -34,6 +34,7 @@ impl Series {
             .append(
                 &[SeriesWrite {
                     hash: self.labels.hash(),
+                    key: &self.labels.key(),
                     labels: &refs,
                     samples: &samples,
                     exemplars: &[],
@@ -204,6 +205,7 @@ fn exemplars_and_metadata_are_kept() {
             .append(
                 &[SeriesWrite {
                     hash: labels.hash(),
+                    key: &labels.key(),
                     labels: &refs,
                     samples: &[Sample { t: 5, v: 1.0 }],
                     exemplars: std::slice::from_ref(&exemplar),
