@@ -248,3 +248,59 @@ fn status_and_utility_endpoints() {
     assert_eq!(status, 400);
     assert_eq!(body["errorType"], "bad_data");
 }
+
+#[test]
+fn query_timeout_is_a_503_and_the_server_stays_healthy() {
+    // A deadline that has passed before evaluation starts.
+    let server = TestServer::start_with(&[("OXEYE_QUERY__TIMEOUT", "1ns")]);
+    seed(&server);
+    let (status, body) = get(
+        &server,
+        "/api/v1/query_range",
+        &[
+            ("query", "sum(rate(http_requests_total[1m]))"),
+            ("start", "1700000000"),
+            ("end", "1700000300"),
+            ("step", "15"),
+        ],
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["errorType"], "timeout");
+    assert!(
+        body["error"].as_str().unwrap().contains("query timed out"),
+        "{body}"
+    );
+    let healthy = client().get(server.url("/-/healthy")).send().unwrap();
+    assert_eq!(healthy.status().as_u16(), 200);
+}
+
+#[test]
+fn concurrent_queries_beyond_the_limit_wait_their_turn() {
+    let server = TestServer::start_with(&[("OXEYE_QUERY__MAX_CONCURRENT", "1")]);
+    seed(&server);
+    let url = server.url("/api/v1/query");
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let body: serde_json::Value = client()
+                    .get(&url)
+                    .query(&[
+                        ("query", "count(http_requests_total)"),
+                        ("time", "1700000300"),
+                    ])
+                    .send()
+                    .unwrap()
+                    .json()
+                    .unwrap();
+                body["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+        })
+        .collect();
+    for thread in threads {
+        assert_eq!(thread.join().unwrap(), "2");
+    }
+}

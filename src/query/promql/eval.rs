@@ -126,7 +126,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn check_deadline(&self, what: &str) -> Result<(), EvalError> {
-        if Instant::now() > self.deadline {
+        if Instant::now() >= self.deadline {
             return Err(EvalError::Timeout(what.into()));
         }
         Ok(())
