@@ -288,62 +288,25 @@ fn translate_metric(
                 return Vec::new();
             }
             for point in &histogram.data_points {
-                let t = time(point.time_unix_nano);
-                let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
-                let value = |v: f64| {
-                    if stale {
-                        f64::from_bits(STALE_NAN_BITS)
-                    } else {
-                        v
-                    }
-                };
-                let mut cumulative = 0u64;
-                let mut point_exemplars = exemplars(&point.exemplars);
                 let bounds = point
                     .explicit_bounds
                     .iter()
                     .copied()
                     .chain(std::iter::once(f64::INFINITY));
-                for (bound, count) in bounds.zip(point.bucket_counts.iter()) {
-                    cumulative += count;
-                    let bucket_name = format!("{base}_bucket");
-                    let pairs = series_labels(
-                        &bucket_name,
-                        &point.attributes,
-                        Some(("le", format_le(bound))),
-                    );
-                    // Exemplars go to the first bucket that holds their value.
-                    let (mine, rest): (Vec<Exemplar>, Vec<Exemplar>) =
-                        point_exemplars.into_iter().partition(|e| e.v <= bound);
-                    point_exemplars = rest;
-                    if let Some(labels) = checked_labels(pairs, check, out) {
-                        out.push(
-                            labels,
-                            Sample {
-                                t,
-                                v: value(cumulative as f64),
-                            },
-                            mine,
-                        );
-                    }
-                }
-                if let Some(sum) = point.sum {
-                    let pairs = series_labels(&format!("{base}_sum"), &point.attributes, None);
-                    if let Some(labels) = checked_labels(pairs, check, out) {
-                        out.push(labels, Sample { t, v: value(sum) }, Vec::new());
-                    }
-                }
-                let pairs = series_labels(&format!("{base}_count"), &point.attributes, None);
-                if let Some(labels) = checked_labels(pairs, check, out) {
-                    out.push(
-                        labels,
-                        Sample {
-                            t,
-                            v: value(point.count as f64),
-                        },
-                        Vec::new(),
-                    );
-                }
+                let histogram = ClassicHistogram {
+                    t: time(point.time_unix_nano),
+                    stale: point.flags & FLAG_NO_RECORDED_VALUE != 0,
+                    buckets: bounds.zip(point.bucket_counts.iter().copied()).collect(),
+                    count: point.count,
+                    sum: point.sum,
+                    exemplars: exemplars(&point.exemplars),
+                };
+                histogram.emit(
+                    &base,
+                    |name, extra| series_labels(name, &point.attributes, extra),
+                    check,
+                    out,
+                );
             }
             vec![metadata(base, MetricType::Histogram)]
         }
@@ -357,71 +320,20 @@ fn translate_metric(
                 return Vec::new();
             }
             for point in &histogram.data_points {
-                let t = time(point.time_unix_nano);
-                let stale = point.flags & FLAG_NO_RECORDED_VALUE != 0;
-                let value = |v: f64| {
-                    if stale {
-                        f64::from_bits(STALE_NAN_BITS)
-                    } else {
-                        v
-                    }
+                let histogram = ClassicHistogram {
+                    t: time(point.time_unix_nano),
+                    stale: point.flags & FLAG_NO_RECORDED_VALUE != 0,
+                    buckets: exponential_buckets(point),
+                    count: point.count,
+                    sum: point.sum,
+                    exemplars: exemplars(&point.exemplars),
                 };
-                let buckets = exponential_buckets(point);
-                let mut cumulative = 0u64;
-                let mut point_exemplars = exemplars(&point.exemplars);
-                for (bound, count) in buckets {
-                    cumulative += count;
-                    let pairs = series_labels(
-                        &format!("{base}_bucket"),
-                        &point.attributes,
-                        Some(("le", format_le(bound))),
-                    );
-                    let (mine, rest): (Vec<Exemplar>, Vec<Exemplar>) =
-                        point_exemplars.into_iter().partition(|e| e.v <= bound);
-                    point_exemplars = rest;
-                    if let Some(labels) = checked_labels(pairs, check, out) {
-                        out.push(
-                            labels,
-                            Sample {
-                                t,
-                                v: value(cumulative as f64),
-                            },
-                            mine,
-                        );
-                    }
-                }
-                let pairs = series_labels(
-                    &format!("{base}_bucket"),
-                    &point.attributes,
-                    Some(("le", "+Inf".into())),
+                histogram.emit(
+                    &base,
+                    |name, extra| series_labels(name, &point.attributes, extra),
+                    check,
+                    out,
                 );
-                if let Some(labels) = checked_labels(pairs, check, out) {
-                    out.push(
-                        labels,
-                        Sample {
-                            t,
-                            v: value(point.count as f64),
-                        },
-                        point_exemplars,
-                    );
-                }
-                if let Some(sum) = point.sum {
-                    let pairs = series_labels(&format!("{base}_sum"), &point.attributes, None);
-                    if let Some(labels) = checked_labels(pairs, check, out) {
-                        out.push(labels, Sample { t, v: value(sum) }, Vec::new());
-                    }
-                }
-                let pairs = series_labels(&format!("{base}_count"), &point.attributes, None);
-                if let Some(labels) = checked_labels(pairs, check, out) {
-                    out.push(
-                        labels,
-                        Sample {
-                            t,
-                            v: value(point.count as f64),
-                        },
-                        Vec::new(),
-                    );
-                }
             }
             vec![metadata(base, MetricType::Histogram)]
         }
@@ -479,6 +391,82 @@ fn translate_metric(
             }
             vec![metadata(base, MetricType::Summary)]
         }
+    }
+}
+
+/// A histogram data point in Prometheus' classic form.
+struct ClassicHistogram {
+    t: i64,
+    /// `FLAG_NO_RECORDED_VALUE`: every series of the point gets a stale marker.
+    stale: bool,
+    /// `(upper bound, count in this bucket)`, in increasing bound order.
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+    sum: Option<f64>,
+    exemplars: Vec<Exemplar>,
+}
+
+impl ClassicHistogram {
+    /// Write `_bucket{le}` (cumulative, ending with `+Inf` = count), `_sum`
+    /// and `_count`. Each exemplar goes to the first bucket that holds its value.
+    fn emit(
+        self,
+        base: &str,
+        labels: impl Fn(&str, Option<(&str, String)>) -> Vec<(String, String)>,
+        check: &LabelCheck,
+        out: &mut Translated,
+    ) {
+        let value = |v: f64| {
+            if self.stale {
+                f64::from_bits(STALE_NAN_BITS)
+            } else {
+                v
+            }
+        };
+        let bucket_name = format!("{base}_bucket");
+        let mut cumulative = 0u64;
+        let mut pending = self.exemplars;
+        let mut buckets = self.buckets;
+        if buckets
+            .last()
+            .is_none_or(|(bound, _)| *bound != f64::INFINITY)
+        {
+            let seen: u64 = buckets.iter().map(|(_, c)| c).sum();
+            buckets.push((f64::INFINITY, self.count.saturating_sub(seen)));
+        }
+        for (bound, count) in buckets {
+            cumulative += count;
+            let (mine, rest): (Vec<Exemplar>, Vec<Exemplar>) =
+                pending.into_iter().partition(|e| e.v <= bound);
+            pending = rest;
+            let pairs = labels(&bucket_name, Some(("le", format_le(bound))));
+            if let Some(series) = checked_labels(pairs, check, out) {
+                out.push(
+                    series,
+                    Sample {
+                        t: self.t,
+                        v: value(cumulative as f64),
+                    },
+                    mine,
+                );
+            }
+        }
+        let mut scalar = |name: String, v: f64| {
+            if let Some(series) = checked_labels(labels(&name, None), check, out) {
+                out.push(
+                    series,
+                    Sample {
+                        t: self.t,
+                        v: value(v),
+                    },
+                    Vec::new(),
+                );
+            }
+        };
+        if let Some(sum) = self.sum {
+            scalar(format!("{base}_sum"), sum);
+        }
+        scalar(format!("{base}_count"), self.count as f64);
     }
 }
 
