@@ -18,15 +18,9 @@ const T0: i64 = 1_700_000_000_000;
 
 fn store(dir: &std::path::Path) -> std::sync::Arc<MetricsStore> {
     let store = MetricsStore::open(StoreOptions {
-        dir: dir.to_owned(),
-        block_duration_ms: 2 * 3600 * 1000,
-        out_of_order_window_ms: 600_000,
-        retention_ms: 15 * 86400 * 1000,
-        max_active_series: 0,
-        max_exemplars: 0,
-        wal_segment_size: 64 << 20,
         fsync: FsyncPolicy::Interval,
         fsync_interval: Duration::from_secs(3600),
+        ..StoreOptions::new(dir)
     })
     .unwrap();
     let mut series: Vec<(Labels, Vec<Sample>)> = Vec::new();

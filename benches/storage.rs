@@ -56,16 +56,11 @@ fn wal(c: &mut Criterion) {
 }
 
 fn options(dir: &std::path::Path) -> StoreOptions {
+    // fsync on a timer: these benches measure CPU work, not the disk.
     StoreOptions {
-        dir: dir.to_owned(),
-        block_duration_ms: 2 * 3600 * 1000,
-        out_of_order_window_ms: 600_000,
-        retention_ms: 15 * 86400 * 1000,
-        max_active_series: 0,
-        max_exemplars: 1000,
-        wal_segment_size: 64 << 20,
         fsync: FsyncPolicy::Interval,
         fsync_interval: Duration::from_secs(3600),
+        ..StoreOptions::new(dir)
     }
 }
 

@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use oxeye::config::FsyncPolicy;
 use oxeye::ingest::remote_write::{self, encode};
 use oxeye::ingest::LabelCheck;
 use oxeye::storage::metrics::{MetricsStore, StoreOptions};
@@ -106,16 +105,10 @@ fn main() {
 
     // Phase 2: decode + append into a store (WAL written, fsync per request).
     let dir = tempfile::tempdir().unwrap();
+    // The server's defaults: fsync before every acknowledgement.
     let store = MetricsStore::open(StoreOptions {
-        dir: dir.path().to_owned(),
-        block_duration_ms: 2 * 3600 * 1000,
-        out_of_order_window_ms: 600_000,
-        retention_ms: 15 * 86400 * 1000,
         max_active_series: 0,
-        max_exemplars: 1000,
-        wal_segment_size: 64 << 20,
-        fsync: FsyncPolicy::Always,
-        fsync_interval: Duration::from_secs(1),
+        ..StoreOptions::new(dir.path())
     })
     .unwrap();
     let started = (Instant::now(), cpu_time());

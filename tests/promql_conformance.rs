@@ -42,16 +42,13 @@ struct Store {
 impl Store {
     fn new() -> Store {
         let dir = tempfile::tempdir().unwrap();
+        // Test data may arrive in any time order and lie far in the past.
         let store = MetricsStore::open(StoreOptions {
-            dir: dir.path().to_owned(),
-            block_duration_ms: 2 * 3600 * 1000,
             out_of_order_window_ms: i64::MAX / 4,
             retention_ms: i64::MAX / 4,
-            max_active_series: 0,
-            max_exemplars: 0,
-            wal_segment_size: 64 << 20,
             fsync: FsyncPolicy::Interval,
             fsync_interval: Duration::from_secs(3600),
+            ..StoreOptions::new(dir.path())
         })
         .unwrap();
         Store { _dir: dir, store }

@@ -8,26 +8,15 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
 use super::functions::{fold_max, fold_min, kahan_sum, mean, quantile, variance};
-use super::value::{effective_labels, StepSeries, Value};
+use super::value::{effective_labels, project_labels, StepSeries, Value};
 use super::EvalError;
-use crate::model::{Labels, METRIC_NAME};
+use crate::model::Labels;
 
 /// The labels that identify a series' group.
 fn group_labels(labels: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         None => Labels::default(),
-        Some(LabelModifier::Include(names)) => Labels::from_pairs(
-            labels
-                .iter()
-                .filter(|l| names.labels.iter().any(|n| n == l.name))
-                .map(|l| (l.name, l.value)),
-        ),
-        Some(LabelModifier::Exclude(names)) => Labels::from_pairs(
-            labels
-                .iter()
-                .filter(|l| l.name != METRIC_NAME && !names.labels.iter().any(|n| n == l.name))
-                .map(|l| (l.name, l.value)),
-        ),
+        Some(modifier) => project_labels(labels, modifier),
     }
 }
 

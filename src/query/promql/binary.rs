@@ -7,7 +7,7 @@ use std::sync::Arc;
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::eval::Evaluator;
-use super::value::{effective_labels, SeriesBuilder, StepSeries, Value};
+use super::value::{project_labels, SeriesBuilder, StepSeries, Value};
 use super::EvalError;
 use crate::model::{Labels, METRIC_NAME};
 
@@ -175,18 +175,7 @@ fn vector_scalar(
 /// The matching signature of a series under `on(...)`/`ignoring(...)`.
 fn signature(labels: &Labels, matching: &Option<LabelModifier>) -> Labels {
     match matching {
-        Some(LabelModifier::Include(names)) => Labels::from_pairs(
-            labels
-                .iter()
-                .filter(|l| names.labels.iter().any(|n| n == l.name))
-                .map(|l| (l.name, l.value)),
-        ),
-        Some(LabelModifier::Exclude(names)) => Labels::from_pairs(
-            labels
-                .iter()
-                .filter(|l| l.name != METRIC_NAME && !names.labels.iter().any(|n| n == l.name))
-                .map(|l| (l.name, l.value)),
-        ),
+        Some(modifier) => project_labels(labels, modifier),
         None => labels.without(&[METRIC_NAME]),
     }
 }
@@ -201,11 +190,11 @@ fn set_op(
     let n = ev.n();
     let lsig: Vec<Labels> = lhs
         .iter()
-        .map(|s| signature(&effective_labels(s), &modifier.matching))
+        .map(|s| signature(&s.labels, &modifier.matching))
         .collect();
     let rsig: Vec<Labels> = rhs
         .iter()
-        .map(|s| signature(&effective_labels(s), &modifier.matching))
+        .map(|s| signature(&s.labels, &modifier.matching))
         .collect();
     match op {
         Op::And | Op::Unless => {

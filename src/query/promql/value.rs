@@ -109,3 +109,18 @@ impl SeriesBuilder {
         self.series
     }
 }
+
+/// The labels `by (…)`/`on (…)` keep, or `without (…)`/`ignoring (…)` leave
+/// (the latter also drop `__name__`).
+pub fn project_labels(labels: &Labels, modifier: &promql_parser::parser::LabelModifier) -> Labels {
+    use promql_parser::parser::LabelModifier;
+    let listed =
+        |name: &str, names: &promql_parser::label::Labels| names.labels.iter().any(|n| n == name);
+    let kept = labels.iter().filter(|l| match modifier {
+        LabelModifier::Include(names) => listed(l.name, names),
+        LabelModifier::Exclude(names) => {
+            l.name != crate::model::METRIC_NAME && !listed(l.name, names)
+        }
+    });
+    Labels::from_pairs(kept.map(|l| (l.name, l.value)))
+}

@@ -125,6 +125,14 @@ pub struct StoreOptions {
 }
 
 impl StoreOptions {
+    /// The embedded default configuration's settings, storing in `dir`.
+    pub fn new(dir: &Path) -> StoreOptions {
+        StoreOptions {
+            dir: dir.to_owned(),
+            ..StoreOptions::from_config(&Config::default_config())
+        }
+    }
+
     pub fn from_config(config: &Config) -> StoreOptions {
         let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         StoreOptions {

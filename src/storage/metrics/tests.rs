@@ -4,15 +4,11 @@ use super::*;
 
 fn options(dir: &Path) -> StoreOptions {
     StoreOptions {
-        dir: dir.to_owned(),
-        block_duration_ms: 2 * 3600 * 1000,
         out_of_order_window_ms: 60_000,
-        retention_ms: 15 * 86400 * 1000,
         max_active_series: 100,
         max_exemplars: 10,
         wal_segment_size: 1 << 20,
-        fsync: FsyncPolicy::Always,
-        fsync_interval: Duration::from_secs(1),
+        ..StoreOptions::new(dir)
     }
 }
 
