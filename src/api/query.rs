@@ -171,6 +171,25 @@ async fn query(
     };
     let timeout = params.get("timeout").and_then(parse_duration_ms);
     let options = options(&state, timeout);
+    evaluate(&state, false, options, move |store, options| {
+        promql::instant_query(store, options, &text, t)
+    })
+    .await
+}
+
+/// Run a query on a blocking thread once a concurrency slot is free, and
+/// shape its result or error as Prometheus does.
+async fn evaluate(
+    state: &AppState,
+    range: bool,
+    options: EngineOptions,
+    work: impl FnOnce(
+            &crate::storage::metrics::MetricsStore,
+            &EngineOptions,
+        ) -> Result<QueryResult, EvalError>
+        + Send
+        + 'static,
+) -> Response {
     let Ok(_slot) = state.query_slots.clone().acquire_owned().await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -179,12 +198,8 @@ async fn query(
         );
     };
     let store = state.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        promql::instant_query(store.as_ref(), &options, &text, t)
-    })
-    .await;
-    match result {
-        Ok(Ok(result)) => success(result_json(&result, false)),
+    match tokio::task::spawn_blocking(move || work(store.as_ref(), &options)).await {
+        Ok(Ok(result)) => success(result_json(&result, range)),
         Ok(Err(err)) => eval_error(err),
         Err(err) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -246,25 +261,8 @@ async fn query_range(
     }
     let timeout = params.get("timeout").and_then(parse_duration_ms);
     let options = options(&state, timeout);
-    let Ok(_slot) = state.query_slots.clone().acquire_owned().await else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "shutting down".into(),
-        );
-    };
-    let store = state.store.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        promql::range_query(store.as_ref(), &options, &text, start, end, step)
+    evaluate(&state, true, options, move |store, options| {
+        promql::range_query(store, options, &text, start, end, step)
     })
-    .await;
-    match result {
-        Ok(Ok(result)) => success(result_json(&result, true)),
-        Ok(Err(err)) => eval_error(err),
-        Err(err) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("query worker failed: {err}"),
-        ),
-    }
+    .await
 }
