@@ -67,6 +67,18 @@ impl Params {
         self.all("match[]").map(parse_selector).collect()
     }
 
+    /// `match[]`, `start` and `end` of the series/label endpoints; with
+    /// `require_match`, at least one `match[]` must be given.
+    pub fn selection(&self, require_match: bool) -> Result<(Vec<Vec<Matcher>>, i64, i64), Error> {
+        let sets = self.matcher_sets()?;
+        if require_match && sets.is_empty() {
+            return Err(Error::BadRequest("no match[] parameter provided".into()));
+        }
+        let start = self.time_ms("start", MIN_TIME_MS)?;
+        let end = self.time_ms("end", MAX_TIME_MS)?;
+        Ok((sets, start, end))
+    }
+
     pub fn limit(&self) -> Result<Option<usize>, Error> {
         match self.get("limit") {
             None => Ok(None),

@@ -57,6 +57,16 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A label set as the JSON object Prometheus' API returns.
+pub fn labels_json(labels: &crate::model::Labels) -> Value {
+    Value::Object(
+        labels
+            .iter()
+            .map(|l| (l.name.to_owned(), Value::String(l.value.to_owned())))
+            .collect(),
+    )
+}
+
 pub fn success(data: Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
@@ -140,26 +150,14 @@ async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let sets = params.matcher_sets()?;
-    if sets.is_empty() {
-        return Err(Error::BadRequest("no match[] parameter provided".into()).into());
-    }
-    let start = params.time_ms("start", MIN_TIME_MS)?;
-    let end = params.time_ms("end", MAX_TIME_MS)?;
+    let (sets, start, end) = params.selection(true)?;
     let limit = params.limit()?;
     let store = state.store.clone();
     let found = run_blocking(move || Ok(store.series(&sets, start, end))).await?;
     let data: Vec<Value> = found
         .iter()
         .take(limit.unwrap_or(usize::MAX))
-        .map(|labels| {
-            Value::Object(
-                labels
-                    .iter()
-                    .map(|l| (l.name.to_owned(), Value::String(l.value.to_owned())))
-                    .collect(),
-            )
-        })
+        .map(|labels| labels_json(labels))
         .collect();
     Ok(success(Value::Array(data)))
 }
@@ -173,9 +171,7 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let sets = params.matcher_sets()?;
-    let start = params.time_ms("start", MIN_TIME_MS)?;
-    let end = params.time_ms("end", MAX_TIME_MS)?;
+    let (sets, start, end) = params.selection(false)?;
     let limit = params.limit()?;
     let store = state.store.clone();
     let mut names = run_blocking(move || Ok(store.label_names(&sets, start, end))).await?;
@@ -198,9 +194,7 @@ async fn label_values(
     if !is_valid_label_name(&name) {
         return Err(Error::BadRequest(format!("invalid label name: {name:?}")).into());
     }
-    let sets = params.matcher_sets()?;
-    let start = params.time_ms("start", MIN_TIME_MS)?;
-    let end = params.time_ms("end", MAX_TIME_MS)?;
+    let (sets, start, end) = params.selection(false)?;
     let limit = params.limit()?;
     let store = state.store.clone();
     let mut values = run_blocking(move || Ok(store.label_values(&name, &sets, start, end))).await?;
@@ -255,12 +249,7 @@ async fn export(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let sets = params.matcher_sets()?;
-    if sets.is_empty() {
-        return Err(Error::BadRequest("no match[] parameter provided".into()).into());
-    }
-    let start = params.time_ms("start", MIN_TIME_MS)?;
-    let end = params.time_ms("end", MAX_TIME_MS)?;
+    let (sets, start, end) = params.selection(true)?;
     let store = state.store.clone();
     let text = run_blocking(move || {
         let mut out = String::new();
@@ -272,11 +261,7 @@ async fn export(
                 if !seen.insert(series.labels.clone()) {
                     continue;
                 }
-                let metric: serde_json::Map<String, Value> = series
-                    .labels
-                    .iter()
-                    .map(|l| (l.name.to_owned(), Value::String(l.value.to_owned())))
-                    .collect();
+                let metric = labels_json(&series.labels);
                 let line = json!({
                     "metric": metric,
                     "values": series.samples.iter().map(|s| format_value(s.v)).collect::<Vec<_>>(),
@@ -334,18 +319,11 @@ async fn query_exemplars(
             if !seen.insert(labels.clone()) {
                 continue;
             }
-            let series_labels: serde_json::Map<String, Value> = labels
-                .iter()
-                .map(|l| (l.name.to_owned(), Value::String(l.value.to_owned())))
-                .collect();
+            let series_labels = labels_json(&labels);
             let items: Vec<Value> = exemplars
                 .iter()
                 .map(|e| {
-                    let exemplar_labels: serde_json::Map<String, Value> = e
-                        .labels
-                        .iter()
-                        .map(|l| (l.name.to_owned(), Value::String(l.value.to_owned())))
-                        .collect();
+                    let exemplar_labels = labels_json(&e.labels);
                     json!({
                         "labels": exemplar_labels,
                         "value": format_value(e.v),

@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value as Json_};
 
-use super::prometheus::{params, success};
+use super::prometheus::{labels_json, params, success};
 use super::AppState;
 use crate::query::format_value;
 use crate::query::promql::{self, EngineOptions, EvalError, QueryResult, Value};
@@ -82,15 +82,6 @@ fn options(state: &AppState, timeout: Option<i64>) -> EngineOptions {
     }
 }
 
-fn metric_json(labels: &crate::model::Labels) -> Json_ {
-    Json_::Object(
-        labels
-            .iter()
-            .map(|l| (l.name.to_owned(), Json_::String(l.value.to_owned())))
-            .collect(),
-    )
-}
-
 fn point(t: i64, v: f64) -> Json_ {
     json!([t as f64 / 1000.0, format_value(v)])
 }
@@ -119,7 +110,7 @@ pub fn result_json(result: &QueryResult, range: bool) -> Json_ {
                     .iter()
                     .map(|s| {
                         json!({
-                            "metric": metric_json(&s.labels),
+                            "metric": labels_json(&s.labels),
                             "values": result.steps.iter().zip(&s.values)
                                 .filter_map(|(t, v)| v.map(|v| point(*t, v)))
                                 .collect::<Vec<_>>(),
@@ -131,7 +122,7 @@ pub fn result_json(result: &QueryResult, range: bool) -> Json_ {
                 let items: Vec<Json_> = series
                     .iter()
                     .filter_map(|s| {
-                        s.values[0].map(|v| json!({"metric": metric_json(&s.labels), "value": point(result.steps[0], v)}))
+                        s.values[0].map(|v| json!({"metric": labels_json(&s.labels), "value": point(result.steps[0], v)}))
                     })
                     .collect();
                 json!({"resultType": "vector", "result": items})
@@ -142,7 +133,7 @@ pub fn result_json(result: &QueryResult, range: bool) -> Json_ {
                 .iter()
                 .map(|s| {
                     json!({
-                        "metric": metric_json(&s.labels),
+                        "metric": labels_json(&s.labels),
                         "values": s.samples.iter().map(|p| point(p.t, p.v)).collect::<Vec<_>>(),
                     })
                 })
