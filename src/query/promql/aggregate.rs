@@ -7,7 +7,7 @@ use std::sync::Arc;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
-use super::functions::{fold_max, fold_min, kahan_sum, mean, quantile, variance};
+use super::functions::{cmp_nan_last, fold_max, fold_min, kahan_sum, mean, quantile, variance};
 use super::value::{effective_labels, project_labels, StepSeries, Value};
 use super::EvalError;
 use crate::model::Labels;
@@ -113,54 +113,28 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                         .iter()
                         .filter_map(|&m| series[m].values[i].map(|v| (m, v)))
                         .collect();
+                    // k is checked for NaN above; beyond the group size it means all.
+                    let count = |k: f64, len: usize| {
+                        if k >= len as f64 {
+                            len
+                        } else {
+                            k.max(0.0) as usize
+                        }
+                    };
                     let chosen: Vec<usize> = match op.as_str() {
                         "topk" | "bottomk" => {
-                            let k = k[i];
-                            if k.is_nan() {
-                                return Err(EvalError::Execution(format!(
-                                    "Parameter value is NaN for {op}"
-                                )));
-                            }
-                            let k = if k >= present.len() as f64 {
-                                present.len()
-                            } else {
-                                k.max(0.0) as usize
-                            };
+                            let take = count(k[i], present.len());
                             let top = op == "topk";
-                            present.sort_by(|a, b| match (a.1.is_nan(), b.1.is_nan()) {
-                                (true, true) => std::cmp::Ordering::Equal,
-                                (true, false) => std::cmp::Ordering::Greater,
-                                (false, true) => std::cmp::Ordering::Less,
-                                _ if top => {
-                                    b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal)
-                                }
-                                _ => a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal),
-                            });
-                            present.iter().take(k).map(|(m, _)| *m).collect()
+                            present.sort_by(|a, b| cmp_nan_last(a.1, b.1, top));
+                            present.iter().take(take).map(|(m, _)| *m).collect()
                         }
                         "limitk" => {
-                            let k = k[i];
-                            if k.is_nan() {
-                                return Err(EvalError::Execution(format!(
-                                    "Parameter value is NaN for {op}"
-                                )));
-                            }
-                            let k = if k >= present.len() as f64 {
-                                present.len()
-                            } else {
-                                k.max(0.0) as usize
-                            };
+                            let take = count(k[i], present.len());
                             present.sort_by_key(|(m, _)| effective[*m].hash());
-                            present.iter().take(k).map(|(m, _)| *m).collect()
+                            present.iter().take(take).map(|(m, _)| *m).collect()
                         }
                         _ => {
-                            let ratio = k[i];
-                            if ratio.is_nan() {
-                                return Err(EvalError::Execution(format!(
-                                    "Ratio value is NaN for {op}"
-                                )));
-                            }
-                            let ratio = ratio.clamp(-1.0, 1.0);
+                            let ratio = k[i].clamp(-1.0, 1.0);
                             present
                                 .iter()
                                 .filter(|(m, _)| {
@@ -185,17 +159,11 @@ pub fn eval(ev: &Evaluator, agg: &AggregateExpr) -> Result<Value, EvalError> {
                 // Instant results come back in rank order within each group.
                 let top = op == "topk";
                 out.sort_by(|a, b| {
-                    let (x, y) = (
+                    cmp_nan_last(
                         a.values[0].unwrap_or(f64::NAN),
                         b.values[0].unwrap_or(f64::NAN),
-                    );
-                    match (x.is_nan(), y.is_nan()) {
-                        (true, true) => std::cmp::Ordering::Equal,
-                        (true, false) => std::cmp::Ordering::Greater,
-                        (false, true) => std::cmp::Ordering::Less,
-                        _ if top => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
-                        _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-                    }
+                        top,
+                    )
                 });
             }
             Ok(Value::Vector(out))

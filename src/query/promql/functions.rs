@@ -703,7 +703,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 /// Ascending or descending by value; NaN sorts last either way.
-fn cmp_nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
+pub fn cmp_nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
     match (a.is_nan(), b.is_nan()) {
         (true, true) => std::cmp::Ordering::Equal,
         (true, false) => std::cmp::Ordering::Greater,
