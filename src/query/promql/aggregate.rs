@@ -7,7 +7,7 @@ use std::sync::Arc;
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use super::eval::Evaluator;
-use super::functions::{cmp_nan_last, fold_max, fold_min, kahan_sum, mean, quantile, variance};
+use super::stats::{cmp_nan_last, fold_max, fold_min, kahan_sum, mean, quantile, variance};
 use super::value::{effective_labels, project_labels, StepSeries, Value};
 use super::EvalError;
 use crate::model::Labels;

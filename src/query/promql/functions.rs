@@ -7,6 +7,10 @@ use std::sync::Arc;
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{Evaluator, RangeInput};
+use super::histogram::{bucket_fraction, bucket_quantile, classic_buckets};
+use super::stats::{
+    cmp_nan_last, fold_max, fold_min, kahan_sum, linear_regression, mean, quantile, variance,
+};
 use super::value::{effective_labels, SeriesBuilder, StepSeries, Value};
 use super::EvalError;
 use crate::model::{is_valid_label_name, Labels, Sample, METRIC_NAME};
@@ -702,17 +706,6 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Ascending or descending by value; NaN sorts last either way.
-pub fn cmp_nan_last(a: f64, b: f64, desc: bool) -> std::cmp::Ordering {
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Greater,
-        (false, true) => std::cmp::Ordering::Less,
-        _ if desc => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
-        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
-    }
-}
-
 /// Natural ordering of label values (digit runs compare as numbers).
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (mut x, mut y) = (a.chars().peekable(), b.chars().peekable());
@@ -749,93 +742,6 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-pub fn kahan_sum_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
-    let t = sum + inc;
-    let c = if t.is_infinite() {
-        0.0
-    } else if sum.abs() >= inc.abs() {
-        c + ((sum - t) + inc)
-    } else {
-        c + ((inc - t) + sum)
-    };
-    (t, c)
-}
-
-pub fn kahan_sum(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut sum, mut c) = (0.0, 0.0);
-    for v in values {
-        (sum, c) = kahan_sum_inc(v, sum, c);
-    }
-    if sum.is_infinite() {
-        sum
-    } else {
-        sum + c
-    }
-}
-
-/// Mean as Prometheus computes it: a Kahan sum, or an incremental mean once
-/// the sum would overflow.
-pub fn mean(values: impl Iterator<Item = f64> + Clone) -> f64 {
-    let (mut sum, mut c, mut count) = (0.0, 0.0, 0.0);
-    let mut incremental = false;
-    let (mut m, mut mc) = (0.0, 0.0);
-    for v in values {
-        count += 1.0;
-        if !incremental {
-            let (new_sum, new_c) = kahan_sum_inc(v, sum, c);
-            if !new_sum.is_infinite() || v.is_infinite() {
-                sum = new_sum;
-                c = new_c;
-                continue;
-            }
-            incremental = true;
-            m = sum / (count - 1.0);
-            mc = c / (count - 1.0);
-        }
-        if m.is_infinite() {
-            if v.is_infinite() && (m > 0.0) != (v > 0.0) {
-                m = f64::NAN;
-            }
-            continue;
-        }
-        let q = (count - 1.0) / count;
-        (m, mc) = kahan_sum_inc(v / count, q * m, q * mc);
-    }
-    if incremental {
-        m + mc
-    } else if sum.is_infinite() {
-        sum / count
-    } else {
-        (sum + c) / count
-    }
-}
-
-/// Population variance (Welford with Kahan compensation).
-pub fn variance(values: impl Iterator<Item = f64>) -> f64 {
-    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for v in values {
-        count += 1.0;
-        let delta = v - (mean + c_mean);
-        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
-        (aux, c_aux) = kahan_sum_inc(delta * (v - (mean + c_mean)), aux, c_aux);
-    }
-    (aux + c_aux) / count
-}
-
-pub fn fold_min(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(
-        f64::NAN,
-        |min, v| if v < min || min.is_nan() { v } else { min },
-    )
-}
-
-pub fn fold_max(values: impl Iterator<Item = f64>) -> f64 {
-    values.fold(
-        f64::NAN,
-        |max, v| if v > max || max.is_nan() { v } else { max },
-    )
-}
-
 fn ts_of_extreme(w: &[Sample], better: impl Fn(f64, f64) -> bool) -> f64 {
     let mut best = w[0];
     for s in &w[1..] {
@@ -844,31 +750,6 @@ fn ts_of_extreme(w: &[Sample], better: impl Fn(f64, f64) -> bool) -> f64 {
         }
     }
     best.t as f64 / 1000.0
-}
-
-/// Prometheus' quantile: linear interpolation between closest ranks.
-pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, true) => std::cmp::Ordering::Equal,
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
-    });
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let weight = rank - rank.floor();
-    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
 fn extrapolated_rate(
@@ -940,40 +821,6 @@ fn instant_value(w: &[Sample], rate: bool) -> Option<f64> {
     Some(value)
 }
 
-/// Least-squares slope (per second) and intercept at `intercept_time`.
-pub fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
-    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
-    let init_y = samples[0].v;
-    let mut const_y = true;
-    for (i, s) in samples.iter().enumerate() {
-        if const_y && i > 0 && s.v != init_y {
-            const_y = false;
-        }
-        n += 1.0;
-        let x = (s.t - intercept_time) as f64 / 1000.0;
-        (sum_x, c_x) = kahan_sum_inc(x, sum_x, c_x);
-        (sum_y, c_y) = kahan_sum_inc(s.v, sum_y, c_y);
-        (sum_xy, c_xy) = kahan_sum_inc(x * s.v, sum_xy, c_xy);
-        (sum_x2, c_x2) = kahan_sum_inc(x * x, sum_x2, c_x2);
-    }
-    if const_y {
-        if init_y.is_infinite() {
-            return (f64::NAN, f64::NAN);
-        }
-        return (0.0, init_y);
-    }
-    sum_x += c_x;
-    sum_y += c_y;
-    sum_xy += c_xy;
-    sum_x2 += c_x2;
-    let cov_xy = sum_xy - sum_x * sum_y / n;
-    let var_x = sum_x2 - sum_x * sum_x / n;
-    let slope = cov_xy / var_x;
-    let intercept = sum_y / n - slope * sum_x / n;
-    (slope, intercept)
-}
-
 fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Option<f64> {
     if w.len() < 2 {
         return None;
@@ -990,199 +837,4 @@ fn holt_winters(w: &[Sample], sf: f64, tf: f64) -> Option<f64> {
         s1 = x + y;
     }
     Some(s1)
-}
-
-/// Apply `f` to the classic `le` buckets of each histogram at each step.
-/// Groups keep `__name__` (dropped later), so buckets of different metrics
-/// never mix and colliding results are an error, as in Prometheus.
-fn classic_buckets(
-    ev: &Evaluator,
-    v_expr: &Expr,
-    f: impl Fn(usize, &mut [(f64, f64)]) -> f64,
-) -> Result<Value, EvalError> {
-    let series = ev.vector(v_expr)?;
-    let n = ev.n();
-    let mut groups: Vec<(Labels, Vec<(f64, &StepSeries)>)> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    for s in &series {
-        let Some(le) = s.labels.get("le") else {
-            continue;
-        };
-        let Ok(bound) = parse_le(le) else { continue };
-        let key = s.labels.without(&["le"]);
-        let slot = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key, Vec::new()));
-            groups.len() - 1
-        });
-        groups[slot].1.push((bound, s));
-    }
-    let mut out = Vec::new();
-    for (labels, buckets) in groups {
-        let values: Vec<Option<f64>> = (0..n)
-            .map(|i| {
-                let mut present: Vec<(f64, f64)> = buckets
-                    .iter()
-                    .filter_map(|(bound, s)| s.values[i].map(|count| (*bound, count)))
-                    .collect();
-                if present.is_empty() {
-                    return None;
-                }
-                Some(f(i, &mut present))
-            })
-            .collect();
-        if values.iter().any(Option::is_some) {
-            out.push(StepSeries {
-                labels: Arc::new(labels),
-                values,
-                drop_name: true,
-            });
-        }
-    }
-    Ok(Value::Vector(out))
-}
-
-/// Sort by bound and merge buckets with equal bounds; `None` without `+Inf`.
-fn coalesce(buckets: &mut [(f64, f64)]) -> Option<Vec<(f64, f64)>> {
-    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
-    if !buckets.last().is_some_and(|b| b.0 == f64::INFINITY) {
-        return None;
-    }
-    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
-    for &(bound, count) in buckets.iter() {
-        match merged.last_mut() {
-            Some(last) if last.0 == bound => last.1 += count,
-            _ => merged.push((bound, count)),
-        }
-    }
-    Some(merged)
-}
-
-/// Prometheus' `BucketFraction`: the estimated share of observations
-/// between `lower` and `upper`, interpolating linearly within buckets.
-pub fn bucket_fraction(lower: f64, upper: f64, buckets: &mut [(f64, f64)]) -> f64 {
-    let Some(merged) = coalesce(buckets) else {
-        return f64::NAN;
-    };
-    let count = merged[merged.len() - 1].1;
-    if count == 0.0 || lower.is_nan() || upper.is_nan() {
-        return f64::NAN;
-    }
-    if lower >= upper {
-        return 0.0;
-    }
-    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
-    let (mut lower_set, mut upper_set) = (false, false);
-    for (i, &(upper_bound, bucket_count)) in merged.iter().enumerate() {
-        let lower_bound = if i > 0 {
-            merged[i - 1].0
-        } else if upper_bound > 0.0 {
-            0.0
-        } else {
-            f64::NEG_INFINITY
-        };
-        // A bucket of infinite width contributes nothing: all of its
-        // observations count as below the value.
-        let interpolate = |v: f64| {
-            if lower_bound.is_infinite() {
-                bucket_count
-            } else {
-                rank + (bucket_count - rank) * (v - lower_bound) / (upper_bound - lower_bound)
-            }
-        };
-        if !lower_set && lower_bound >= lower {
-            lower_rank = rank;
-            lower_set = true;
-        }
-        if !upper_set && lower_bound >= upper {
-            upper_rank = rank;
-            upper_set = true;
-        }
-        if lower_set && upper_set {
-            break;
-        }
-        if !lower_set && lower_bound < lower && upper_bound > lower {
-            lower_rank = interpolate(lower);
-            lower_set = true;
-        }
-        if !upper_set && lower_bound < upper && upper_bound > upper {
-            upper_rank = interpolate(upper);
-            upper_set = true;
-        }
-        if lower_set && upper_set {
-            break;
-        }
-        rank = bucket_count;
-    }
-    if !lower_set || lower_rank > count {
-        lower_rank = count;
-    }
-    if !upper_set || upper_rank > count {
-        upper_rank = count;
-    }
-    (upper_rank - lower_rank) / count
-}
-
-fn parse_le(text: &str) -> Result<f64, ()> {
-    match text.trim() {
-        "+Inf" | "Inf" | "+inf" | "inf" => Ok(f64::INFINITY),
-        "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
-        other => other.parse().map_err(|_| ()),
-    }
-}
-
-/// Prometheus' `BucketQuantile` for classic buckets `(upper bound, count)`.
-pub fn bucket_quantile(q: f64, buckets: &mut [(f64, f64)]) -> f64 {
-    if q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    let Some(mut merged) = coalesce(buckets) else {
-        return f64::NAN;
-    };
-    // Force monotonic counts, ignoring tiny floating-point deltas.
-    let mut max = f64::NEG_INFINITY;
-    for i in 0..merged.len() {
-        let count = merged[i].1;
-        if count >= max {
-            max = count;
-        } else {
-            merged[i].1 = max;
-        }
-        if i > 0 {
-            let previous = merged[i - 1].1;
-            if (merged[i].1 - previous).abs() <= 1e-12 * previous.abs() {
-                merged[i].1 = previous;
-            }
-        }
-    }
-    if merged.len() < 2 {
-        return f64::NAN;
-    }
-    let observations = merged[merged.len() - 1].1;
-    if observations == 0.0 {
-        return f64::NAN;
-    }
-    let mut rank = q * observations;
-    let b = merged[..merged.len() - 1]
-        .iter()
-        .position(|bucket| bucket.1 >= rank)
-        .unwrap_or(merged.len() - 1);
-    if b == merged.len() - 1 {
-        return merged[merged.len() - 2].0;
-    }
-    if b == 0 && merged[0].0 <= 0.0 {
-        return merged[0].0;
-    }
-    let (mut start, end, mut count) = (0.0, merged[b].0, merged[b].1);
-    if b > 0 {
-        start = merged[b - 1].0;
-        count -= merged[b - 1].1;
-        rank -= merged[b - 1].1;
-    }
-    start + (end - start) * (rank / count)
 }

@@ -10,6 +10,8 @@ mod aggregate;
 mod binary;
 mod eval;
 mod functions;
+mod histogram;
+mod stats;
 pub mod value;
 
 use std::sync::Arc;
