@@ -11,12 +11,11 @@
 //! all of its files are written and synced (written to `tmp-…`, then renamed).
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, Int64Array, RecordBatch, UInt32Array};
-use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use roaring::RoaringBitmap;
@@ -175,14 +174,7 @@ impl Block {
         if meta.format != FORMAT_VERSION {
             return Err(invalid(&format!("unknown format version {}", meta.format)));
         }
-        let reader = FileReader::try_new(BufReader::new(File::open(dir.join(CHUNKS_FILE))?), None)?;
-        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>()?;
-        let [batch] = batches.as_slice() else {
-            return Err(invalid(&format!(
-                "expected one record batch, found {}",
-                batches.len()
-            )));
-        };
+        let batch = &map_batch(&dir.join(CHUNKS_FILE)).map_err(|e| invalid(&e))?;
         let column = |i: usize| batch.column(i).clone();
         let ids = column(0)
             .as_any()
@@ -271,7 +263,55 @@ fn dir_size(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Open every block under `blocks_dir`, removing leftovers of interrupted writes.
+/// Map a block's Arrow IPC file and decode its one record batch without
+/// copying: the columns point into the mapping, so a block costs page cache,
+/// not heap, and only the pages a query touches are read.
+fn map_batch(path: &Path) -> Result<RecordBatch, String> {
+    let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    // SAFETY: block files are never modified after they are renamed into place
+    // (written as `tmp-…`, fsync'd, renamed); retention only unlinks them, which
+    // leaves an existing mapping valid.
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("mmap: {e}"))?;
+    let buffer = arrow_buffer::Buffer::from(bytes::Bytes::from_owner(mmap));
+    let len = buffer.len();
+    if len < 10 {
+        return Err("file too short for an Arrow IPC footer".into());
+    }
+    let trailer: [u8; 10] = buffer[len - 10..].try_into().expect("10 bytes");
+    let footer_len = arrow_ipc::reader::read_footer_length(trailer).map_err(|e| e.to_string())?;
+    let footer_start = (len - 10)
+        .checked_sub(footer_len)
+        .ok_or("footer length past the start of the file")?;
+    let footer = arrow_ipc::root_as_footer(&buffer[footer_start..len - 10])
+        .map_err(|e| format!("footer: {e}"))?;
+    let schema = arrow_ipc::convert::fb_to_schema(footer.schema().ok_or("footer has no schema")?);
+    let decoder = arrow_ipc::reader::FileDecoder::new(Arc::new(schema), footer.version());
+    let blocks = footer
+        .recordBatches()
+        .ok_or("footer lists no record batches")?;
+    if blocks.len() != 1 {
+        return Err(format!("expected one record batch, found {}", blocks.len()));
+    }
+    let block = blocks.get(0);
+    let offset = usize::try_from(block.offset()).map_err(|_| "negative batch offset")?;
+    let block_len = block.bodyLength() as usize + block.metaDataLength() as usize;
+    if offset
+        .checked_add(block_len)
+        .is_none_or(|end| end > footer_start)
+    {
+        return Err("record batch past the end of the file".into());
+    }
+    let data = buffer.slice_with_length(offset, block_len);
+    decoder
+        .read_record_batch(block, &data)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "empty record batch".to_owned())
+}
+
+/// Open every block under `blocks_dir`, removing leftovers of interrupted
+/// writes. A block that cannot be read is moved aside to `corrupt-<name>`
+/// with an error log: its data is lost either way, and the rest of the store
+/// must still start.
 pub fn open_all(blocks_dir: &Path) -> Result<Vec<Block>, BlockError> {
     fs::create_dir_all(blocks_dir)?;
     let mut blocks = Vec::new();
@@ -283,8 +323,15 @@ pub fn open_all(blocks_dir: &Path) -> Result<Vec<Block>, BlockError> {
             fs::remove_dir_all(entry.path())?;
             continue;
         }
-        if entry.file_type()?.is_dir() {
-            blocks.push(Block::open(&entry.path())?);
+        if name.starts_with("corrupt-") || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        match Block::open(&entry.path()) {
+            Ok(block) => blocks.push(block),
+            Err(err) => {
+                tracing::error!(block = %name, error = %err, "unreadable block moved aside");
+                fs::rename(entry.path(), blocks_dir.join(format!("corrupt-{name}")))?;
+            }
         }
     }
     blocks.sort_by_key(|b| (b.meta.min_t, b.meta.max_t));
@@ -327,5 +374,37 @@ mod tests {
         let mut none = Vec::new();
         block.samples(4, 0, i64::MAX, &mut none);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_truncated_block_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let series = vec![(1u32, vec![Sample { t: 1, v: 1.0 }])];
+        let good = write_block(dir.path(), &series, 1).unwrap();
+        let bad = write_block(
+            dir.path(),
+            &[(
+                2u32,
+                vec![Sample {
+                    t: 7_200_001,
+                    v: 2.0,
+                }],
+            )],
+            2,
+        )
+        .unwrap();
+        let file = bad.join(CHUNKS_FILE);
+        let len = fs::metadata(&file).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let blocks = open_all(dir.path()).unwrap();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(blocks[0].dir, good);
+        let name = bad.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(dir.path().join(format!("corrupt-{name}")).exists());
     }
 }
