@@ -143,6 +143,11 @@ pub fn result_json(result: &QueryResult, range: bool) -> Json_ {
     }
 }
 
+/// Prometheus' error for a missing or empty `query` parameter.
+fn missing_query() -> Response {
+    bad_data("invalid parameter \"query\": 1:1: parse error: no expression found in input".into())
+}
+
 async fn query(
     State(state): State<AppState>,
     method: Method,
@@ -152,9 +157,7 @@ async fn query(
 ) -> Response {
     let params = params(&method, &raw, &headers, &body);
     let Some(text) = params.get("query").map(str::to_owned) else {
-        return bad_data(
-            "invalid parameter \"query\": 1:1: parse error: no expression found in input".into(),
-        );
+        return missing_query();
     };
     let t = match params.time_ms("time", now_ms()) {
         Ok(t) => t,
@@ -209,9 +212,7 @@ async fn query_range(
 ) -> Response {
     let params = params(&method, &raw, &headers, &body);
     let Some(text) = params.get("query").map(str::to_owned) else {
-        return bad_data(
-            "invalid parameter \"query\": 1:1: parse error: no expression found in input".into(),
-        );
+        return missing_query();
     };
     let (Some(_), Some(_)) = (params.get("start"), params.get("end")) else {
         return bad_data(format!(

@@ -270,21 +270,9 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
         }
         "absent" => {
             let series = ev.vector(args[0])?;
-            let labels = absent_labels(args[0]);
-            let values = (0..n)
-                .map(|i| (!series.iter().any(|s| s.values[i].is_some())).then_some(1.0))
-                .collect();
-            let series = StepSeries {
-                labels: Arc::new(labels),
-                values,
-                drop_name: false,
-            };
-            Ok(Value::Vector(
-                if series.values.iter().any(Option::is_some) {
-                    vec![series]
-                } else {
-                    vec![]
-                },
+            Ok(absent(
+                args[0],
+                (0..n).map(|i| series.iter().any(|s| s.values[i].is_some())),
             ))
         }
         "histogram_quantile" => {
@@ -458,23 +446,9 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
         }
         "absent_over_time" => {
             let input = ev.range_input(args[0])?;
-            let labels = absent_labels(args[0]);
-            let values: Vec<Option<f64>> = (0..n)
-                .map(|i| {
-                    (!input.series.iter().any(|s| !input.window(s, i).is_empty())).then_some(1.0)
-                })
-                .collect();
-            let series = StepSeries {
-                labels: Arc::new(labels),
-                values,
-                drop_name: false,
-            };
-            Ok(Value::Vector(
-                if series.values.iter().any(Option::is_some) {
-                    vec![series]
-                } else {
-                    vec![]
-                },
+            Ok(absent(
+                args[0],
+                (0..n).map(|i| input.series.iter().any(|s| !input.window(s, i).is_empty())),
             ))
         }
         other => Err(EvalError::BadData(format!(
@@ -629,6 +603,19 @@ fn go_template(template: &str) -> String {
         }
     }
     out
+}
+
+/// `absent*()`'s result: 1 at every step where nothing was `present`.
+fn absent(expr: &Expr, present: impl Iterator<Item = bool>) -> Value {
+    let values: Vec<Option<f64>> = present.map(|p| (!p).then_some(1.0)).collect();
+    if !values.iter().any(Option::is_some) {
+        return Value::Vector(Vec::new());
+    }
+    Value::Vector(vec![StepSeries {
+        labels: Arc::new(absent_labels(expr)),
+        values,
+        drop_name: false,
+    }])
 }
 
 /// Labels of `absent()`'s output: the equality matchers of a plain selector.
