@@ -7,7 +7,8 @@ use crate::model::Sample;
 /// A closed (full) head chunk.
 #[derive(Debug, Clone)]
 pub struct ClosedChunk {
-    pub bytes: Box<[u8]>,
+    /// Shared, so query snapshots copy a pointer, not the chunk.
+    pub bytes: std::sync::Arc<[u8]>,
     pub count: u32,
     pub min_t: i64,
     pub max_t: i64,
@@ -37,7 +38,7 @@ impl HeadSeries {
                 count: full.count(),
                 min_t: full.min_t(),
                 max_t: full.max_t(),
-                bytes: full.into_bytes().into_boxed_slice(),
+                bytes: full.into_bytes().into(),
             });
         }
     }
