@@ -55,7 +55,20 @@ fn instant_and_range_queries() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"status": "success", "data": {"resultType": "scalar", "result": [1700000300.0, "2"]}})
+        json!({"status": "success", "data": {"resultType": "scalar", "result": [1700000300, "2"]}})
+    );
+    // Byte for byte what Prometheus writes: integral timestamps without a
+    // fraction, milliseconds as three digits.
+    let raw = client()
+        .get(server.url("/api/v1/query"))
+        .query(&[("query", "1+1"), ("time", "1700000300.25")])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(
+        raw,
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1700000300.250,"2"]}}"#
     );
     let (_, body) = get(
         &server,
@@ -64,7 +77,7 @@ fn instant_and_range_queries() {
     );
     assert_eq!(
         body["data"],
-        json!({"resultType": "vector", "result": [{"metric": {"__name__": "up", "job": "api"}, "value": [1700000300.0, "1"]}]})
+        json!({"resultType": "vector", "result": [{"metric": {"__name__": "up", "job": "api"}, "value": [1700000300, "1"]}]})
     );
     let (_, body) = get(
         &server,
@@ -96,11 +109,7 @@ fn instant_and_range_queries() {
     assert_eq!(series[0]["metric"]["code"], "200");
     assert_eq!(
         series[0]["values"],
-        json!([
-            [1700000000.0, "0"],
-            [1700000030.0, "60"],
-            [1700000060.0, "120"]
-        ])
+        json!([[1700000000, "0"], [1700000030, "60"], [1700000060, "120"]])
     );
     // a range selector in an instant query is a matrix
     let (_, body) = get(

@@ -7,11 +7,10 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value as Json_};
+use serde_json::json;
 
-use super::prometheus::{labels_json, params, success};
+use super::prometheus::params;
 use super::AppState;
-use crate::query::format_value;
 use crate::query::promql::{self, EngineOptions, EvalError, QueryResult, Value};
 
 /// Prometheus refuses range queries with more points per series than this.
@@ -82,65 +81,155 @@ fn options(state: &AppState, timeout: Option<i64>) -> EngineOptions {
     }
 }
 
-fn point(t: i64, v: f64) -> Json_ {
-    json!([t as f64 / 1000.0, format_value(v)])
-}
+/// Query results are written straight into one buffer, in exactly the form
+/// Prometheus writes them: building a `serde_json::Value` per point costs
+/// more than evaluating most queries.
+mod write {
+    use std::fmt::Write;
 
-/// Prometheus' `data` object for a result.
-pub fn result_json(result: &QueryResult, range: bool) -> Json_ {
-    match &result.value {
-        Value::Scalar(values) => {
-            if range {
-                json!({"resultType": "matrix", "result": [{
-                    "metric": {},
-                    "values": result.steps.iter().zip(values).map(|(t, v)| point(*t, *v)).collect::<Vec<_>>(),
-                }]})
-            } else {
-                json!({"resultType": "scalar", "result": point(result.steps[0], values[0])})
+    use crate::model::Labels;
+    use crate::query::format_value;
+
+    /// A JSON string literal.
+    pub fn string(out: &mut String, text: &str) {
+        out.push('"');
+        for c in text.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => out.push(c),
             }
         }
-        Value::String(s) => {
-            json!({"resultType": "string", "result": [result.steps[0] as f64 / 1000.0, s]})
-        }
-        Value::Vector(series) => {
-            if range {
-                let mut sorted: Vec<&promql::StepSeries> = series.iter().collect();
-                sorted.sort_by(|a, b| a.labels.cmp(&b.labels));
-                let items: Vec<Json_> = sorted
-                    .iter()
-                    .map(|s| {
-                        json!({
-                            "metric": labels_json(&s.labels),
-                            "values": result.steps.iter().zip(&s.values)
-                                .filter_map(|(t, v)| v.map(|v| point(*t, v)))
-                                .collect::<Vec<_>>(),
-                        })
-                    })
-                    .collect();
-                json!({"resultType": "matrix", "result": items})
-            } else {
-                let items: Vec<Json_> = series
-                    .iter()
-                    .filter_map(|s| {
-                        s.values[0].map(|v| json!({"metric": labels_json(&s.labels), "value": point(result.steps[0], v)}))
-                    })
-                    .collect();
-                json!({"resultType": "vector", "result": items})
+        out.push('"');
+    }
+
+    pub fn labels(out: &mut String, labels: &Labels) {
+        out.push('{');
+        for (i, label) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
             }
+            string(out, label.name);
+            out.push(':');
+            string(out, label.value);
         }
-        Value::Matrix(series) => {
-            let items: Vec<Json_> = series
-                .iter()
-                .map(|s| {
-                    json!({
-                        "metric": labels_json(&s.labels),
-                        "values": s.samples.iter().map(|p| point(p.t, p.v)).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            json!({"resultType": "matrix", "result": items})
+        out.push('}');
+    }
+
+    /// Milliseconds as Prometheus prints timestamps: seconds, then `.` and
+    /// three digits only when there is a fraction.
+    pub fn timestamp(out: &mut String, t: i64) {
+        if t < 0 {
+            out.push('-');
+        }
+        let t = t.unsigned_abs();
+        let _ = write!(out, "{}", t / 1000);
+        let fraction = t % 1000;
+        if fraction != 0 {
+            let _ = write!(out, ".{fraction:03}");
         }
     }
+
+    /// `[<timestamp>,"<value>"]`
+    pub fn point(out: &mut String, t: i64, v: f64) {
+        out.push('[');
+        timestamp(out, t);
+        out.push_str(",\"");
+        out.push_str(&format_value(v));
+        out.push_str("\"]");
+    }
+}
+
+/// The whole success response for a result, in Prometheus' shape.
+pub fn result_body(result: &QueryResult, range: bool) -> String {
+    let mut out = String::with_capacity(256);
+    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":");
+    let series_values = |out: &mut String,
+                         labels: &crate::model::Labels,
+                         points: &mut dyn Iterator<Item = (i64, f64)>| {
+        out.push_str("{\"metric\":");
+        write::labels(out, labels);
+        out.push_str(",\"values\":[");
+        for (i, (t, v)) in points.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write::point(out, t, v);
+        }
+        out.push_str("]}");
+    };
+    match &result.value {
+        Value::Scalar(values) if range => {
+            out.push_str("\"matrix\",\"result\":[");
+            let mut points = result.steps.iter().copied().zip(values.iter().copied());
+            series_values(&mut out, &crate::model::Labels::default(), &mut points);
+            out.push(']');
+        }
+        Value::Scalar(values) => {
+            out.push_str("\"scalar\",\"result\":");
+            write::point(&mut out, result.steps[0], values[0]);
+        }
+        Value::String(s) => {
+            out.push_str("\"string\",\"result\":[");
+            write::timestamp(&mut out, result.steps[0]);
+            out.push(',');
+            write::string(&mut out, s);
+            out.push(']');
+        }
+        Value::Vector(series) if range => {
+            out.push_str("\"matrix\",\"result\":[");
+            let mut sorted: Vec<&promql::StepSeries> = series.iter().collect();
+            sorted.sort_by(|a, b| a.labels.cmp(&b.labels));
+            for (i, s) in sorted.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let mut points = result
+                    .steps
+                    .iter()
+                    .zip(&s.values)
+                    .filter_map(|(t, v)| v.map(|v| (*t, v)));
+                series_values(&mut out, &s.labels, &mut points);
+            }
+            out.push(']');
+        }
+        Value::Vector(series) => {
+            out.push_str("\"vector\",\"result\":[");
+            let mut first = true;
+            for s in series {
+                let Some(v) = s.values[0] else { continue };
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str("{\"metric\":");
+                write::labels(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                write::point(&mut out, result.steps[0], v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push_str("\"matrix\",\"result\":[");
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let mut points = s.samples.iter().map(|p| (p.t, p.v));
+                series_values(&mut out, &s.labels, &mut points);
+            }
+            out.push(']');
+        }
+    }
+    out.push_str("}}");
+    out
 }
 
 /// Prometheus' error for a missing or empty `query` parameter.
@@ -193,7 +282,11 @@ async fn evaluate(
     };
     let store = state.store.clone();
     match tokio::task::spawn_blocking(move || work(store.as_ref(), &options)).await {
-        Ok(Ok(result)) => success(result_json(&result, range)),
+        Ok(Ok(result)) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            result_body(&result, range),
+        )
+            .into_response(),
         Ok(Err(err)) => eval_error(err),
         Err(err) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
