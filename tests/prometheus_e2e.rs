@@ -313,3 +313,70 @@ scrape_configs:
         ]
     );
 }
+
+#[test]
+fn promtool_queries_oxeye() {
+    let promtool = require_program("promtool");
+    let server = TestServer::start();
+    let t0 = 1_700_000_000_000i64;
+    let samples: Vec<(i64, f64)> = (0..=20)
+        .map(|i| (t0 + i * 15_000, (i * 30) as f64))
+        .collect();
+    let body = remote_write_body(&[(vec![("__name__", "jobs_total"), ("job", "batch")], samples)]);
+    assert_eq!(post_remote_write(&server.url(""), body).0, 204);
+    let base = server.url("");
+    let run = |args: &[&str]| {
+        let output = Command::new(&promtool).args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "promtool {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let instant = run(&[
+        "query",
+        "instant",
+        "--time=1700000300",
+        &base,
+        "sum by (job) (rate(jobs_total[1m]))",
+    ]);
+    // `{job="batch"} => <value> @[1700000300]`
+    let (series, rest) = instant
+        .trim()
+        .split_once(" => ")
+        .expect("promtool instant output");
+    let (value, at) = rest.split_once(' ').unwrap();
+    assert_eq!(series, "{job=\"batch\"}");
+    assert_eq!(at, "@[1700000300]");
+    assert!(
+        (value.parse::<f64>().unwrap() - 2.0).abs() < 1e-9,
+        "{instant}"
+    );
+    let range = run(&[
+        "query",
+        "range",
+        "--start=1700000000",
+        "--end=1700000060",
+        "--step=30s",
+        &base,
+        "jobs_total",
+    ]);
+    assert!(range.contains("jobs_total{job=\"batch\"} =>"), "{range}");
+    assert!(
+        range.contains("60 @[1700000030]") && range.contains("120 @[1700000060]"),
+        "{range}"
+    );
+    let window = ["--start=1700000000", "--end=1700000300"];
+    let series = run(&[
+        "query",
+        "series",
+        "--match=jobs_total",
+        window[0],
+        window[1],
+        &base,
+    ]);
+    assert!(series.contains("job=\"batch\""), "{series}");
+    let values = run(&["query", "labels", window[0], window[1], &base, "job"]);
+    assert_eq!(values.trim(), "batch", "{values}");
+}
