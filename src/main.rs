@@ -4,12 +4,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc instead of the system allocator: ingest allocates and frees
-/// request-sized buffers constantly, and glibc returns large ones to the
-/// kernel, paying a page fault and zeroing for every page on the next request.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use oxeye::config::{Config, ConfigSources, DEFAULT_CONFIG};
 
 #[derive(Parser)]
