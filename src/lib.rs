@@ -16,7 +16,7 @@ pub mod storage;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -184,6 +184,3 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         tasks,
     })
 }
-
-/// A bounded wait used by shutdown paths and tests.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

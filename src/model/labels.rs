@@ -104,10 +104,6 @@ impl Labels {
         )
     }
 
-    pub fn into_pairs(self) -> Vec<(String, String)> {
-        self.0
-    }
-
     pub fn pairs(&self) -> &[(String, String)] {
         &self.0
     }

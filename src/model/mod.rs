@@ -57,19 +57,6 @@ impl MetricType {
         }
     }
 
-    pub fn from_str_lossy(text: &str) -> MetricType {
-        match text {
-            "counter" => MetricType::Counter,
-            "gauge" => MetricType::Gauge,
-            "histogram" => MetricType::Histogram,
-            "gaugehistogram" => MetricType::GaugeHistogram,
-            "summary" => MetricType::Summary,
-            "info" => MetricType::Info,
-            "stateset" => MetricType::StateSet,
-            _ => MetricType::Unknown,
-        }
-    }
-
     /// The `MetricMetadata.MetricType` enum of Prometheus' remote-write proto.
     pub fn from_remote_write(code: u64) -> MetricType {
         match code {

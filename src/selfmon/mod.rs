@@ -54,7 +54,10 @@ pub struct SelfMetrics {
     series_created: Counter,
     wal_bytes_written: Counter,
     wal_fsyncs: Counter,
+    out_of_order_samples: Counter,
     series: Gauges,
+    head_min_time: Gauges,
+    head_max_time: Gauges,
     head_series: Gauges,
     head_samples: Gauges,
     blocks: Gauges,
@@ -121,6 +124,12 @@ impl SelfMetrics {
         );
         let wal_fsyncs = Counter::default();
         registry.register("wal_fsyncs", "WAL fsyncs", wal_fsyncs.clone());
+        let out_of_order_samples = Counter::default();
+        registry.register(
+            "samples_out_of_order",
+            "Samples accepted inside the out-of-order window",
+            out_of_order_samples.clone(),
+        );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauges::default();
             registry.register(name, help, g.clone());
@@ -149,6 +158,16 @@ impl SelfMetrics {
             "index_bytes",
             "Bytes of the series index on disk",
         );
+        let head_min_time = gauge(
+            &mut registry,
+            "head_min_time_ms",
+            "Oldest sample timestamp in the head (ms since the epoch)",
+        );
+        let head_max_time = gauge(
+            &mut registry,
+            "head_max_time_ms",
+            "Newest sample timestamp in the head (ms since the epoch)",
+        );
         Arc::new(SelfMetrics {
             registry,
             samples_ingested,
@@ -159,7 +178,10 @@ impl SelfMetrics {
             series_created,
             wal_bytes_written,
             wal_fsyncs,
+            out_of_order_samples,
             series,
+            head_min_time,
+            head_max_time,
             head_series,
             head_samples,
             blocks,
@@ -238,6 +260,8 @@ impl SelfMetrics {
         self.block_bytes.set(as_i64(summary.block_bytes));
         self.wal_bytes.set(as_i64(summary.wal_bytes));
         self.index_bytes.set(as_i64(summary.index_bytes));
+        self.head_min_time.set(summary.head_min_t.unwrap_or(0));
+        self.head_max_time.set(summary.head_max_t.unwrap_or(0));
         let catch_up = |counter: &Counter, total: u64| {
             let current = counter.get();
             if total > current {
@@ -252,6 +276,10 @@ impl SelfMetrics {
         let wal = store.wal_stats();
         catch_up(&self.wal_bytes_written, wal.bytes_written.load(Relaxed));
         catch_up(&self.wal_fsyncs, wal.fsyncs.load(Relaxed));
+        catch_up(
+            &self.out_of_order_samples,
+            store.stats.out_of_order_accepted.load(Relaxed),
+        );
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -71,15 +71,6 @@ impl MemPostings {
         self.by_name.keys().map(String::as_str)
     }
 
-    /// Union of the postings of every value of `name` (series that have it).
-    pub fn with_name(&self, name: &str) -> RoaringBitmap {
-        let mut out = RoaringBitmap::new();
-        for (_, postings) in self.values(name) {
-            out |= postings;
-        }
-        out
-    }
-
     fn insert_bitmap(&mut self, name: &str, value: &str, bitmap: RoaringBitmap) {
         self.all |= &bitmap;
         self.by_name

@@ -998,10 +998,6 @@ impl MetricsStore {
             .checkpoint_postings(&head.postings, head.series.len() as u32)?;
         Ok(())
     }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.options.dir
-    }
 }
 
 impl ExemplarRing {
