@@ -451,6 +451,7 @@ pub fn call(ev: &Evaluator, call: &Call) -> Result<Value, EvalError> {
                 (0..n).map(|i| input.series.iter().any(|s| !input.window(s, i).is_empty())),
             ))
         }
+        "info" => info(ev, &args),
         other => Err(EvalError::BadData(format!(
             "function {other:?} is not supported"
         ))),
@@ -603,6 +604,136 @@ fn go_template(template: &str) -> String {
         }
     }
     out
+}
+
+/// The labels that tie a series to its info series (as Prometheus' `info()`).
+const IDENTIFYING_LABELS: [&str; 2] = ["instance", "job"];
+
+/// `info(v [, selector])`: add the data labels of the info series
+/// (`target_info` by default) that share `v`'s `instance` and `job`.
+fn info(ev: &Evaluator, args: &[&Expr]) -> Result<Value, EvalError> {
+    use promql_parser::label::{MatchOp, Matcher as PromMatcher, Matchers};
+    use promql_parser::parser::VectorSelector;
+    let base = ev.vector(args[0])?;
+    let n = ev.n();
+    let selector = match args.get(1).map(|a| strip_parens(a)) {
+        None => None,
+        Some(Expr::VectorSelector(vs)) => Some(vs),
+        Some(_) => {
+            return Err(EvalError::BadData(
+                "info(): the second argument must be a series selector".into(),
+            ))
+        }
+    };
+    let mut name_matchers: Vec<PromMatcher> = Vec::new();
+    let mut data_matchers: Vec<PromMatcher> = Vec::new();
+    if let Some(vs) = selector {
+        if let Some(name) = &vs.name {
+            name_matchers.push(PromMatcher::new(MatchOp::Equal, METRIC_NAME, name));
+        }
+        for m in &vs.matchers.matchers {
+            if m.name == METRIC_NAME {
+                name_matchers.push(m.clone());
+            } else {
+                data_matchers.push(m.clone());
+            }
+        }
+    }
+    if name_matchers.is_empty() {
+        name_matchers.push(PromMatcher::new(MatchOp::Equal, METRIC_NAME, "target_info"));
+    }
+    let matches = |m: &PromMatcher, value: &str| match &m.op {
+        MatchOp::Equal => m.value == value,
+        MatchOp::NotEqual => m.value != value,
+        MatchOp::Re(re) => re.is_match(value),
+        MatchOp::NotRe(re) => !re.is_match(value),
+    };
+    // Info series are read as of the base selector's `@`/`offset`, if any.
+    let (at, offset) = match strip_parens(args[0]) {
+        Expr::VectorSelector(vs) => (vs.at.clone(), vs.offset.clone()),
+        _ => (None, None),
+    };
+    let info_selector = VectorSelector {
+        name: None,
+        matchers: Matchers::new(name_matchers.clone()),
+        offset,
+        at,
+    };
+    let infos: Vec<StepSeries> = ev
+        .selector_sample_times(&info_selector)?
+        .into_iter()
+        .filter(|s| {
+            data_matchers
+                .iter()
+                .all(|m| matches(m, s.labels.get(&m.name).unwrap_or("")))
+        })
+        .collect();
+    let required = data_matchers.iter().any(|m| !matches(m, ""));
+    let identity = |labels: &Labels| -> Vec<String> {
+        IDENTIFYING_LABELS
+            .iter()
+            .map(|l| labels.get(l).unwrap_or("").to_owned())
+            .collect()
+    };
+    let mut builder = SeriesBuilder::new(n);
+    for series in &base {
+        let name = series.labels.metric_name().unwrap_or("");
+        let is_info = name_matchers.iter().all(|m| matches(m, name));
+        let key = identity(&series.labels);
+        for i in 0..n {
+            let Some(value) = series.values[i] else {
+                continue;
+            };
+            if is_info {
+                builder.push(series.labels.clone(), i, value, series.drop_name)?;
+                continue;
+            }
+            // Per info metric name, the series with the newest sample wins.
+            let mut chosen: Vec<(&str, f64, &StepSeries)> = Vec::new();
+            for candidate in &infos {
+                let Some(sample_time) = candidate.values[i] else {
+                    continue;
+                };
+                if identity(&candidate.labels) != key {
+                    continue;
+                }
+                let info_name = candidate.labels.metric_name().unwrap_or("");
+                match chosen.iter_mut().find(|(n, _, _)| *n == info_name) {
+                    Some(entry) if sample_time > entry.1 => {
+                        *entry = (info_name, sample_time, candidate)
+                    }
+                    Some(_) => {}
+                    None => chosen.push((info_name, sample_time, candidate)),
+                }
+            }
+            if chosen.is_empty() {
+                if !required {
+                    builder.push(series.labels.clone(), i, value, series.drop_name)?;
+                }
+                continue;
+            }
+            let mut pairs: Vec<(String, String)> = series.labels.pairs().to_vec();
+            for (_, _, info) in &chosen {
+                for label in info.labels.iter() {
+                    let wanted = data_matchers.is_empty()
+                        || data_matchers.iter().any(|m| m.name == label.name);
+                    let excluded = label.name == METRIC_NAME
+                        || IDENTIFYING_LABELS.contains(&label.name)
+                        || pairs.iter().any(|(n, _)| n == label.name);
+                    if wanted && !excluded {
+                        pairs.push((label.name.to_owned(), label.value.to_owned()));
+                    }
+                }
+            }
+            builder.push(
+                Arc::new(Labels::from_pairs(pairs)),
+                i,
+                value,
+                series.drop_name,
+            )?;
+        }
+    }
+    Ok(Value::Vector(builder.finish()))
 }
 
 /// `absent*()`'s result: 1 at every step where nothing was `present`.
