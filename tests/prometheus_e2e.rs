@@ -380,3 +380,22 @@ fn promtool_queries_oxeye() {
     let values = run(&["query", "labels", window[0], window[1], &base, "job"]);
     assert_eq!(values.trim(), "batch", "{values}");
 }
+
+#[test]
+fn shipped_prometheus_examples_are_valid() {
+    let promtool = require_program("promtool");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
+    for name in ["prometheus-remote-write.yml", "prometheus-federate.yml"] {
+        let output = Command::new(&promtool)
+            .args(["check", "config", "--syntax-only"])
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
