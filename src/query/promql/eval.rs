@@ -229,12 +229,9 @@ impl<'a> Evaluator<'a> {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<super::SelectedSeries>, EvalError> {
+        // The parser already refuses user selectors whose matchers all match
+        // "" (they would select every series); internal ones (info()) may.
         let matchers = selector_matchers(selector)?;
-        if matchers.iter().all(|m| m.matches("")) {
-            return Err(EvalError::BadData(
-                "vector selector must contain at least one non-empty matcher".into(),
-            ));
-        }
         let found = self.source.select(&matchers, mint, maxt);
         self.account(found.iter().map(|(_, s)| s.len()).sum(), "series selection")?;
         self.check_deadline("series selection")?;

@@ -639,8 +639,20 @@ fn info(ev: &Evaluator, args: &[&Expr]) -> Result<Value, EvalError> {
             }
         }
     }
+    let has_positive = |ms: &[PromMatcher]| {
+        ms.iter()
+            .any(|m| matches!(m.op, MatchOp::Equal | MatchOp::Re(_)))
+    };
     if name_matchers.is_empty() {
         name_matchers.push(PromMatcher::new(MatchOp::Equal, METRIC_NAME, "target_info"));
+    } else if !has_positive(&name_matchers) {
+        // Only exclusions: the candidates are still info metrics (`*_info`).
+        let info_names = regex::Regex::new("^(?:.+_info)$").expect("valid regex");
+        name_matchers.push(PromMatcher {
+            op: MatchOp::Re(info_names),
+            name: METRIC_NAME.into(),
+            value: ".+_info".into(),
+        });
     }
     let matches = |m: &PromMatcher, value: &str| match &m.op {
         MatchOp::Equal => m.value == value,
@@ -678,6 +690,7 @@ fn info(ev: &Evaluator, args: &[&Expr]) -> Result<Value, EvalError> {
     let mut builder = SeriesBuilder::new(n);
     for series in &base {
         let name = series.labels.metric_name().unwrap_or("");
+        // A base series that is itself an info series passes through.
         let is_info = name_matchers.iter().all(|m| matches(m, name));
         let key = identity(&series.labels);
         for i in 0..n {
