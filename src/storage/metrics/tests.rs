@@ -1,5 +1,6 @@
 //! Store-level tests: append rules, reads across head/blocks, restart.
 
+use super::matcher::Matcher;
 use super::*;
 
 fn options(dir: &Path) -> StoreOptions {

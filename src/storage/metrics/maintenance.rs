@@ -1,0 +1,139 @@
+//! Head cuts and retention: turning the in-memory head into immutable blocks
+//! (see the module docs of `storage::metrics` for the ordering that keeps
+//! every sample readable and durable throughout) and deleting expired blocks.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::block::{self, Block};
+use super::wal_record::RecordBuilder;
+use super::{CutReport, Frozen, MetricsStore, StorageError};
+use crate::model::Sample;
+
+impl MetricsStore {
+    /// Cut the whole head into blocks now.
+    pub fn flush(&self) -> Result<CutReport, StorageError> {
+        let _guard = self.maintenance.lock();
+        self.cut_locked()
+    }
+
+    /// Periodic work: cut the head when it spans a block, apply retention.
+    pub fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
+        let _guard = self.maintenance.lock();
+        let (min_t, max_t) = {
+            let head = self.head.read();
+            (head.min_t, head.max_t)
+        };
+        let spans_block = max_t >= min_t && max_t - min_t >= self.options.block_duration_ms;
+        // A head nobody writes to any more is cut once it is a block old.
+        let idle = max_t >= min_t && now_ms - max_t >= self.options.block_duration_ms;
+        if spans_block || idle {
+            let report = self.cut_locked()?;
+            tracing::info!(
+                blocks = report.blocks.len(),
+                samples = report.samples,
+                "head cut"
+            );
+        }
+        self.apply_retention(now_ms)?;
+        Ok(())
+    }
+
+    fn apply_retention(&self, now_ms: i64) -> Result<(), StorageError> {
+        let cutoff = now_ms.saturating_sub(self.options.retention_ms);
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            let (expired, kept): (Vec<_>, Vec<_>) =
+                blocks.drain(..).partition(|b| b.meta.max_t < cutoff);
+            *blocks = kept;
+            expired
+        };
+        for block in expired {
+            tracing::info!(block = %block.name, max_t = block.meta.max_t, "deleting block past retention");
+            std::fs::remove_dir_all(&block.dir)?;
+            self.stats.blocks_deleted.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn cut_locked(&self) -> Result<CutReport, StorageError> {
+        // 1. Swap the head out and rotate the WAL atomically w.r.t. appends.
+        let (frozen, checkpoint, postings_upto) = {
+            let mut head = self.head.write();
+            let checkpoint = self.wal.cut()?;
+            let mut taken = Vec::new();
+            for (id, entry) in head.series.iter_mut().enumerate() {
+                if !entry.head.is_empty() {
+                    taken.push((id as u32, std::mem::take(&mut entry.head)));
+                }
+            }
+            // max_t stays: the out-of-order window keeps counting from it.
+            head.min_t = i64::MAX;
+            let frozen = Arc::new(Frozen { series: taken });
+            *self.frozen.write() = Some(frozen.clone());
+            (frozen, checkpoint, head.series.len() as u32)
+        };
+        // Exemplars live only in the WAL; carry them into the new segment.
+        let mut exemplar_record = RecordBuilder::default();
+        for (id, exemplar) in &self.exemplars.lock().items {
+            exemplar_record.add_exemplar(*id, exemplar);
+        }
+        for record in exemplar_record.records() {
+            self.wal.append(record)?;
+        }
+        self.wal.sync_all()?;
+
+        // 2. Persist the index before blocks whose checkpoint lets replay
+        //    skip the WAL segments that could rebuild it.
+        {
+            let head = self.head.read();
+            self.index
+                .checkpoint_postings(&head.postings, postings_upto)?;
+        }
+
+        // 3. One block per aligned time window.
+        let mut report = CutReport::default();
+        let mut windows: std::collections::BTreeMap<i64, Vec<(u32, Vec<Sample>)>> =
+            Default::default();
+        for (id, series) in &frozen.series {
+            let mut samples = Vec::new();
+            series.samples(i64::MIN, i64::MAX, &mut samples);
+            report.series += 1;
+            report.samples += samples.len() as u64;
+            let mut start = 0;
+            while start < samples.len() {
+                let window = samples[start].t.div_euclid(self.options.block_duration_ms);
+                let end = samples[start..]
+                    .iter()
+                    .position(|s| s.t.div_euclid(self.options.block_duration_ms) != window)
+                    .map_or(samples.len(), |p| start + p);
+                windows
+                    .entry(window)
+                    .or_default()
+                    .push((*id, samples[start..end].to_vec()));
+                start = end;
+            }
+        }
+        let blocks_dir = self.options.dir.join("blocks");
+        let mut new_blocks = Vec::new();
+        for series in windows.values() {
+            let dir = block::write_block(&blocks_dir, series, checkpoint)?;
+            let block = Block::open(&dir)?;
+            report.blocks.push(block.name.clone());
+            new_blocks.push(Arc::new(block));
+            self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
+        }
+        // 4. Publish the blocks, then drop the frozen head (readers check
+        //    frozen before blocks, so they never miss the data).
+        {
+            let mut blocks = self.blocks.write();
+            blocks.extend(new_blocks);
+            blocks.sort_by_key(|b| (b.meta.min_t, b.meta.max_t));
+            *self.frozen.write() = None;
+        }
+        if !report.blocks.is_empty() {
+            self.wal.remove_before(checkpoint)?;
+        }
+        Ok(report)
+    }
+}
