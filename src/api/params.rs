@@ -67,6 +67,12 @@ impl Params {
         self.all("match[]").map(parse_selector).collect()
     }
 
+    /// The `query` parameter, parsed as PromQL (Prometheus' `bad_data` on error).
+    pub fn expr(&self) -> Result<promql_parser::parser::Expr, Error> {
+        crate::query::promql::parse(self.get("query").unwrap_or(""))
+            .map_err(|e| Error::BadRequest(format!("invalid parameter \"query\": {e}")))
+    }
+
     /// `match[]`, `start` and `end` of the series/label endpoints; with
     /// `require_match`, at least one `match[]` must be given.
     pub fn selection(&self, require_match: bool) -> Result<(Vec<Vec<Matcher>>, i64, i64), Error> {
@@ -114,7 +120,6 @@ pub fn parse_time_ms(text: &str) -> Option<i64> {
 
 /// Parse a series selector such as `up{job="api"}` into matchers.
 pub fn parse_selector(text: &str) -> Result<Vec<Matcher>, Error> {
-    use promql_parser::label::MatchOp;
     use promql_parser::parser::Expr;
     let bad =
         |message: String| Error::BadRequest(format!("invalid parameter \"match[]\": {message}"));
@@ -122,42 +127,14 @@ pub fn parse_selector(text: &str) -> Result<Vec<Matcher>, Error> {
     let Expr::VectorSelector(selector) = expr else {
         return Err(bad(format!("{text:?} is not a series selector")));
     };
-    if !selector.matchers.or_matchers.is_empty() {
-        return Err(bad(
-            "\"or\" inside a series selector is not supported".into()
-        ));
-    }
-    let mut out = Vec::new();
-    if let Some(name) = &selector.name {
-        out.push(Matcher::equal(crate::model::METRIC_NAME, name.as_str()));
-    }
-    for m in &selector.matchers.matchers {
-        let matcher = match &m.op {
-            MatchOp::Equal => Matcher::equal(m.name.as_str(), m.value.as_str()),
-            MatchOp::NotEqual => Matcher {
-                name: m.name.clone(),
-                op: crate::storage::metrics::matcher::MatchOp::NotEqual(m.value.clone()),
-            },
-            MatchOp::Re(regex) | MatchOp::NotRe(regex) => {
-                let negate = matches!(m.op, MatchOp::NotRe(_));
-                Matcher::regex(m.name.as_str(), &m.value, negate).unwrap_or_else(|_| Matcher {
-                    name: m.name.clone(),
-                    op: if negate {
-                        crate::storage::metrics::matcher::MatchOp::NotRegex(regex.clone())
-                    } else {
-                        crate::storage::metrics::matcher::MatchOp::Regex(regex.clone())
-                    },
-                })
-            }
-        };
-        out.push(matcher);
-    }
-    if out.iter().all(|m| m.matches("")) {
+    let matchers =
+        crate::query::promql::selector_matchers(&selector).map_err(|e| bad(e.to_string()))?;
+    if matchers.iter().all(|m| m.matches("")) {
         return Err(bad(
             "match[] must contain at least one non-empty matcher".into()
         ));
     }
-    Ok(out)
+    Ok(matchers)
 }
 
 #[cfg(test)]

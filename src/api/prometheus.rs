@@ -301,17 +301,16 @@ async fn query_exemplars(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let text = params.get("query").unwrap_or("");
-    let expr = promql_parser::parser::parse(text)
-        .map_err(|e| Error::BadRequest(format!("invalid parameter \"query\": {e}")))?;
+    let expr = params.expr()?;
     let mut selectors = Vec::new();
     collect_selectors(&expr, &mut selectors);
     let start = params.time_ms("start", MIN_TIME_MS)?;
     let end = params.time_ms("end", MAX_TIME_MS)?;
     let sets = selectors
-        .iter()
-        .map(|s| super::params::parse_selector(s))
-        .collect::<Result<Vec<_>, _>>()?;
+        .into_iter()
+        .map(crate::query::promql::selector_matchers)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
     let mut seen = std::collections::HashSet::new();
     let mut data = Vec::new();
     for set in &sets {
@@ -337,12 +336,16 @@ async fn query_exemplars(
     Ok(success(Value::Array(data)))
 }
 
-/// Every vector selector in an expression, printed back as selector text.
-fn collect_selectors(expr: &promql_parser::parser::Expr, out: &mut Vec<String>) {
+/// Every vector selector in an expression (`@`/offset do not matter here:
+/// exemplars are selected by the query's own time range).
+fn collect_selectors<'e>(
+    expr: &'e promql_parser::parser::Expr,
+    out: &mut Vec<&'e promql_parser::parser::VectorSelector>,
+) {
     use promql_parser::parser::Expr;
     match expr {
-        Expr::VectorSelector(selector) => out.push(selector_text(selector)),
-        Expr::MatrixSelector(matrix) => out.push(selector_text(&matrix.vs)),
+        Expr::VectorSelector(selector) => out.push(selector),
+        Expr::MatrixSelector(matrix) => out.push(&matrix.vs),
         Expr::Aggregate(aggregate) => {
             collect_selectors(&aggregate.expr, out);
             if let Some(param) = &aggregate.param {
@@ -363,11 +366,4 @@ fn collect_selectors(expr: &promql_parser::parser::Expr, out: &mut Vec<String>) 
         }
         _ => {}
     }
-}
-
-fn selector_text(selector: &promql_parser::parser::VectorSelector) -> String {
-    let mut plain = selector.clone();
-    plain.offset = None;
-    plain.at = None;
-    plain.to_string()
 }

@@ -170,15 +170,6 @@ async fn tsdb(
     })))
 }
 
-fn parsed(params: &Params) -> Result<promql_parser::parser::Expr, ApiError> {
-    let text = params.get("query").unwrap_or("");
-    crate::query::promql::parse(text).map_err(|e| {
-        ApiError(Error::BadRequest(format!(
-            "invalid parameter \"query\": {e}"
-        )))
-    })
-}
-
 async fn format_query(
     method: Method,
     RawQuery(raw): RawQuery,
@@ -186,7 +177,7 @@ async fn format_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &raw, &headers, &body);
-    let expr = parsed(&params)?;
+    let expr = params.expr()?;
     Ok(success(Value::String(expr.prettify())))
 }
 
@@ -197,7 +188,7 @@ async fn parse_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &raw, &headers, &body);
-    let expr = parsed(&params)?;
+    let expr = params.expr()?;
     let tree = serde_json::to_value(&expr).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(success(tree))
 }

@@ -239,6 +239,28 @@ fn translate_metric(
         add_job_instance(&mut pairs, job, instance);
         pairs
     };
+    // Explicit and exponential histograms, both in classic form.
+    let mut histograms =
+        |kind: &str, temporality: i32, points: Vec<(&[KeyValue], u64, ClassicHistogram)>| {
+            if temporality == AggregationTemporality::Delta as i32 {
+                out.reject(
+                points.len(),
+                format!("{kind} {:?}: delta temporality is not supported for histograms; export cumulative histograms", metric.name),
+            );
+                return Vec::new();
+            }
+            let base = metric_name(&metric.name, &metric.unit, Kind::Histogram);
+            for (attributes, nanos, mut classic) in points {
+                classic.t = time(nanos);
+                classic.emit(
+                    &base,
+                    |name, extra| series_labels(name, attributes, extra),
+                    check,
+                    out,
+                );
+            }
+            vec![metadata(base, MetricType::Histogram)]
+        };
     match data {
         Data::Gauge(gauge) => {
             let name = metric_name(&metric.name, &metric.unit, Kind::Gauge);
@@ -279,63 +301,49 @@ fn translate_metric(
             vec![metadata(name, metric_type)]
         }
         Data::Histogram(histogram) => {
-            let base = metric_name(&metric.name, &metric.unit, Kind::Histogram);
-            if histogram.aggregation_temporality == AggregationTemporality::Delta as i32 {
-                out.reject(
-                    histogram.data_points.len(),
-                    format!("histogram {:?}: delta temporality is not supported for histograms; export cumulative histograms", metric.name),
-                );
-                return Vec::new();
-            }
-            for point in &histogram.data_points {
-                let bounds = point
-                    .explicit_bounds
-                    .iter()
-                    .copied()
-                    .chain(std::iter::once(f64::INFINITY));
-                let histogram = ClassicHistogram {
-                    t: time(point.time_unix_nano),
-                    stale: point.flags & FLAG_NO_RECORDED_VALUE != 0,
-                    buckets: bounds.zip(point.bucket_counts.iter().copied()).collect(),
-                    count: point.count,
-                    sum: point.sum,
-                    exemplars: exemplars(&point.exemplars),
-                };
-                histogram.emit(
-                    &base,
-                    |name, extra| series_labels(name, &point.attributes, extra),
-                    check,
-                    out,
-                );
-            }
-            vec![metadata(base, MetricType::Histogram)]
+            let points = histogram
+                .data_points
+                .iter()
+                .map(|point| {
+                    let bounds = point
+                        .explicit_bounds
+                        .iter()
+                        .copied()
+                        .chain(std::iter::once(f64::INFINITY));
+                    let classic = ClassicHistogram {
+                        t: 0,
+                        stale: point.flags & FLAG_NO_RECORDED_VALUE != 0,
+                        buckets: bounds.zip(point.bucket_counts.iter().copied()).collect(),
+                        count: point.count,
+                        sum: point.sum,
+                        exemplars: exemplars(&point.exemplars),
+                    };
+                    (point.attributes.as_slice(), point.time_unix_nano, classic)
+                })
+                .collect();
+            histograms("histogram", histogram.aggregation_temporality, points)
         }
         Data::ExponentialHistogram(histogram) => {
-            let base = metric_name(&metric.name, &metric.unit, Kind::Histogram);
-            if histogram.aggregation_temporality == AggregationTemporality::Delta as i32 {
-                out.reject(
-                    histogram.data_points.len(),
-                    format!("exponential histogram {:?}: delta temporality is not supported for histograms; export cumulative histograms", metric.name),
-                );
-                return Vec::new();
-            }
-            for point in &histogram.data_points {
-                let histogram = ClassicHistogram {
-                    t: time(point.time_unix_nano),
-                    stale: point.flags & FLAG_NO_RECORDED_VALUE != 0,
-                    buckets: exponential_buckets(point),
-                    count: point.count,
-                    sum: point.sum,
-                    exemplars: exemplars(&point.exemplars),
-                };
-                histogram.emit(
-                    &base,
-                    |name, extra| series_labels(name, &point.attributes, extra),
-                    check,
-                    out,
-                );
-            }
-            vec![metadata(base, MetricType::Histogram)]
+            let points = histogram
+                .data_points
+                .iter()
+                .map(|point| {
+                    let classic = ClassicHistogram {
+                        t: 0,
+                        stale: point.flags & FLAG_NO_RECORDED_VALUE != 0,
+                        buckets: exponential_buckets(point),
+                        count: point.count,
+                        sum: point.sum,
+                        exemplars: exemplars(&point.exemplars),
+                    };
+                    (point.attributes.as_slice(), point.time_unix_nano, classic)
+                })
+                .collect();
+            histograms(
+                "exponential histogram",
+                histogram.aggregation_temporality,
+                points,
+            )
         }
         Data::Summary(summary) => {
             let base = metric_name(&metric.name, &metric.unit, Kind::Summary);

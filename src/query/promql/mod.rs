@@ -21,7 +21,7 @@ use crate::model::{Labels, Sample};
 use crate::storage::metrics::matcher::Matcher;
 use crate::storage::metrics::MetricsStore;
 
-pub use eval::Evaluator;
+pub use eval::{selector_matchers, Evaluator};
 pub use value::{RangeSeries, StepSeries, Value};
 
 /// A series with its samples, sorted by time.
