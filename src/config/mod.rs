@@ -30,7 +30,26 @@ pub struct Config {
     pub wal: WalConfig,
     pub limits: LimitsConfig,
     pub query: QueryConfig,
+    pub logs: LogsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    #[serde(with = "humantime_serde")]
+    pub partition: Duration,
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    pub writer_memory: ByteSize,
+    pub otlp_index: String,
+    pub keyword_ignore_above: usize,
+    pub max_result_window: usize,
+    pub max_buckets: u32,
+    pub max_fields_per_index: usize,
+    pub max_bulk_documents: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +314,40 @@ impl Config {
             "query.timeout",
             "must be greater than zero",
         );
+        check(
+            self.logs.partition >= Duration::from_secs(60),
+            "logs.partition",
+            "must be at least 1m",
+        );
+        check(
+            self.logs.retention >= self.logs.partition,
+            "logs.retention",
+            "must be at least logs.partition",
+        );
+        check(
+            !self.logs.commit_interval.is_zero(),
+            "logs.commit_interval",
+            "must be greater than zero",
+        );
+        check(
+            self.logs.writer_memory.0 >= 16 << 20,
+            "logs.writer_memory",
+            "must be at least 16MiB (tantivy's minimum indexing budget)",
+        );
+        check(
+            crate::model::log::valid_index_name(&self.logs.otlp_index).is_ok(),
+            "logs.otlp_index",
+            "must be a valid index name (lowercase, no spaces or \\/*?\"<>|,#:)",
+        );
+        for (key, value) in [
+            ("logs.max_result_window", self.logs.max_result_window),
+            ("logs.max_buckets", self.logs.max_buckets as usize),
+            ("logs.max_bulk_documents", self.logs.max_bulk_documents),
+            ("logs.max_fields_per_index", self.logs.max_fields_per_index),
+            ("logs.keyword_ignore_above", self.logs.keyword_ignore_above),
+        ] {
+            check(value > 0, key, "must be greater than zero");
+        }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             check(false, "log.level", &format!("invalid filter: {err}"));
         }

@@ -2,6 +2,7 @@
 //! metric metadata. Nothing here does I/O.
 
 mod labels;
+pub mod log;
 
 pub use labels::{append_key, is_valid_label_name, label_hash, LabelRef, Labels, METRIC_NAME};
 

@@ -2,5 +2,6 @@
 //! stores built on it.
 
 pub mod codec;
+pub mod logs;
 pub mod metrics;
 pub mod wal;

@@ -1,0 +1,258 @@
+//! Elasticsearch date values in queries: formats (`epoch_millis`,
+//! `epoch_second`, `strict_date_optional_time`, simple Joda-style patterns)
+//! and date math (`now-15m`, `now/d`, `2024-01-01||+1M/d`).
+
+use chrono::{DateTime, Datelike, Duration, NaiveDateTime, TimeZone, Timelike, Utc};
+use serde_json::Value;
+
+use crate::model::log::parse_date_string;
+
+/// Whether a `time_zone` parameter means UTC.
+pub fn is_utc(tz: &str) -> bool {
+    matches!(
+        tz.trim().to_ascii_lowercase().as_str(),
+        "" | "utc" | "z" | "+00:00" | "-00:00" | "+0000" | "etc/utc" | "gmt" | "+00" | "00:00"
+    )
+}
+
+/// Resolve a date bound to nanoseconds. `round_up` is for upper inclusive
+/// and lower exclusive bounds, where `now/d` means the end of the day.
+pub fn resolve(
+    value: &Value,
+    format: Option<&str>,
+    now_ms: i64,
+    round_up: bool,
+) -> Result<i64, String> {
+    let text = match value {
+        Value::Number(n) => {
+            let x = n.as_f64().ok_or("invalid number")?;
+            let per = if format.is_some_and(|f| f.contains("epoch_second")) {
+                1e9
+            } else {
+                1e6
+            };
+            return Ok((x * per) as i64);
+        }
+        Value::String(s) => s.trim(),
+        other => return Err(format!("cannot parse date from {other}")),
+    };
+    let (anchor, math) = if let Some(rest) = text.strip_prefix("now") {
+        (now_ms.saturating_mul(1_000_000), rest)
+    } else if let Some((date, math)) = text.split_once("||") {
+        (parse_with_format(date, format)?, math)
+    } else {
+        return parse_with_format(text, format);
+    };
+    apply_math(anchor, math, round_up).ok_or_else(|| format!("invalid date math [{text}]"))
+}
+
+fn parse_with_format(text: &str, format: Option<&str>) -> Result<i64, String> {
+    let fail = || {
+        format!(
+            "failed to parse date field [{text}] with format [{}]",
+            format.unwrap_or("strict_date_optional_time||epoch_millis")
+        )
+    };
+    let formats: Vec<&str> = format
+        .map(|f| f.split("||").collect())
+        .unwrap_or_else(|| vec!["strict_date_optional_time", "epoch_millis"]);
+    for f in formats {
+        let parsed = match f.trim() {
+            "epoch_millis" => text.parse::<f64>().ok().map(|x| (x * 1e6) as i64),
+            "epoch_second" => text.parse::<f64>().ok().map(|x| (x * 1e9) as i64),
+            "strict_date_optional_time"
+            | "date_optional_time"
+            | "strict_date_optional_time_nanos"
+            | "date_time"
+            | "strict_date_time"
+            | "date"
+            | "strict_date"
+            | "basic_date_time" => {
+                if text.bytes().all(|b| b.is_ascii_digit()) {
+                    None
+                } else {
+                    parse_date_string(text)
+                }
+            }
+            pattern => parse_pattern(text, pattern),
+        };
+        if let Some(ns) = parsed {
+            return Ok(ns);
+        }
+    }
+    Err(fail())
+}
+
+/// Joda-style patterns as chrono formats (the common subset).
+fn parse_pattern(text: &str, pattern: &str) -> Option<i64> {
+    let mut chrono_format = String::new();
+    let mut rest = pattern;
+    const MAP: [(&str, &str); 12] = [
+        ("yyyy", "%Y"),
+        ("MM", "%m"),
+        ("dd", "%d"),
+        ("HH", "%H"),
+        ("mm", "%M"),
+        ("ss", "%S"),
+        ("SSS", "%3f"),
+        ("XXX", "%:z"),
+        ("Z", "%z"),
+        ("'T'", "T"),
+        ("uuuu", "%Y"),
+        ("'Z'", "Z"),
+    ];
+    'outer: while !rest.is_empty() {
+        for (joda, chrono) in MAP {
+            if let Some(r) = rest.strip_prefix(joda) {
+                chrono_format.push_str(chrono);
+                rest = r;
+                continue 'outer;
+            }
+        }
+        let c = rest.chars().next()?;
+        chrono_format.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    if let Ok(t) = DateTime::parse_from_str(text, &chrono_format) {
+        return t.timestamp_nanos_opt();
+    }
+    if let Ok(t) = NaiveDateTime::parse_from_str(text, &chrono_format) {
+        return t.and_utc().timestamp_nanos_opt();
+    }
+    chrono::NaiveDate::parse_from_str(text, &chrono_format)
+        .ok()?
+        .and_hms_opt(0, 0, 0)?
+        .and_utc()
+        .timestamp_nanos_opt()
+}
+
+fn apply_math(anchor_ns: i64, math: &str, round_up: bool) -> Option<i64> {
+    let mut t: DateTime<Utc> = Utc.timestamp_nanos(anchor_ns);
+    let chars: Vec<char> = math.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let op = chars[i];
+        i += 1;
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        let amount: i64 = if start == i {
+            1
+        } else {
+            chars[start..i].iter().collect::<String>().parse().ok()?
+        };
+        let unit = *chars.get(i)?;
+        i += 1;
+        match op {
+            '+' | '-' => {
+                let n = if op == '-' { -amount } else { amount };
+                t = match unit {
+                    'y' => add_months(t, n * 12)?,
+                    'M' => add_months(t, n)?,
+                    'w' => t + Duration::weeks(n),
+                    'd' => t + Duration::days(n),
+                    'h' | 'H' => t + Duration::hours(n),
+                    'm' => t + Duration::minutes(n),
+                    's' => t + Duration::seconds(n),
+                    _ => return None,
+                };
+            }
+            '/' => {
+                let floor = round_down(t, unit)?;
+                t = if round_up {
+                    let next = match unit {
+                        'y' => add_months(floor, 12)?,
+                        'M' => add_months(floor, 1)?,
+                        'w' => floor + Duration::weeks(1),
+                        'd' => floor + Duration::days(1),
+                        'h' | 'H' => floor + Duration::hours(1),
+                        'm' => floor + Duration::minutes(1),
+                        's' => floor + Duration::seconds(1),
+                        _ => return None,
+                    };
+                    next - Duration::milliseconds(1)
+                } else {
+                    floor
+                };
+            }
+            _ => return None,
+        }
+    }
+    t.timestamp_nanos_opt()
+}
+
+fn round_down(t: DateTime<Utc>, unit: char) -> Option<DateTime<Utc>> {
+    let d = t.date_naive();
+    Some(match unit {
+        'y' => Utc.with_ymd_and_hms(d.year(), 1, 1, 0, 0, 0).single()?,
+        'M' => Utc
+            .with_ymd_and_hms(d.year(), d.month(), 1, 0, 0, 0)
+            .single()?,
+        'w' => {
+            let monday = d - Duration::days(i64::from(d.weekday().num_days_from_monday()));
+            monday.and_hms_opt(0, 0, 0)?.and_utc()
+        }
+        'd' => d.and_hms_opt(0, 0, 0)?.and_utc(),
+        'h' | 'H' => d.and_hms_opt(t.hour(), 0, 0)?.and_utc(),
+        'm' => d.and_hms_opt(t.hour(), t.minute(), 0)?.and_utc(),
+        's' => d.and_hms_opt(t.hour(), t.minute(), t.second())?.and_utc(),
+        _ => return None,
+    })
+}
+
+fn add_months(t: DateTime<Utc>, months: i64) -> Option<DateTime<Utc>> {
+    let months = i32::try_from(months).ok()?;
+    if months >= 0 {
+        t.checked_add_months(chrono::Months::new(months as u32))
+    } else {
+        t.checked_sub_months(chrono::Months::new(months.unsigned_abs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000_123; // 2023-11-14T22:13:20.123Z
+
+    fn r(v: Value, f: Option<&str>, up: bool) -> i64 {
+        resolve(&v, f, NOW, up).unwrap() / 1_000_000
+    }
+
+    #[test]
+    fn math_and_formats() {
+        assert_eq!(r(json!("now"), None, false), NOW);
+        assert_eq!(r(json!("now-15m"), None, false), NOW - 900_000);
+        assert_eq!(r(json!("now/d"), None, false), 1_699_920_000_000);
+        assert_eq!(
+            r(json!("now/d"), None, true),
+            1_699_920_000_000 + 86_400_000 - 1
+        );
+        assert_eq!(
+            r(json!("now-1d/d"), None, false),
+            1_699_920_000_000 - 86_400_000
+        );
+        assert_eq!(r(json!(NOW), Some("epoch_millis"), false), NOW);
+        assert_eq!(
+            r(json!("1700000000"), Some("epoch_second"), false),
+            1_700_000_000_000
+        );
+        assert_eq!(r(json!("2023-11-14T22:13:20.123Z"), None, false), NOW);
+        assert_eq!(
+            r(json!("2023-11-14||+1d"), None, false),
+            1_699_920_000_000 + 86_400_000
+        );
+        assert_eq!(
+            r(
+                json!("2023-11-14 22:13:20"),
+                Some("yyyy-MM-dd HH:mm:ss"),
+                false
+            ),
+            1_700_000_000_000
+        );
+        assert!(resolve(&json!("yesterday"), None, NOW, false).is_err());
+        assert!(resolve(&json!("now-5x"), None, NOW, false).is_err());
+    }
+}
