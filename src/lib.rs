@@ -24,9 +24,11 @@ use tokio::task::JoinHandle;
 
 use crate::api::AppState;
 use crate::config::Config;
+use crate::ingest::logs::LogsIngest;
 use crate::ingest::pipeline::MetricsIngest;
 use crate::ingest::LabelCheck;
 use crate::selfmon::SelfMetrics;
+use crate::storage::logs::{LogStore, LogStoreOptions};
 use crate::storage::metrics::{MetricsStore, StoreOptions};
 
 pub use crate::error::{Error, Result};
@@ -36,6 +38,7 @@ pub struct RunningServer {
     pub http_addr: SocketAddr,
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
+    pub elasticsearch_addr: SocketAddr,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -55,6 +58,8 @@ impl RunningServer {
         }
         let store = self.state.store.clone();
         tokio::task::spawn_blocking(move || store.close()).await??;
+        let logs = self.state.logs.store.clone();
+        tokio::task::spawn_blocking(move || logs.close()).await??;
         tracing::info!("shutdown complete");
         Ok(())
     }
@@ -79,6 +84,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let store = tokio::task::spawn_blocking(move || MetricsStore::open(options))
         .await?
         .map_err(|err| anyhow::anyhow!("cannot open the metrics store: {err}"))?;
+    let log_options = LogStoreOptions::from_config(&config);
+    let log_store = tokio::task::spawn_blocking(move || LogStore::open(log_options))
+        .await?
+        .map_err(|err| anyhow::anyhow!("cannot open the log store: {err}"))?;
     let metrics = SelfMetrics::new();
     {
         let metrics = metrics.clone();
@@ -93,10 +102,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.limits.max_body_size.as_usize(),
         metrics.clone(),
     ));
+    let logs = Arc::new(LogsIngest::new(
+        log_store.clone(),
+        config.limits.max_body_size.as_usize(),
+        config.logs.max_bulk_documents,
+        config.logs.otlp_index.clone(),
+        metrics.clone(),
+    ));
+    let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
         store: store.clone(),
         ingest: ingest.clone(),
+        logs: logs.clone(),
+        es_settings: Default::default(),
+        stopping,
         metrics,
         ready: Arc::new(AtomicBool::new(false)),
         started: SystemTime::now(),
@@ -106,12 +126,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let http = bind(config.server.listen, "HTTP").await?;
     let otlp_http = bind(config.server.otlp_http, "OTLP/HTTP").await?;
     let otlp_grpc = bind(config.server.otlp_grpc, "OTLP/gRPC").await?;
+    let elasticsearch = bind(config.server.elasticsearch, "the Elasticsearch API").await?;
     let addrs = (
         http.local_addr()?,
         otlp_http.local_addr()?,
         otlp_grpc.local_addr()?,
+        elasticsearch.local_addr()?,
     );
-    let (shutdown, _) = watch::channel(false);
     let signal = |tx: &watch::Sender<bool>| {
         let mut rx = tx.subscribe();
         async move {
@@ -136,12 +157,25 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             tracing::error!(error = %err, "OTLP/HTTP server failed");
         }
     }));
-    let grpc = api::otlp::MetricsGrpc::server(ingest, config.limits.max_body_size.as_usize());
+    let app = api::elasticsearch::router(state.clone());
+    let stop = signal(&shutdown);
+    tasks.push(tokio::spawn(async move {
+        if let Err(err) = axum::serve(elasticsearch, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            tracing::error!(error = %err, "Elasticsearch API server failed");
+        }
+    }));
+    let max_message = config.limits.max_body_size.as_usize();
+    let grpc = api::otlp::MetricsGrpc::server(ingest, max_message);
+    let logs_grpc = api::otlp::LogsGrpc::server(logs, max_message);
     let stop = signal(&shutdown);
     tasks.push(tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(otlp_grpc);
         if let Err(err) = tonic::transport::Server::builder()
             .add_service(grpc)
+            .add_service(logs_grpc)
             .serve_with_incoming_shutdown(incoming, stop)
             .await
         {
@@ -167,11 +201,38 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             }
         }
     }));
+    // Log index commits (records become searchable), off the async runtime.
+    let mut stop = shutdown.subscribe();
+    let commit_every = config.logs.commit_interval;
+    let commit_store = log_store.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut ticker =
+            tokio::time::interval_at(tokio::time::Instant::now() + commit_every, commit_every);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let store = commit_store.clone();
+            let idle_ms = i64::try_from(commit_every.as_millis() * 10).unwrap_or(i64::MAX);
+            let result = tokio::task::spawn_blocking(move || {
+                store.commit()?;
+                store.maintain(now_ms(), idle_ms)
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "log index commit failed"),
+                Err(err) => tracing::error!(error = %err, "log commit task panicked"),
+            }
+        }
+    }));
     state.ready.store(true, Ordering::Release);
     tracing::info!(
         http = %addrs.0,
         otlp_http = %addrs.1,
         otlp_grpc = %addrs.2,
+        elasticsearch = %addrs.3,
         data = %config.storage.data_dir.display(),
         "oxeye ready"
     );
@@ -179,6 +240,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         http_addr: addrs.0,
         otlp_http_addr: addrs.1,
         otlp_grpc_addr: addrs.2,
+        elasticsearch_addr: addrs.3,
         state,
         shutdown,
         tasks,

@@ -47,6 +47,9 @@ struct ServeArgs {
     /// Address of the OTLP/HTTP listener.
     #[arg(long)]
     otlp_http: Option<String>,
+    /// Address of the Elasticsearch-compatible listener.
+    #[arg(long)]
+    elasticsearch: Option<String>,
 }
 
 impl ServeArgs {
@@ -62,6 +65,7 @@ impl ServeArgs {
         flag("server.listen", self.listen.clone());
         flag("server.otlp_grpc", self.otlp_grpc.clone());
         flag("server.otlp_http", self.otlp_http.clone());
+        flag("server.elasticsearch", self.elasticsearch.clone());
         flag(
             "storage.data_dir",
             self.data.as_ref().map(|d| d.display().to_string()),

@@ -29,6 +29,7 @@ fn help_lists_the_commands_and_serve_flags() {
         "--data",
         "--otlp-grpc",
         "--otlp-http",
+        "--elasticsearch",
         "--config",
     ] {
         assert!(out.contains(flag), "{out}");

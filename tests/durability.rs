@@ -27,6 +27,7 @@ fn spawn_oxeye(data: &Path) -> Process {
         .arg("--data")
         .arg(data)
         .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+        .args(["--elasticsearch", "127.0.0.1:0"])
         .env("OXEYE_LOG__LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(log_file)

@@ -1,6 +1,8 @@
 //! HTTP and gRPC faces. Each external API has its own module; all of them
 //! share [`AppState`] and map errors through [`crate::error::Error`].
 
+pub mod elasticsearch;
+pub mod logs;
 pub mod otlp;
 pub mod params;
 pub mod prometheus;
@@ -19,6 +21,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::config::Config;
+use crate::ingest::logs::LogsIngest;
 use crate::ingest::pipeline::MetricsIngest;
 use crate::selfmon::SelfMetrics;
 use crate::storage::metrics::MetricsStore;
@@ -29,6 +32,11 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<MetricsStore>,
     pub ingest: Arc<MetricsIngest>,
+    pub logs: Arc<LogsIngest>,
+    /// Index templates, ILM policies, pipelines, data streams (`kind/name` → body).
+    pub es_settings: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
+    /// Becomes true when shutdown begins (ends long-lived streams).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     pub metrics: Arc<SelfMetrics>,
     /// False until start-up finished and again once shutdown begins.
     pub ready: Arc<AtomicBool>,
@@ -48,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(query::routes())
         .merge(status::routes())
         .merge(otlp::http_routes())
+        .merge(logs::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -77,7 +86,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn self_metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.store);
+    let body = state.metrics.render(&state.store, &state.logs.store);
     (
         [(
             header::CONTENT_TYPE,
@@ -97,7 +106,11 @@ async fn not_found(request: Request) -> Response {
 }
 
 /// Records request latency per route for the self-metrics.
-async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn observe(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

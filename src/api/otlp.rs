@@ -1,6 +1,7 @@
-//! OTLP faces: `POST /v1/metrics` (protobuf or JSON, gzip) and the gRPC
-//! `MetricsService/Export`. Rejected points are reported in
-//! `partial_success`, as the OTLP specification asks.
+//! OTLP faces: `POST /v1/metrics` and `POST /v1/logs` (protobuf or JSON,
+//! gzip) and the gRPC `MetricsService/Export` and `LogsService/Export`.
+//! Rejected points and records are reported in `partial_success`, as the
+//! OTLP specification asks.
 
 use std::sync::Arc;
 
@@ -17,13 +18,23 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+
 use super::AppState;
 use crate::error::Error;
+use crate::ingest::logs::{LogsIngest, LogsSummary};
 use crate::ingest::otlp::{self, Encoding};
 use crate::ingest::pipeline::{MetricsIngest, Source, WriteSummary};
 
 pub fn http_routes() -> Router<AppState> {
-    Router::new().route("/v1/metrics", post(export_metrics))
+    Router::new()
+        .route("/v1/metrics", post(export_metrics))
+        .route("/v1/logs", post(export_logs))
 }
 
 fn now_ms() -> i64 {
@@ -93,6 +104,73 @@ async fn export_metrics(
         )
             .into_response(),
         Err(err) => error_response(Some(encoding), &err),
+    }
+}
+
+fn logs_response(summary: &LogsSummary) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: (summary.rejected > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: i64::try_from(summary.rejected).unwrap_or(i64::MAX),
+            error_message: summary.error_message(),
+        }),
+    }
+}
+
+async fn export_logs(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
+        Ok(encoding) => encoding,
+        Err(err) => return error_response(None, &err),
+    };
+    let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
+    let ingest = state.logs.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let raw = otlp::decompress(content_encoding.as_deref(), &body, ingest.max_body)?;
+        let request: ExportLogsServiceRequest = otlp::decode(encoding, &raw)?;
+        ingest.otlp(Source::OtlpHttp.as_str(), &request, now_ms())
+    })
+    .await
+    .unwrap_or_else(|err| Err(Error::Internal(format!("worker failed: {err}"))));
+    match result {
+        Ok(summary) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            otlp::encode(encoding, &logs_response(&summary)),
+        )
+            .into_response(),
+        Err(err) => error_response(Some(encoding), &err),
+    }
+}
+
+/// The gRPC logs service.
+pub struct LogsGrpc {
+    ingest: Arc<LogsIngest>,
+}
+
+impl LogsGrpc {
+    pub fn server(ingest: Arc<LogsIngest>, max_message: usize) -> LogsServiceServer<LogsGrpc> {
+        LogsServiceServer::new(LogsGrpc { ingest })
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message)
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for LogsGrpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let ingest = self.ingest.clone();
+        let request = request.into_inner();
+        let summary = tokio::task::spawn_blocking(move || {
+            ingest.otlp(Source::OtlpGrpc.as_str(), &request, now_ms())
+        })
+        .await
+        .map_err(|err| tonic::Status::internal(format!("worker failed: {err}")))?
+        .map_err(|err| err.to_status())?;
+        Ok(tonic::Response::new(logs_response(&summary)))
     }
 }
 

@@ -69,6 +69,7 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
+    pub elasticsearch: SocketAddr,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
 }

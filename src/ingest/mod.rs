@@ -3,6 +3,8 @@
 //!
 //! [`SeriesWrite`]: crate::storage::metrics::SeriesWrite
 
+pub mod es_bulk;
+pub mod logs;
 pub mod otlp;
 pub mod pipeline;
 pub mod remote_write;

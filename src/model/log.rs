@@ -40,6 +40,9 @@ pub struct LogDoc {
     /// Nanoseconds since the Unix epoch; `None` means "when it arrived".
     pub timestamp_ns: Option<i64>,
     pub source: Map<String, Value>,
+    /// The source exactly as received, returned as `_source` (key order and
+    /// number formatting kept); `None` means "serialize `source`".
+    pub raw: Option<Vec<u8>>,
 }
 
 impl LogDoc {
@@ -52,6 +55,7 @@ impl LogDoc {
             op,
             timestamp_ns,
             source,
+            raw: None,
         }
     }
 }
@@ -61,6 +65,9 @@ impl LogDoc {
 pub fn parse_timestamp(value: &Value) -> Option<i64> {
     match value {
         Value::Number(n) => {
+            if let Some(ms) = n.as_i64() {
+                return ms.checked_mul(1_000_000);
+            }
             let ms = n.as_f64()?;
             ms.is_finite().then_some((ms * 1e6) as i64)
         }

@@ -13,6 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::storage::logs::LogStore;
 use crate::storage::metrics::MetricsStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +48,12 @@ pub struct SelfMetrics {
     registry: Registry,
     samples_ingested: Family<SourceLabels, Counter>,
     samples_rejected: Family<RejectLabels, Counter>,
+    log_records_ingested: Family<SourceLabels, Counter>,
+    log_records_rejected: Family<SourceLabels, Counter>,
+    log_commits: Counter,
+    log_disk_bytes: Gauges,
+    log_wal_bytes: Gauges,
+    log_indices: Gauges,
     ingest_requests: Family<RequestLabels, Counter>,
     http_duration: Family<HandlerLabels, Histogram>,
     wal_fsync_duration: Histogram,
@@ -94,6 +101,38 @@ impl SelfMetrics {
             "Samples refused, by receiver and reason",
             samples_rejected.clone(),
         );
+        let log_records_ingested = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "log_records_ingested",
+            "Log records stored, by receiver",
+            log_records_ingested.clone(),
+        );
+        let log_records_rejected = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "log_records_rejected",
+            "Log records refused, by receiver",
+            log_records_rejected.clone(),
+        );
+        let log_commits = Counter::default();
+        registry.register(
+            "log_index_commits",
+            "Log index commits (records become searchable)",
+            log_commits.clone(),
+        );
+        let log_disk_bytes = Gauges::default();
+        registry.register(
+            "log_index_bytes",
+            "Bytes of the log index partitions on disk",
+            log_disk_bytes.clone(),
+        );
+        let log_wal_bytes = Gauges::default();
+        registry.register(
+            "log_wal_bytes",
+            "Bytes of the log WAL on disk",
+            log_wal_bytes.clone(),
+        );
+        let log_indices = Gauges::default();
+        registry.register("log_indices", "Log indices", log_indices.clone());
         let ingest_requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "ingest_requests",
@@ -188,6 +227,12 @@ impl SelfMetrics {
             block_bytes,
             wal_bytes,
             index_bytes,
+            log_records_ingested,
+            log_records_rejected,
+            log_commits,
+            log_disk_bytes,
+            log_wal_bytes,
+            log_indices,
             recent_errors: Mutex::new(VecDeque::new()),
         })
     }
@@ -207,6 +252,20 @@ impl SelfMetrics {
                 reason: reason.into(),
             })
             .inc_by(count);
+    }
+
+    pub fn log_records(&self, source: &str, ingested: u64, rejected: u64) {
+        let labels = SourceLabels {
+            source: source.into(),
+        };
+        self.log_records_ingested
+            .get_or_create(&labels)
+            .inc_by(ingested);
+        if rejected > 0 {
+            self.log_records_rejected
+                .get_or_create(&labels)
+                .inc_by(rejected);
+        }
     }
 
     pub fn ingest_request(&self, source: &str, outcome: &str) {
@@ -250,7 +309,7 @@ impl SelfMetrics {
     }
 
     /// The exposition text, with store figures read now.
-    pub fn render(&self, store: &MetricsStore) -> String {
+    pub fn render(&self, store: &MetricsStore, logs: &LogStore) -> String {
         let summary = store.summary();
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.series.set(as_i64(summary.series));
@@ -280,6 +339,11 @@ impl SelfMetrics {
             &self.out_of_order_samples,
             store.stats.out_of_order_accepted.load(Relaxed),
         );
+        catch_up(&self.log_commits, logs.stats.commits.load(Relaxed));
+        self.log_disk_bytes.set(as_i64(logs.disk_bytes()));
+        self.log_wal_bytes.set(as_i64(logs.wal_bytes()));
+        self.log_indices
+            .set(as_i64(logs.catalog.read().indices.len() as u64));
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");

@@ -14,6 +14,7 @@ pub struct TestServer {
     pub http: SocketAddr,
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
+    pub elasticsearch: SocketAddr,
     pub dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
     server: Option<oxeye::RunningServer>,
@@ -25,6 +26,7 @@ pub fn config(data: &Path, overrides: &[(&str, &str)]) -> Config {
         ("OXEYE_SERVER__LISTEN".into(), "127.0.0.1:0".into()),
         ("OXEYE_SERVER__OTLP_GRPC".into(), "127.0.0.1:0".into()),
         ("OXEYE_SERVER__OTLP_HTTP".into(), "127.0.0.1:0".into()),
+        ("OXEYE_SERVER__ELASTICSEARCH".into(), "127.0.0.1:0".into()),
         ("OXEYE_STORAGE__DATA_DIR".into(), data.display().to_string()),
     ];
     for (key, value) in overrides {
@@ -62,6 +64,7 @@ impl TestServer {
             http: server.http_addr,
             otlp_grpc: server.otlp_grpc_addr,
             otlp_http: server.otlp_http_addr,
+            elasticsearch: server.elasticsearch_addr,
             dir,
             runtime: Some(runtime),
             server: Some(server),

@@ -26,6 +26,8 @@ use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+
+use super::{any_to_json, hex};
 use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, metric::Data, number_data_point, AggregationTemporality, Exemplar as OtlpExemplar,
     Metric,
@@ -544,16 +546,6 @@ fn exemplars(items: &[OtlpExemplar]) -> Vec<Exemplar> {
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 fn checked_labels(
     mut pairs: Vec<(String, String)>,
     check: &LabelCheck,
@@ -627,40 +619,6 @@ pub fn any_to_string(value: Option<&AnyValue>) -> String {
         Some(any_value::Value::DoubleValue(d)) => format_le(*d),
         Some(any_value::Value::BytesValue(b)) => hex(b),
         Some(other) => any_to_json(other).to_string(),
-    }
-}
-
-fn any_to_json(value: &any_value::Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match value {
-        any_value::Value::StringValue(s) => J::String(s.clone()),
-        any_value::Value::BoolValue(b) => J::Bool(*b),
-        any_value::Value::IntValue(i) => J::from(*i),
-        any_value::Value::DoubleValue(d) => J::from(*d),
-        any_value::Value::BytesValue(b) => J::String(hex(b)),
-        any_value::Value::ArrayValue(array) => J::Array(
-            array
-                .values
-                .iter()
-                .filter_map(|v| v.value.as_ref().map(any_to_json))
-                .collect(),
-        ),
-        any_value::Value::KvlistValue(list) => J::Object(
-            list.values
-                .iter()
-                .map(|kv| {
-                    (
-                        kv.key.clone(),
-                        kv.value
-                            .as_ref()
-                            .and_then(|v| v.value.as_ref())
-                            .map_or(J::Null, any_to_json),
-                    )
-                })
-                .collect(),
-        ),
-        #[allow(unreachable_patterns)]
-        _ => J::Null,
     }
 }
 

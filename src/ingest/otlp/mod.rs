@@ -1,9 +1,12 @@
 //! OTLP receivers: request bodies (protobuf or JSON, optionally gzip) in,
 //! signal-specific translation out.
 
+pub mod logs;
 pub mod metrics;
 
 use std::io::Read;
+
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 
 use crate::ingest::IngestError;
 
@@ -95,4 +98,61 @@ where
         Encoding::Protobuf => message.encode_to_vec(),
         Encoding::Json => serde_json::to_vec(message).expect("OTLP messages serialize"),
     }
+}
+
+/// Bytes as lowercase hex (trace and span ids).
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// An OTLP `AnyValue` as JSON (bytes as hex, kvlists as objects).
+pub fn any_to_json(value: &any_value::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match value {
+        any_value::Value::StringValue(s) => J::String(s.clone()),
+        any_value::Value::BoolValue(b) => J::Bool(*b),
+        any_value::Value::IntValue(i) => J::from(*i),
+        any_value::Value::DoubleValue(d) => J::from(*d),
+        any_value::Value::BytesValue(b) => J::String(hex(b)),
+        any_value::Value::ArrayValue(array) => J::Array(
+            array
+                .values
+                .iter()
+                .filter_map(|v| v.value.as_ref().map(any_to_json))
+                .collect(),
+        ),
+        any_value::Value::KvlistValue(list) => J::Object(
+            list.values
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value
+                            .as_ref()
+                            .and_then(|v| v.value.as_ref())
+                            .map_or(J::Null, any_to_json),
+                    )
+                })
+                .collect(),
+        ),
+        #[allow(unreachable_patterns)]
+        _ => J::Null,
+    }
+}
+
+/// OTLP attributes as a JSON object (keys kept as sent, dots included).
+pub fn attributes_to_json(attributes: &[KeyValue]) -> serde_json::Map<String, serde_json::Value> {
+    attributes
+        .iter()
+        .filter_map(|kv| {
+            let value = kv.value.as_ref()?.value.as_ref()?;
+            Some((kv.key.clone(), any_to_json(value)))
+        })
+        .collect()
 }

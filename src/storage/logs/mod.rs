@@ -293,7 +293,7 @@ impl LogStore {
         let mut accepted: Vec<Accepted> = Vec::new();
         {
             let mut catalog = self.catalog.write();
-            for doc in docs {
+            for mut doc in docs {
                 let ts = doc.timestamp_ns.unwrap_or(now_ms.saturating_mul(1_000_000));
                 let id = doc.id.clone().unwrap_or_else(|| self.next_id());
                 let fail = |status, kind, reason| ItemOutcome {
@@ -334,7 +334,10 @@ impl LogStore {
                         continue;
                     }
                 };
-                let source = serde_json::to_vec(&doc.source).expect("JSON values serialize");
+                let source = match doc.raw.take() {
+                    Some(raw) => raw,
+                    None => serde_json::to_vec(&doc.source).expect("JSON values serialize"),
+                };
                 outcomes.push(ItemOutcome {
                     index: doc.index.clone(),
                     id: id.clone(),

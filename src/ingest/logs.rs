@@ -1,0 +1,226 @@
+//! The log write path shared by the `_bulk`/`_doc` and OTLP receivers:
+//! decompress, parse, store, count. Runs on blocking threads.
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use serde_json::{json, Value};
+
+use super::es_bulk::{self, BulkItem};
+use super::otlp::logs::translate;
+use super::IngestError;
+use crate::model::log::LogDoc;
+use crate::selfmon::SelfMetrics;
+use crate::storage::logs::{ItemError, ItemOutcome, LogStore, Written};
+
+pub struct LogsIngest {
+    pub store: Arc<LogStore>,
+    pub max_body: usize,
+    pub max_bulk_documents: usize,
+    pub otlp_index: String,
+    metrics: Arc<SelfMetrics>,
+}
+
+/// The outcome of an OTLP export.
+#[derive(Debug, Default)]
+pub struct LogsSummary {
+    pub accepted: u64,
+    pub rejected: u64,
+    pub messages: Vec<String>,
+}
+
+impl LogsSummary {
+    pub fn error_message(&self) -> String {
+        let mut message = format!(
+            "{} log record(s) rejected, {} accepted",
+            self.rejected, self.accepted
+        );
+        for reason in &self.messages {
+            message.push_str("; ");
+            message.push_str(reason);
+        }
+        message
+    }
+}
+
+impl LogsIngest {
+    pub fn new(
+        store: Arc<LogStore>,
+        max_body: usize,
+        max_bulk_documents: usize,
+        otlp_index: String,
+        metrics: Arc<SelfMetrics>,
+    ) -> Self {
+        LogsIngest {
+            store,
+            max_body,
+            max_bulk_documents,
+            otlp_index,
+            metrics,
+        }
+    }
+
+    /// `_bulk`: the Elasticsearch response body (always HTTP 200 unless the
+    /// request itself is malformed).
+    pub fn bulk(
+        &self,
+        body: &[u8],
+        default_index: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Value, es_bulk::BulkError> {
+        let started = std::time::Instant::now();
+        let items = es_bulk::parse(body, default_index, self.max_bulk_documents)?;
+        let mut docs = Vec::new();
+        let mut slots = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                BulkItem::Doc(doc) => {
+                    slots.push(None);
+                    docs.push(doc);
+                }
+                failed => slots.push(Some(failed)),
+            }
+        }
+        let outcomes = self
+            .store_docs(docs, now_ms, "elasticsearch")
+            .map_err(|err| es_bulk::BulkError {
+                kind: "exception",
+                reason: err.to_string(),
+            })?;
+        let mut outcomes = outcomes.into_iter();
+        let mut errors = false;
+        let mut out = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let item = match slot {
+                None => match outcomes.next() {
+                    Some(outcome) => {
+                        errors |= outcome.result.is_err();
+                        item_json(&outcome)
+                    }
+                    None => continue,
+                },
+                Some(BulkItem::Failed {
+                    action,
+                    index,
+                    id,
+                    status,
+                    kind,
+                    reason,
+                }) => {
+                    errors = true;
+                    self.metrics.log_records(ELASTICSEARCH, 0, 1);
+                    json!({ action: {
+                        "_index": index,
+                        "_id": id,
+                        "status": status,
+                        "error": {"type": kind, "reason": reason},
+                    }})
+                }
+                Some(BulkItem::Doc(_)) => continue,
+            };
+            out.push(item);
+        }
+        Ok(json!({
+            "took": started.elapsed().as_millis() as u64,
+            "errors": errors,
+            "items": out,
+        }))
+    }
+
+    /// One document (`POST /<index>/_doc`, `PUT /<index>/_doc/<id>`).
+    pub fn one(&self, doc: LogDoc, now_ms: i64) -> Result<ItemOutcome, IngestError> {
+        let mut outcomes = self
+            .store_docs(vec![doc], now_ms, ELASTICSEARCH)
+            .map_err(|err| IngestError::Internal(err.to_string()))?;
+        Ok(outcomes.pop().expect("one outcome per document"))
+    }
+
+    /// OTLP logs (gRPC or HTTP).
+    pub fn otlp(
+        &self,
+        source: &'static str,
+        request: &ExportLogsServiceRequest,
+        now_ms: i64,
+    ) -> Result<LogsSummary, IngestError> {
+        let translated = translate(request, &self.otlp_index, now_ms.saturating_mul(1_000_000));
+        let mut summary = LogsSummary {
+            rejected: translated.rejected,
+            messages: translated.messages,
+            ..LogsSummary::default()
+        };
+        self.metrics.log_records(source, 0, translated.rejected);
+        let outcomes = self
+            .store_docs(translated.docs, now_ms, source)
+            .map_err(|err| IngestError::Internal(err.to_string()))?;
+        for outcome in outcomes {
+            match outcome.result {
+                Ok(_) => summary.accepted += 1,
+                Err(err) => {
+                    summary.rejected += 1;
+                    if summary.messages.len() < 5 {
+                        summary.messages.push(err.reason);
+                    }
+                }
+            }
+        }
+        if summary.rejected > 0 {
+            self.metrics
+                .record_ingest_error(source, &summary.error_message());
+        }
+        Ok(summary)
+    }
+
+    fn store_docs(
+        &self,
+        docs: Vec<LogDoc>,
+        now_ms: i64,
+        source: &str,
+    ) -> Result<Vec<ItemOutcome>, crate::storage::logs::LogStoreError> {
+        if docs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let outcomes = self.store.append(docs, now_ms)?;
+        let rejected = outcomes.iter().filter(|o| o.result.is_err()).count() as u64;
+        self.metrics
+            .log_records(source, outcomes.len() as u64 - rejected, rejected);
+        if let Some(err) = outcomes.iter().find_map(|o| o.result.as_ref().err()) {
+            self.metrics.record_ingest_error(source, &err.reason);
+        }
+        Ok(outcomes)
+    }
+}
+
+const ELASTICSEARCH: &str = "elasticsearch";
+
+/// One `_bulk` item as Elasticsearch prints it.
+pub fn item_json(outcome: &ItemOutcome) -> Value {
+    let action = outcome.op.as_str();
+    match &outcome.result {
+        Ok(written) => {
+            let (result, status) = match written {
+                Written::Created => ("created", 201),
+                Written::Updated => ("updated", 200),
+            };
+            json!({ action: {
+                "_index": outcome.index,
+                "_id": outcome.id,
+                "_version": 1,
+                "result": result,
+                "_shards": {"total": 1, "successful": 1, "failed": 0},
+                "_seq_no": 0,
+                "_primary_term": 1,
+                "status": status,
+            }})
+        }
+        Err(ItemError {
+            status,
+            kind,
+            reason,
+        }) => json!({ action: {
+            "_index": outcome.index,
+            "_id": outcome.id,
+            "status": status,
+            "error": {"type": kind, "reason": reason, "index": outcome.index},
+        }}),
+    }
+}
