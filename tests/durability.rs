@@ -15,11 +15,14 @@ use common::*;
 struct Process {
     guard: ChildGuard,
     base: String,
+    /// Base URL of the Elasticsearch-compatible listener.
+    es: String,
     log: std::path::PathBuf,
 }
 
 fn spawn_oxeye(data: &Path) -> Process {
     let port = free_port();
+    let es_port = free_port();
     let log = data.with_extension(format!("{port}.log"));
     let log_file = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_oxeye"))
@@ -27,8 +30,10 @@ fn spawn_oxeye(data: &Path) -> Process {
         .arg("--data")
         .arg(data)
         .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
-        .args(["--elasticsearch", "127.0.0.1:0"])
+        .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
         .env("OXEYE_LOG__LEVEL", "info")
+        // Commit often, so a kill lands between commits (committed + WAL-only records).
+        .env("OXEYE_LOGS__COMMIT_INTERVAL", "300ms")
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
@@ -37,6 +42,7 @@ fn spawn_oxeye(data: &Path) -> Process {
     let mut process = Process {
         guard: ChildGuard(child),
         base,
+        es: format!("http://127.0.0.1:{es_port}"),
         log,
     };
     let ready = wait_for(Duration::from_secs(60), || {
@@ -143,6 +149,106 @@ fn sigkill_during_writes_loses_no_acknowledged_sample() {
         acked.len(),
         acked.len() * 50,
         have.len()
+    );
+}
+
+#[test]
+fn sigkill_during_bulk_loses_no_acknowledged_log_record() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut server = spawn_oxeye(&data);
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let writers: Vec<_> = (0..2u32)
+        .map(|writer| {
+            let es = server.es.clone();
+            let acked = acked.clone();
+            let stop = stop.clone();
+            let now = now.clone();
+            std::thread::spawn(move || {
+                let client = client();
+                // Bounded: at most 2000 requests per writer.
+                for round in 0..2000 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let keys: Vec<String> = (0..50).map(|i| format!("w{writer}-{round}-{i}")).collect();
+                    let mut body = String::new();
+                    for key in &keys {
+                        body.push_str("{\"index\":{\"_index\":\"crash\"}}\n");
+                        body.push_str(&format!(
+                            "{{\"@timestamp\":\"{now}\",\"key\":\"{key}\",\"message\":\"record {key}\"}}\n"
+                        ));
+                    }
+                    let result = client
+                        .post(format!("{es}/_bulk"))
+                        .header("Content-Type", "application/x-ndjson")
+                        .body(body)
+                        .send()
+                        .and_then(|r| r.json::<serde_json::Value>());
+                    match result {
+                        Ok(response) if response["errors"] == false => {
+                            acked.lock().unwrap().extend(keys);
+                        }
+                        _ => return, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for(Duration::from_secs(60), || {
+        (acked.lock().unwrap().len() >= 40_000).then_some(())
+    })
+    .expect("writers made progress");
+    sigkill(&mut server);
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let server = spawn_oxeye(&data);
+    let http = client();
+    let mut stored = Vec::new();
+    let mut after: Option<serde_json::Value> = None;
+    loop {
+        let mut body =
+            serde_json::json!({"size": 10000, "sort": [{"key": "asc"}], "_source": ["key"]});
+        if let Some(after) = &after {
+            body["search_after"] = after.clone();
+        }
+        let page: serde_json::Value = http
+            .post(format!("{}/crash/_search", server.es))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let hits = page["hits"]["hits"].as_array().unwrap().clone();
+        if hits.is_empty() {
+            break;
+        }
+        after = Some(hits.last().unwrap()["sort"].clone());
+        stored.extend(
+            hits.iter()
+                .map(|h| h["_source"]["key"].as_str().unwrap().to_owned()),
+        );
+    }
+    let unique: std::collections::HashSet<&String> = stored.iter().collect();
+    assert_eq!(unique.len(), stored.len(), "replay duplicated records");
+    for key in &acked {
+        assert!(
+            unique.contains(key),
+            "acknowledged record {key} lost after SIGKILL"
+        );
+    }
+    eprintln!(
+        "{} acknowledged log records all present after SIGKILL; {} stored, no duplicates",
+        acked.len(),
+        stored.len()
     );
 }
 
