@@ -301,21 +301,20 @@ async fn bulk_impl(
         Err(r) => return r,
     };
     match result {
-        Ok(body) => {
+        Ok((body, errors)) => {
             if wants_refresh(&params) {
                 if let Err(r) = commit(state.logs.store.clone()).await {
                     return r;
                 }
             }
-            state.metrics.ingest_request(
-                "elasticsearch",
-                if body["errors"] == json!(true) {
-                    "partial"
-                } else {
-                    "ok"
-                },
-            );
-            es_json(StatusCode::OK, body)
+            let outcome = if errors { "partial" } else { "ok" };
+            state.metrics.ingest_request("elasticsearch", outcome);
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
         }
         Err(err) => {
             state.metrics.ingest_request("elasticsearch", "bad_request");

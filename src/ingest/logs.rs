@@ -61,13 +61,15 @@ impl LogsIngest {
     }
 
     /// `_bulk`: the Elasticsearch response body (always HTTP 200 unless the
-    /// request itself is malformed).
+    /// request itself is malformed) and whether any item failed. The body is
+    /// written directly: it has one item per document, so building a JSON
+    /// tree for it would cost more than parsing the request.
     pub fn bulk(
         &self,
         body: &[u8],
         default_index: Option<&str>,
         now_ms: i64,
-    ) -> Result<Value, es_bulk::BulkError> {
+    ) -> Result<(String, bool), es_bulk::BulkError> {
         let started = std::time::Instant::now();
         let items = es_bulk::parse(body, default_index, self.max_bulk_documents)?;
         let mut docs = Vec::new();
@@ -82,23 +84,25 @@ impl LogsIngest {
             }
         }
         let outcomes = self
-            .store_docs(docs, now_ms, "elasticsearch")
+            .store_docs(docs, now_ms, ELASTICSEARCH)
             .map_err(|err| es_bulk::BulkError {
                 kind: "exception",
                 reason: err.to_string(),
             })?;
         let mut outcomes = outcomes.into_iter();
         let mut errors = false;
-        let mut out = Vec::with_capacity(slots.len());
+        let mut out = String::with_capacity(slots.len() * 200 + 64);
         for slot in slots {
-            let item = match slot {
-                None => match outcomes.next() {
-                    Some(outcome) => {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            match slot {
+                None => {
+                    if let Some(outcome) = outcomes.next() {
                         errors |= outcome.result.is_err();
-                        item_json(&outcome)
+                        write_item(&mut out, &outcome);
                     }
-                    None => continue,
-                },
+                }
                 Some(BulkItem::Failed {
                     action,
                     index,
@@ -109,22 +113,24 @@ impl LogsIngest {
                 }) => {
                     errors = true;
                     self.metrics.log_records(ELASTICSEARCH, 0, 1);
-                    json!({ action: {
-                        "_index": index,
-                        "_id": id,
-                        "status": status,
-                        "error": {"type": kind, "reason": reason},
-                    }})
+                    out.push_str(
+                        &json!({ action: {
+                            "_index": index,
+                            "_id": id,
+                            "status": status,
+                            "error": {"type": kind, "reason": reason},
+                        }})
+                        .to_string(),
+                    );
                 }
-                Some(BulkItem::Doc(_)) => continue,
-            };
-            out.push(item);
+                Some(BulkItem::Doc(_)) => {}
+            }
         }
-        Ok(json!({
-            "took": started.elapsed().as_millis() as u64,
-            "errors": errors,
-            "items": out,
-        }))
+        let body = format!(
+            "{{\"took\":{},\"errors\":{errors},\"items\":[{out}]}}",
+            started.elapsed().as_millis()
+        );
+        Ok((body, errors))
     }
 
     /// One document (`POST /<index>/_doc`, `PUT /<index>/_doc/<id>`).
@@ -191,6 +197,28 @@ impl LogsIngest {
 }
 
 const ELASTICSEARCH: &str = "elasticsearch";
+
+/// Append one successful or failed `_bulk` item to a response being written.
+fn write_item(out: &mut String, outcome: &ItemOutcome) {
+    use std::fmt::Write;
+    let quoted = |s: &str| serde_json::to_string(s).expect("strings serialize");
+    match &outcome.result {
+        Ok(written) => {
+            let (result, status) = match written {
+                Written::Created => ("created", 201),
+                Written::Updated => ("updated", 200),
+            };
+            let _ = write!(
+                out,
+                "{{\"{}\":{{\"_index\":{},\"_id\":{},\"_version\":1,\"result\":\"{result}\",\"_shards\":{{\"total\":1,\"successful\":1,\"failed\":0}},\"_seq_no\":0,\"_primary_term\":1,\"status\":{status}}}}}",
+                outcome.op.as_str(),
+                quoted(&outcome.index),
+                quoted(&outcome.id),
+            );
+        }
+        Err(_) => out.push_str(&item_json(outcome).to_string()),
+    }
+}
 
 /// One `_bulk` item as Elasticsearch prints it.
 pub fn item_json(outcome: &ItemOutcome) -> Value {

@@ -87,6 +87,16 @@ impl<'a> Compiler<'a> {
                 union(clauses)
             }
             LogQuery::Match {
+                field: Some(field),
+                text,
+                ..
+            }
+            | LogQuery::Phrase {
+                field: Some(field),
+                text,
+                ..
+            } if is_id_path(field) => self.exact(field, &Value::String(text.clone()))?,
+            LogQuery::Match {
                 field,
                 text,
                 and,
@@ -161,18 +171,7 @@ impl<'a> Compiler<'a> {
                 pattern,
                 case_insensitive,
             } => self.pattern(field.as_deref(), pattern, *case_insensitive, pattern)?,
-            LogQuery::Ids(ids) => {
-                let mut clauses = Vec::new();
-                for index in self.indices {
-                    for id in ids {
-                        clauses.push(self.term_query(Term::from_field_text(
-                            self.schema.uid,
-                            &schema::uid(index, id),
-                        )));
-                    }
-                }
-                union(clauses)
-            }
+            LogQuery::Ids(ids) => union(ids.iter().map(|id| self.id_query(id)).collect()),
             LogQuery::Bool(b) => self.boolean(b)?,
         })
     }
@@ -389,7 +388,53 @@ impl<'a> Compiler<'a> {
             return Ok(union(clauses));
         }
         let target = self.resolve(field);
-        self.exact_target(target, value)
+        let by_mapping = self.exact_target(target, value)?;
+        Ok(match self.fixed_id_query(field, value) {
+            Some(by_column) => union(vec![by_mapping, by_column]),
+            None => by_mapping,
+        })
+    }
+
+    /// Documents with this id in any searched index: a caller-chosen id by
+    /// its `_uid` term, a generated one by its seed and sequence columns.
+    fn id_query(&self, id: &str) -> Box<dyn Query> {
+        let mut clauses: Vec<Box<dyn Query>> = self
+            .indices
+            .iter()
+            .map(|i| self.term_query(Term::from_field_text(self.schema.uid, &schema::uid(i, id))))
+            .collect();
+        if let Some((seed, seq)) = schema::parse_generated_id(id) {
+            let exact = |field, v: u64| -> Box<dyn Query> {
+                let term = Term::from_field_u64(field, v);
+                Box::new(RangeQuery::new(
+                    Bound::Included(term.clone()),
+                    Bound::Included(term),
+                ))
+            };
+            clauses.push(Box::new(BooleanQuery::new(vec![
+                (Occur::Must, exact(self.schema.id_seed, seed)),
+                (Occur::Must, exact(self.schema.id_seq, seq)),
+            ])));
+        }
+        union(clauses)
+    }
+
+    /// A hex trace or span id on one of their paths: the fixed-width column.
+    fn fixed_id_query(&self, field: &str, value: &Value) -> Option<Box<dyn Query>> {
+        let text = value.as_str()?;
+        let term = if schema::TRACE_ID_PATHS.contains(&field) {
+            let bytes = schema::parse_hex::<16>(text)?;
+            Term::from_field_ip_addr(self.schema.trace_id, std::net::Ipv6Addr::from(bytes))
+        } else if schema::SPAN_ID_PATHS.contains(&field) {
+            let bytes = schema::parse_hex::<8>(text)?;
+            Term::from_field_u64(self.schema.span_id, u64::from_be_bytes(bytes))
+        } else {
+            return None;
+        };
+        Some(Box::new(RangeQuery::new(
+            Bound::Included(term.clone()),
+            Bound::Included(term),
+        )))
     }
 
     fn term_query(&self, term: Term) -> Box<dyn Query> {
@@ -417,20 +462,7 @@ impl<'a> Compiler<'a> {
                 Some(name) => self.term_query(Term::from_field_text(self.schema.index, name)),
                 None => Box::new(EmptyQuery),
             },
-            Target::Id => {
-                let id = scalar_string(value);
-                let clauses = self
-                    .indices
-                    .iter()
-                    .map(|i| {
-                        self.term_query(Term::from_field_text(
-                            self.schema.uid,
-                            &schema::uid(i, &id),
-                        ))
-                    })
-                    .collect();
-                union(clauses)
-            }
+            Target::Id => self.id_query(&scalar_string(value)),
             Target::Body => {
                 // A term on analysed text matches one word exactly.
                 self.term_query(Term::from_field_text(
@@ -753,4 +785,8 @@ pub fn wildcard_to_regex(pattern: &str) -> String {
         }
     }
     out
+}
+
+fn is_id_path(field: &str) -> bool {
+    schema::TRACE_ID_PATHS.contains(&field) || schema::SPAN_ID_PATHS.contains(&field)
 }

@@ -854,12 +854,7 @@ pub fn search(
         let doc: TantivyDocument = searcher
             .doc(candidate.addr)
             .map_err(|err| QueryError::new("search_phase_execution_exception", err.to_string()))?;
-        let uid = doc
-            .get_first(store.schema.uid)
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_owned();
-        let (index, id) = schema::split_uid(&uid);
+        let (index, id) = identity(store, searcher, candidate.addr, &doc);
         let source_bytes = doc
             .get_first(store.schema.source)
             .and_then(|v| v.as_bytes())
@@ -946,6 +941,36 @@ pub fn search(
         body.insert("aggregations".into(), aggs);
     }
     Ok(Value::Object(body))
+}
+
+/// A hit's index and id: the stored `_uid` of a caller-chosen id, or the
+/// generated id rebuilt from its seed and sequence columns.
+fn identity(
+    store: &LogStore,
+    searcher: &Searcher,
+    addr: DocAddress,
+    doc: &TantivyDocument,
+) -> (String, String) {
+    if let Some(uid) = doc.get_first(store.schema.uid).and_then(|v| v.as_str()) {
+        let (index, id) = schema::split_uid(uid);
+        return (index.to_owned(), id.to_owned());
+    }
+    let fast = searcher.segment_reader(addr.segment_ord).fast_fields();
+    let u64_at = |name: &str| {
+        fast.column_opt::<u64>(name)
+            .ok()
+            .flatten()
+            .and_then(|c| c.first(addr.doc_id))
+            .unwrap_or(0)
+    };
+    let id = schema::generated_id(u64_at(schema::ID_SEED), u64_at(schema::ID_SEQ));
+    let index = fast
+        .str(schema::INDEX)
+        .ok()
+        .flatten()
+        .and_then(|c| first_str(&c, addr.doc_id))
+        .unwrap_or_default();
+    (index, id)
 }
 
 /// `_count`: how many documents match.

@@ -276,3 +276,41 @@ fn empty_store_answers_empty() {
     assert_eq!(r["aggregations"]["h"]["buckets"], json!([]));
     let _ = format_timestamp_ms(0);
 }
+
+#[test]
+fn generated_ids_and_trace_ids_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(LogStoreOptions::new(dir.path())).unwrap();
+    let ts = format_timestamp_ms(now_ms() * 1_000_000);
+    let trace = "4BF92F3577B34DA6A3CE929D0E0E4736";
+    let docs = vec![
+        json!({"@timestamp": ts, "message": "a", "trace_id": trace, "span_id": "00f067aa0ba902b7"}),
+        json!({"@timestamp": ts, "message": "b", "trace": {"id": "not-hex-but-an-id"}}),
+    ]
+    .into_iter()
+    .map(|v| {
+        LogDoc::new(
+            "t".into(),
+            None,
+            WriteOp::Create,
+            v.as_object().unwrap().clone(),
+        )
+    })
+    .collect();
+    let out = store.append(docs, now_ms()).unwrap();
+    store.commit().unwrap();
+    let id = out[1].id.clone();
+    assert_eq!(id.len(), 20);
+    let r = run(&store, "t", json!({"query": {"ids": {"values": [id]}}}));
+    assert_eq!(total(&r), 1);
+    assert_eq!(r["hits"]["hits"][0]["_id"], json!(out[1].id));
+    assert_eq!(r["hits"]["hits"][0]["_index"], "t");
+    let t = |q: Value| total(&run(&store, "t", json!({"query": q})));
+    assert_eq!(t(json!({"term": {"trace_id": trace.to_lowercase()}})), 1);
+    assert_eq!(t(json!({"match": {"trace_id": trace}})), 1);
+    assert_eq!(t(json!({"term": {"span_id": "00F067AA0BA902B7"}})), 1);
+    assert_eq!(t(json!({"term": {"trace.id": "not-hex-but-an-id"}})), 1);
+    assert_eq!(t(json!({"exists": {"field": "trace_id"}})), 1);
+    let r = run(&store, "t", json!({"query": {"term": {"trace_id": trace}}}));
+    assert_eq!(r["hits"]["hits"][0]["_source"]["trace_id"], trace);
+}

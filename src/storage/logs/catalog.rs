@@ -85,6 +85,8 @@ pub struct TypedDoc {
     pub leaves: Vec<(String, Typed)>,
     /// The top-level message text (`message` or `body`), indexed as the body.
     pub body: Option<String>,
+    /// Which of the two names it had.
+    pub body_field: Option<String>,
 }
 
 /// Why a document was refused (Elasticsearch's item error).
@@ -187,11 +189,13 @@ impl Catalog {
                             ));
                         }
                         out.body = Some(text.clone());
+                        out.body_field = Some(key.clone());
                         continue;
                     }
                 }
             }
-            walk(meta, key, value, &mut out, &mut added)?;
+            let mut path = key.clone();
+            walk(meta, &mut path, value, &mut out, &mut added)?;
         }
         if !added.is_empty() {
             added.sort_by(|a, b| a.0.cmp(&b.0));
@@ -282,16 +286,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     pi == p.len()
 }
 
+/// Type one value at `path` (a buffer extended and restored for children).
 fn walk(
     meta: &IndexMeta,
-    path: &str,
+    path: &mut String,
     value: &Value,
     out: &mut TypedDoc,
     added: &mut Vec<(String, FieldMapping)>,
 ) -> Result<(), DocError> {
     let known = meta
         .fields
-        .get(path)
+        .get(path.as_str())
         .or_else(|| added.iter().find(|(p, _)| p == path).map(|(_, m)| m))
         .cloned();
     match value {
@@ -316,8 +321,12 @@ fn walk(
                 )),
                 _ => {}
             }
+            let len = path.len();
             for (key, child) in map {
-                walk(meta, &format!("{path}.{key}"), child, out, added)?;
+                path.push('.');
+                path.push_str(key);
+                walk(meta, path, child, out, added)?;
+                path.truncate(len);
             }
             Ok(())
         }
@@ -331,7 +340,7 @@ fn walk(
                 }
             };
             let typed = coerce(path, &mapping, scalar)?;
-            out.leaves.push((path.to_owned(), typed));
+            out.leaves.push((path.clone(), typed));
             Ok(())
         }
     }

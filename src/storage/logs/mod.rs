@@ -21,7 +21,7 @@
 pub mod catalog;
 pub mod schema;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,7 +35,7 @@ use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, Term};
 
 use self::catalog::{Catalog, DocError, TypedDoc};
-use self::schema::LogSchema;
+use self::schema::{DocId, LogSchema};
 use crate::config::{Config, FsyncPolicy};
 use crate::model::log::{valid_index_name, LogDoc, WriteOp};
 use crate::storage::codec::{put_str, put_uvarint, put_varint, Reader};
@@ -175,13 +175,15 @@ pub struct LogStore {
     wal: Arc<Wal>,
     pub catalog: RwLock<Catalog>,
     partitions: RwLock<BTreeMap<i64, Arc<Partition>>>,
-    /// Orders WAL appends and writer additions against commit cuts.
-    write_lock: Mutex<()>,
+    /// Orders WAL appends and writer additions against commit cuts; holds
+    /// the next sequence number of generated ids, so that sequence order is
+    /// WAL order and writer order.
+    write_lock: Mutex<u64>,
     commit_lock: Mutex<()>,
     /// Explicit ids written since the last cut / being committed, for `create` conflicts.
     pending_ids: Mutex<(HashSet<String>, HashSet<String>)>,
+    /// This process's half of generated ids.
     id_seed: u64,
-    id_counter: AtomicU64,
     tail: tokio::sync::broadcast::Sender<Arc<Vec<StoredDoc>>>,
     pub stats: LogStoreStats,
 }
@@ -229,21 +231,21 @@ impl LogStore {
             wal: Arc::new(wal),
             catalog: RwLock::new(catalog),
             partitions: RwLock::new(partitions),
-            write_lock: Mutex::new(()),
+            write_lock: Mutex::new(0),
             commit_lock: Mutex::new(()),
             pending_ids: Mutex::new(Default::default()),
             id_seed: xxhash_rust::xxh3::xxh3_64(&seed.to_le_bytes()),
-            id_counter: AtomicU64::new(0),
             tail,
             stats: LogStoreStats::default(),
             options,
         });
         let (mut replayed, mut skipped) = (0u64, 0u64);
+        let mut committed_seqs = HashMap::new();
         for payload in &records {
             match decode_record(payload) {
                 Some(WalRecord::Docs(docs)) => {
                     for doc in docs {
-                        if store.replay_doc(doc)? {
+                        if store.replay_doc(doc, &mut committed_seqs)? {
                             replayed += 1;
                         } else {
                             skipped += 1;
@@ -295,7 +297,8 @@ impl LogStore {
             let mut catalog = self.catalog.write();
             for mut doc in docs {
                 let ts = doc.timestamp_ns.unwrap_or(now_ms.saturating_mul(1_000_000));
-                let id = doc.id.clone().unwrap_or_else(|| self.next_id());
+                // Generated ids get their sequence number under the write lock.
+                let id = doc.id.clone().unwrap_or_default();
                 let fail = |status, kind, reason| ItemOutcome {
                     index: doc.index.clone(),
                     id: id.clone(),
@@ -346,8 +349,13 @@ impl LogStore {
                 });
                 accepted.push(Accepted {
                     slot: outcomes.len() - 1,
-                    explicit: doc.id.is_some(),
-                    id,
+                    id: match doc.id.take() {
+                        Some(id) => DocId::Explicit(id),
+                        None => DocId::Generated {
+                            seed: self.id_seed,
+                            seq: 0,
+                        },
+                    },
                     doc,
                     typed,
                     ts,
@@ -359,10 +367,10 @@ impl LogStore {
         let mut replaced = HashSet::new();
         let mut seen = HashSet::new();
         for item in &accepted {
-            if !item.explicit {
+            let DocId::Explicit(id) = &item.id else {
                 continue;
-            }
-            let uid = schema::uid(&item.doc.index, &item.id);
+            };
+            let uid = schema::uid(&item.doc.index, id);
             if !seen.insert(uid.clone()) || self.exists(&uid) {
                 match item.doc.op {
                     WriteOp::Create => {
@@ -370,9 +378,8 @@ impl LogStore {
                             status: 409,
                             kind: "version_conflict_engine_exception",
                             reason: format!(
-                            "[{}]: version conflict, document already exists (current version [1])",
-                            item.id
-                        ),
+                                "[{id}]: version conflict, document already exists (current version [1])"
+                            ),
                         })
                     }
                     WriteOp::Index => {
@@ -390,24 +397,33 @@ impl LogStore {
         if accepted.is_empty() {
             return Ok(outcomes);
         }
+        // The WAL record: a header with the generated ids' seed and first
+        // sequence number (patched in under the lock), then the documents.
         let mut record = vec![RECORD_DOCS];
         put_uvarint(&mut record, accepted.len() as u64);
+        record.extend_from_slice(&self.id_seed.to_le_bytes());
+        let base_at = record.len();
+        record.extend_from_slice(&0u64.to_le_bytes());
         let mut built = Vec::with_capacity(accepted.len());
-        let mut tail = Vec::with_capacity(accepted.len());
+        let want_tail = self.tail.receiver_count() > 0;
+        let mut tail = Vec::new();
         let mut source_bytes = 0u64;
         for Accepted {
+            slot,
             doc,
             id,
             typed,
             ts,
             source,
-            explicit,
-            ..
         } in accepted
         {
             put_str(&mut record, &doc.index);
-            put_str(&mut record, &id);
-            record.push(u8::from(doc.op == WriteOp::Create));
+            let generated = matches!(id, DocId::Generated { .. });
+            let flags = u8::from(doc.op == WriteOp::Create) | (u8::from(generated) << 1);
+            record.push(flags);
+            if let DocId::Explicit(id) = &id {
+                put_str(&mut record, id);
+            }
             put_varint(&mut record, ts);
             put_uvarint(&mut record, source.len() as u64);
             record.extend_from_slice(&source);
@@ -416,29 +432,38 @@ impl LogStore {
                 &doc.index,
                 &id,
                 ts,
-                &typed,
+                typed,
                 &source,
                 self.options.keyword_ignore_above,
             );
-            built.push((ts, tdoc, schema::uid(&doc.index, &id), explicit));
-            tail.push(StoredDoc {
-                index: doc.index,
-                id,
-                timestamp_ns: ts,
-                source: Arc::new(doc.source),
-            });
+            let uid = match &id {
+                DocId::Explicit(explicit) => Some(schema::uid(&doc.index, explicit)),
+                DocId::Generated { .. } => None,
+            };
+            built.push((slot, ts, tdoc, uid));
+            if want_tail {
+                tail.push((slot, doc, ts));
+            }
         }
         let count = built.len() as u64;
         let seq = {
-            let _guard = self.write_lock.lock();
+            let mut next_seq = self.write_lock.lock();
+            record[base_at..base_at + 8].copy_from_slice(&next_seq.to_le_bytes());
             let seq = self.wal.append(&record)?;
             let mut pending = self.pending_ids.lock();
-            for (ts, tdoc, uid, explicit) in built {
-                if replaced.contains(&uid) {
-                    self.delete_uid_everywhere(&uid)?;
-                }
-                if explicit {
-                    pending.0.insert(uid);
+            for (slot, ts, mut tdoc, uid) in built {
+                match uid {
+                    Some(uid) => {
+                        if replaced.contains(&uid) {
+                            self.delete_uid_everywhere(&uid)?;
+                        }
+                        pending.0.insert(uid);
+                    }
+                    None => {
+                        self.schema.set_seq(&mut tdoc, *next_seq);
+                        outcomes[slot].id = schema::generated_id(self.id_seed, *next_seq);
+                        *next_seq += 1;
+                    }
                 }
                 self.add_to_partition(ts, tdoc, now_ms)?;
             }
@@ -451,7 +476,18 @@ impl LogStore {
         self.stats
             .source_bytes_written
             .fetch_add(source_bytes, Ordering::Relaxed);
-        let _ = self.tail.send(Arc::new(tail));
+        if want_tail {
+            let batch = tail
+                .into_iter()
+                .map(|(slot, doc, ts)| StoredDoc {
+                    index: doc.index,
+                    id: outcomes[slot].id.clone(),
+                    timestamp_ns: ts,
+                    source: Arc::new(doc.source),
+                })
+                .collect();
+            let _ = self.tail.send(Arc::new(batch));
+        }
         Ok(outcomes)
     }
 
@@ -625,18 +661,6 @@ impl LogStore {
         Ok(())
     }
 
-    fn next_id(&self) -> String {
-        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
-        let mut bytes = [0u8; 15];
-        bytes[..8].copy_from_slice(&self.id_seed.to_be_bytes());
-        bytes[8..15].copy_from_slice(&n.to_be_bytes()[1..]);
-        // Vary the leading characters so ids do not share a long prefix.
-        let mix = xxhash_rust::xxh3::xxh3_64(&n.to_le_bytes());
-        bytes[0] ^= (mix >> 56) as u8;
-        bytes[1] ^= (mix >> 48) as u8;
-        base64url(&bytes)
-    }
-
     fn exists(&self, uid: &str) -> bool {
         {
             let pending = self.pending_ids.lock();
@@ -718,9 +742,19 @@ impl LogStore {
         Ok(())
     }
 
-    /// Re-add a document from the WAL unless a commit already holds it.
-    fn replay_doc(&self, doc: WalDoc) -> Result<bool, LogStoreError> {
+    /// Re-add a document from the WAL unless a commit already holds it:
+    /// explicit ids are looked up; a generated id is committed iff its
+    /// sequence number is at most the highest committed one of its seed in
+    /// its partition (sequence order is writer order, see `write_lock`).
+    fn replay_doc(
+        &self,
+        doc: WalDoc,
+        committed_seqs: &mut HashMap<i64, HashMap<u64, u64>>,
+    ) -> Result<bool, LogStoreError> {
         let now_ms = crate::storage::logs::now_ms();
+        if doc.ts / 1_000_000 < now_ms - self.options.retention_ms {
+            return Ok(false);
+        }
         let source: serde_json::Map<String, serde_json::Value> =
             match serde_json::from_slice(&doc.source) {
                 Ok(source) => source,
@@ -733,36 +767,67 @@ impl LogStore {
                 Err(_) => return Ok(false),
             }
         };
-        let uid = schema::uid(&doc.index, &doc.id);
-        if doc.ts / 1_000_000 < now_ms - self.options.retention_ms {
-            return Ok(false);
-        }
         let partition = self.partition_for(doc.ts)?;
-        let query = TermQuery::new(
-            Term::from_field_text(self.schema.uid, &uid),
-            IndexRecordOption::Basic,
-        );
-        if partition.searcher().search(&query, &Count)? > 0 {
-            return Ok(false);
+        match &doc.id {
+            DocId::Explicit(id) => {
+                let query = TermQuery::new(
+                    Term::from_field_text(self.schema.uid, &schema::uid(&doc.index, id)),
+                    IndexRecordOption::Basic,
+                );
+                if partition.searcher().search(&query, &Count)? > 0 {
+                    return Ok(false);
+                }
+            }
+            DocId::Generated { seed, seq } => {
+                let seqs = committed_seqs
+                    .entry(partition.start_ms)
+                    .or_insert_with(|| max_seq_by_seed(&partition.searcher()));
+                if seqs.get(seed).is_some_and(|max| seq <= max) {
+                    return Ok(false);
+                }
+            }
         }
-        let tdoc = self.schema.document(
+        let mut tdoc = self.schema.document(
             &doc.index,
             &doc.id,
             doc.ts,
-            &typed,
+            typed,
             &doc.source,
             self.options.keyword_ignore_above,
         );
+        if let DocId::Generated { seq, .. } = doc.id {
+            self.schema.set_seq(&mut tdoc, seq);
+        }
         self.add_to_partition(doc.ts, tdoc, now_ms)?;
         Ok(true)
     }
 }
 
+/// The highest committed sequence number of each generated-id seed.
+fn max_seq_by_seed(searcher: &Searcher) -> HashMap<u64, u64> {
+    let mut out: HashMap<u64, u64> = HashMap::new();
+    for segment in searcher.segment_readers() {
+        let fast = segment.fast_fields();
+        let (Ok(Some(seeds)), Ok(Some(seqs))) = (
+            fast.column_opt::<u64>(schema::ID_SEED),
+            fast.column_opt::<u64>(schema::ID_SEQ),
+        ) else {
+            continue;
+        };
+        for doc in 0..segment.max_doc() {
+            if let (Some(seed), Some(seq)) = (seeds.first(doc), seqs.first(doc)) {
+                let max = out.entry(seed).or_insert(seq);
+                *max = (*max).max(seq);
+            }
+        }
+    }
+    out
+}
+
 /// A document that passed typing, on its way to the WAL and the index.
 struct Accepted {
     slot: usize,
-    explicit: bool,
-    id: String,
+    id: DocId,
     doc: LogDoc,
     typed: TypedDoc,
     ts: i64,
@@ -788,7 +853,7 @@ fn open_partition(
         docstore_compression: Compressor::Zstd(ZstdCompressor {
             compression_level: Some(6),
         }),
-        docstore_blocksize: 64 * 1024,
+        docstore_blocksize: 512 * 1024,
         ..IndexSettings::default()
     };
     let index = Index::builder()
@@ -813,7 +878,7 @@ fn open_partition(
 
 struct WalDoc {
     index: String,
-    id: String,
+    id: DocId,
     ts: i64,
     source: Vec<u8>,
 }
@@ -828,11 +893,21 @@ fn decode_record(payload: &[u8]) -> Option<WalRecord> {
     match r.u8()? {
         RECORD_DOCS => {
             let n = r.uvarint()? as usize;
+            let seed = r.u64_le()?;
+            let mut next_seq = r.u64_le()?;
             let mut docs = Vec::with_capacity(n.min(1 << 20));
             for _ in 0..n {
                 let index = r.str()?.to_owned();
-                let id = r.str()?.to_owned();
-                let _create = r.u8()?;
+                let flags = r.u8()?;
+                let id = if flags & 2 != 0 {
+                    next_seq += 1;
+                    DocId::Generated {
+                        seed,
+                        seq: next_seq - 1,
+                    }
+                } else {
+                    DocId::Explicit(r.str()?.to_owned())
+                };
                 let ts = r.varint()?;
                 let len = r.uvarint()? as usize;
                 let source = r.bytes(len)?.to_vec();
@@ -848,20 +923,6 @@ fn decode_record(payload: &[u8]) -> Option<WalRecord> {
         RECORD_DELETE_INDEX => Some(WalRecord::DeleteIndex(r.str()?.to_owned())),
         _ => None,
     }
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 #[cfg(test)]
