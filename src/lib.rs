@@ -26,10 +26,13 @@ use crate::api::AppState;
 use crate::config::Config;
 use crate::ingest::logs::LogsIngest;
 use crate::ingest::pipeline::MetricsIngest;
+use crate::ingest::spanmetrics::SpanMetrics;
+use crate::ingest::traces::TracesIngest;
 use crate::ingest::LabelCheck;
 use crate::selfmon::SelfMetrics;
 use crate::storage::logs::{LogStore, LogStoreOptions};
 use crate::storage::metrics::{MetricsStore, StoreOptions};
+use crate::storage::traces::{TraceStore, TraceStoreOptions};
 
 pub use crate::error::{Error, Result};
 
@@ -56,10 +59,19 @@ impl RunningServer {
                 tracing::warn!(?timeout, "a listener did not stop in time");
             }
         }
+        let traces = self.state.traces.clone();
         let store = self.state.store.clone();
-        tokio::task::spawn_blocking(move || store.close()).await??;
         let logs = self.state.logs.store.clone();
-        tokio::task::spawn_blocking(move || logs.close()).await??;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            if let Some(span_metrics) = &traces.span_metrics {
+                span_metrics.flush(&store, now_ms())?;
+            }
+            store.close()?;
+            logs.close()?;
+            traces.store.close()?;
+            Ok(())
+        })
+        .await??;
         tracing::info!("shutdown complete");
         Ok(())
     }
@@ -88,6 +100,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let log_store = tokio::task::spawn_blocking(move || LogStore::open(log_options))
         .await?
         .map_err(|err| anyhow::anyhow!("cannot open the log store: {err}"))?;
+    let trace_options = TraceStoreOptions::from_config(&config);
+    let trace_store = tokio::task::spawn_blocking(move || TraceStore::open(trace_options))
+        .await?
+        .map_err(|err| anyhow::anyhow!("cannot open the trace store: {err}"))?;
     let metrics = SelfMetrics::new();
     {
         let metrics = metrics.clone();
@@ -109,12 +125,23 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.logs.otlp_index.clone(),
         metrics.clone(),
     ));
+    let span_metrics = config
+        .traces
+        .span_metrics
+        .then(|| SpanMetrics::new(config.traces.span_metrics_buckets_ms.clone()));
+    let traces = Arc::new(TracesIngest::new(
+        trace_store.clone(),
+        span_metrics.clone(),
+        config.limits.max_body_size.as_usize(),
+        metrics.clone(),
+    ));
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
         store: store.clone(),
         ingest: ingest.clone(),
         logs: logs.clone(),
+        traces: traces.clone(),
         es_settings: Default::default(),
         stopping,
         metrics,
@@ -170,18 +197,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let max_message = config.limits.max_body_size.as_usize();
     let grpc = api::otlp::MetricsGrpc::server(ingest, max_message);
     let logs_grpc = api::otlp::LogsGrpc::server(logs, max_message);
+    let traces_grpc = api::otlp::TracesGrpc::server(traces, max_message);
     let stop = signal(&shutdown);
     tasks.push(tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(otlp_grpc);
         if let Err(err) = tonic::transport::Server::builder()
             .add_service(grpc)
             .add_service(logs_grpc)
+            .add_service(traces_grpc)
             .serve_with_incoming_shutdown(incoming, stop)
             .await
         {
             tracing::error!(error = %err, "OTLP/gRPC server failed");
         }
     }));
+    let span_metrics_store = store.clone();
     // Maintenance: head cuts and retention, off the async runtime.
     let mut stop = shutdown.subscribe();
     let interval = config.storage.maintenance_interval;
@@ -224,6 +254,37 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::error!(error = %err, "log index commit failed"),
                 Err(err) => tracing::error!(error = %err, "log commit task panicked"),
+            }
+        }
+    }));
+    // Span blocks, trace retention and span metrics, off the async runtime.
+    let mut stop = shutdown.subscribe();
+    let every = config.traces.span_metrics_interval;
+    let metrics_store = span_metrics_store;
+    tasks.push(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let (traces, metrics_store, span_metrics) = (
+                trace_store.clone(),
+                metrics_store.clone(),
+                span_metrics.clone(),
+            );
+            let result = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                if let Some(span_metrics) = span_metrics {
+                    span_metrics.flush(&metrics_store, now_ms())?;
+                }
+                traces.maintain(now_ms())?;
+                Ok(())
+            })
+            .await;
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "trace maintenance failed"),
+                Err(err) => tracing::error!(error = %err, "trace maintenance task panicked"),
             }
         }
     }));

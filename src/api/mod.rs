@@ -2,6 +2,7 @@
 //! share [`AppState`] and map errors through [`crate::error::Error`].
 
 pub mod elasticsearch;
+pub mod jaeger;
 pub mod logs;
 pub mod otlp;
 pub mod params;
@@ -23,6 +24,7 @@ use axum::Router;
 use crate::config::Config;
 use crate::ingest::logs::LogsIngest;
 use crate::ingest::pipeline::MetricsIngest;
+use crate::ingest::traces::TracesIngest;
 use crate::selfmon::SelfMetrics;
 use crate::storage::metrics::MetricsStore;
 
@@ -33,6 +35,7 @@ pub struct AppState {
     pub store: Arc<MetricsStore>,
     pub ingest: Arc<MetricsIngest>,
     pub logs: Arc<LogsIngest>,
+    pub traces: Arc<TracesIngest>,
     /// Index templates, ILM policies, pipelines, data streams (`kind/name` → body).
     pub es_settings: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, serde_json::Value>>>,
     /// Becomes true when shutdown begins (ends long-lived streams).
@@ -57,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .merge(status::routes())
         .merge(otlp::http_routes())
         .merge(logs::routes())
+        .merge(jaeger::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -86,7 +90,9 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn self_metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.store, &state.logs.store);
+    let body = state
+        .metrics
+        .render(&state.store, &state.logs.store, &state.traces.store);
     (
         [(
             header::CONTENT_TYPE,

@@ -24,17 +24,25 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 
 use super::AppState;
 use crate::error::Error;
 use crate::ingest::logs::{LogsIngest, LogsSummary};
 use crate::ingest::otlp::{self, Encoding};
 use crate::ingest::pipeline::{MetricsIngest, Source, WriteSummary};
+use crate::ingest::traces::{TracesIngest, TracesSummary};
 
 pub fn http_routes() -> Router<AppState> {
     Router::new()
         .route("/v1/metrics", post(export_metrics))
         .route("/v1/logs", post(export_logs))
+        .route("/v1/traces", post(export_traces))
 }
 
 fn now_ms() -> i64 {
@@ -171,6 +179,73 @@ impl LogsService for LogsGrpc {
         .map_err(|err| tonic::Status::internal(format!("worker failed: {err}")))?
         .map_err(|err| err.to_status())?;
         Ok(tonic::Response::new(logs_response(&summary)))
+    }
+}
+
+fn traces_response(summary: &TracesSummary) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: (summary.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(summary.rejected).unwrap_or(i64::MAX),
+            error_message: summary.error_message(),
+        }),
+    }
+}
+
+async fn export_traces(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
+        Ok(encoding) => encoding,
+        Err(err) => return error_response(None, &err),
+    };
+    let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
+    let ingest = state.traces.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let raw = otlp::decompress(content_encoding.as_deref(), &body, ingest.max_body)?;
+        let request: ExportTraceServiceRequest = otlp::decode(encoding, &raw)?;
+        ingest.otlp(Source::OtlpHttp.as_str(), &request, now_ms())
+    })
+    .await
+    .unwrap_or_else(|err| Err(Error::Internal(format!("worker failed: {err}"))));
+    match result {
+        Ok(summary) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoding.content_type())],
+            otlp::encode(encoding, &traces_response(&summary)),
+        )
+            .into_response(),
+        Err(err) => error_response(Some(encoding), &err),
+    }
+}
+
+/// The gRPC trace service.
+pub struct TracesGrpc {
+    ingest: Arc<TracesIngest>,
+}
+
+impl TracesGrpc {
+    pub fn server(ingest: Arc<TracesIngest>, max_message: usize) -> TraceServiceServer<TracesGrpc> {
+        TraceServiceServer::new(TracesGrpc { ingest })
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message)
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for TracesGrpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let ingest = self.ingest.clone();
+        let request = request.into_inner();
+        let summary = tokio::task::spawn_blocking(move || {
+            ingest.otlp(Source::OtlpGrpc.as_str(), &request, now_ms())
+        })
+        .await
+        .map_err(|err| tonic::Status::internal(format!("worker failed: {err}")))?
+        .map_err(|err| err.to_status())?;
+        Ok(tonic::Response::new(traces_response(&summary)))
     }
 }
 

@@ -31,7 +31,23 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub query: QueryConfig,
     pub logs: LogsConfig,
+    pub traces: TracesConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracesConfig {
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    pub max_head_spans: usize,
+    #[serde(with = "humantime_serde")]
+    pub block_age: Duration,
+    pub span_metrics: bool,
+    #[serde(with = "humantime_serde")]
+    pub span_metrics_interval: Duration,
+    pub span_metrics_buckets_ms: Vec<f64>,
+    pub max_search_traces: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -349,6 +365,39 @@ impl Config {
         ] {
             check(value > 0, key, "must be greater than zero");
         }
+        check(
+            self.traces.max_head_spans > 0,
+            "traces.max_head_spans",
+            "must be greater than zero",
+        );
+        check(
+            !self.traces.block_age.is_zero(),
+            "traces.block_age",
+            "must be greater than zero",
+        );
+        check(
+            !self.traces.span_metrics_interval.is_zero(),
+            "traces.span_metrics_interval",
+            "must be greater than zero",
+        );
+        check(
+            self.traces
+                .span_metrics_buckets_ms
+                .windows(2)
+                .all(|w| w[0] < w[1])
+                && self
+                    .traces
+                    .span_metrics_buckets_ms
+                    .iter()
+                    .all(|b| b.is_finite()),
+            "traces.span_metrics_buckets_ms",
+            "must be finite and strictly increasing",
+        );
+        check(
+            self.traces.max_search_traces > 0,
+            "traces.max_search_traces",
+            "must be greater than zero",
+        );
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             check(false, "log.level", &format!("invalid filter: {err}"));
         }

@@ -8,6 +8,8 @@ pub mod logs;
 pub mod otlp;
 pub mod pipeline;
 pub mod remote_write;
+pub mod spanmetrics;
+pub mod traces;
 
 use std::fmt;
 

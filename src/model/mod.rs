@@ -3,6 +3,7 @@
 
 mod labels;
 pub mod log;
+pub mod span;
 
 pub use labels::{append_key, is_valid_label_name, label_hash, LabelRef, Labels, METRIC_NAME};
 

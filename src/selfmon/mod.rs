@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use crate::storage::logs::LogStore;
 use crate::storage::metrics::MetricsStore;
+use crate::storage::traces::TraceStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
@@ -48,6 +49,11 @@ pub struct SelfMetrics {
     registry: Registry,
     samples_ingested: Family<SourceLabels, Counter>,
     samples_rejected: Family<RejectLabels, Counter>,
+    spans_ingested: Family<SourceLabels, Counter>,
+    spans_rejected: Family<SourceLabels, Counter>,
+    trace_head_spans: Gauges,
+    trace_blocks: Gauges,
+    trace_block_bytes: Gauges,
     log_records_ingested: Family<SourceLabels, Counter>,
     log_records_rejected: Family<SourceLabels, Counter>,
     log_commits: Counter,
@@ -100,6 +106,32 @@ impl SelfMetrics {
             "samples_rejected",
             "Samples refused, by receiver and reason",
             samples_rejected.clone(),
+        );
+        let spans_ingested = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "spans_ingested",
+            "Spans stored, by receiver",
+            spans_ingested.clone(),
+        );
+        let spans_rejected = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "spans_rejected",
+            "Spans refused, by receiver",
+            spans_rejected.clone(),
+        );
+        let trace_head_spans = Gauges::default();
+        registry.register(
+            "trace_head_spans",
+            "Spans in the in-memory head of the trace store",
+            trace_head_spans.clone(),
+        );
+        let trace_blocks = Gauges::default();
+        registry.register("trace_blocks", "Span blocks on disk", trace_blocks.clone());
+        let trace_block_bytes = Gauges::default();
+        registry.register(
+            "trace_block_bytes",
+            "Bytes of span blocks on disk",
+            trace_block_bytes.clone(),
         );
         let log_records_ingested = Family::<SourceLabels, Counter>::default();
         registry.register(
@@ -227,6 +259,11 @@ impl SelfMetrics {
             block_bytes,
             wal_bytes,
             index_bytes,
+            spans_ingested,
+            spans_rejected,
+            trace_head_spans,
+            trace_blocks,
+            trace_block_bytes,
             log_records_ingested,
             log_records_rejected,
             log_commits,
@@ -265,6 +302,16 @@ impl SelfMetrics {
             self.log_records_rejected
                 .get_or_create(&labels)
                 .inc_by(rejected);
+        }
+    }
+
+    pub fn spans(&self, source: &str, ingested: u64, rejected: u64) {
+        let labels = SourceLabels {
+            source: source.into(),
+        };
+        self.spans_ingested.get_or_create(&labels).inc_by(ingested);
+        if rejected > 0 {
+            self.spans_rejected.get_or_create(&labels).inc_by(rejected);
         }
     }
 
@@ -309,7 +356,11 @@ impl SelfMetrics {
     }
 
     /// The exposition text, with store figures read now.
-    pub fn render(&self, store: &MetricsStore, logs: &LogStore) -> String {
+    pub fn render(&self, store: &MetricsStore, logs: &LogStore, traces: &TraceStore) -> String {
+        let (head, blocks, bytes) = traces.summary();
+        self.trace_head_spans.set(head as i64);
+        self.trace_blocks.set(blocks as i64);
+        self.trace_block_bytes.set(bytes as i64);
         let summary = store.summary();
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.series.set(as_i64(summary.series));

@@ -4,4 +4,5 @@
 pub mod codec;
 pub mod logs;
 pub mod metrics;
+pub mod traces;
 pub mod wal;

@@ -3,6 +3,7 @@
 
 pub mod logs;
 pub mod metrics;
+pub mod traces;
 
 use std::io::Read;
 

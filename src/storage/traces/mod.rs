@@ -1,0 +1,596 @@
+//! The trace store: spans in an in-memory head, then in immutable,
+//! time-ordered span blocks; a WAL in front; a catalogue of services and
+//! operations.
+//!
+//! Writes: [`TraceStore::append`] logs spans to the WAL and adds them to the
+//! head under one lock, then waits for the fsync. A trace is assembled from
+//! the head and every block holding its id (each block keeps its sorted
+//! trace-id column in memory), so spans of one trace that arrive minutes
+//! apart, in different blocks, still form one trace.
+//!
+//! Cuts: when the head holds `max_head_spans` spans or its oldest span
+//! arrived `block_age` ago, the WAL is rotated and the head swapped out
+//! under the write lock, written as a block, and only then are the old WAL
+//! segments deleted; until the block is loaded, reads see the swapped-out
+//! head. Retention drops blocks whose newest span ended before the horizon.
+//!
+//! On disk: `DATA/traces/{wal/, blocks/<name>/, catalog.json}`.
+
+pub mod block;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+
+use self::block::{BlockError, SpanBlock, BATCH_ROWS};
+use crate::config::{Config, FsyncPolicy};
+use crate::model::span::{codec, Span, SpanId, TraceId};
+use crate::storage::codec::{put_uvarint, Reader};
+use crate::storage::wal::{self, Wal, WalStats};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceStoreError {
+    #[error("wal: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("block: {0}")]
+    Block(#[from] BlockError),
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceStoreOptions {
+    pub dir: PathBuf,
+    pub retention_ms: i64,
+    pub max_head_spans: usize,
+    pub block_age_ms: i64,
+    pub wal_segment_size: u64,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
+}
+
+impl TraceStoreOptions {
+    pub fn new(dir: &std::path::Path) -> Self {
+        TraceStoreOptions {
+            dir: dir.to_owned(),
+            ..TraceStoreOptions::from_config(&Config::default_config())
+        }
+    }
+
+    pub fn from_config(config: &Config) -> Self {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        TraceStoreOptions {
+            dir: config.storage.data_dir.join("traces"),
+            retention_ms: ms(config.traces.retention),
+            max_head_spans: config.traces.max_head_spans,
+            block_age_ms: ms(config.traces.block_age),
+            wal_segment_size: config.wal.segment_size.0,
+            fsync: config.wal.fsync,
+            fsync_interval: config.wal.fsync_interval,
+        }
+    }
+}
+
+/// Services and their operations (name, span kind).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Catalog {
+    pub services: BTreeMap<String, BTreeSet<(String, u8)>>,
+    #[serde(skip)]
+    dirty: bool,
+}
+
+impl Catalog {
+    fn add(&mut self, span: &Span) {
+        let ops = self.services.entry(span.service.clone()).or_default();
+        if !ops.contains(&(span.name.clone(), span.kind)) {
+            ops.insert((span.name.clone(), span.kind));
+            self.dirty = true;
+        }
+    }
+}
+
+#[derive(Default)]
+struct Head {
+    spans: Vec<Span>,
+    by_trace: HashMap<TraceId, Vec<u32>>,
+    min_start_ns: i64,
+    max_end_ns: i64,
+    first_arrival_ms: i64,
+}
+
+impl Head {
+    fn push(&mut self, span: Span, now_ms: i64) {
+        if self.spans.is_empty() {
+            self.min_start_ns = i64::MAX;
+            self.max_end_ns = i64::MIN;
+            self.first_arrival_ms = now_ms;
+        }
+        self.min_start_ns = self.min_start_ns.min(span.start_ns);
+        self.max_end_ns = self.max_end_ns.max(span.end_ns);
+        self.by_trace
+            .entry(span.trace_id)
+            .or_default()
+            .push(self.spans.len() as u32);
+        self.spans.push(span);
+    }
+}
+
+/// What a trace search asks for (Jaeger's parameters).
+#[derive(Debug, Clone, Default)]
+pub struct TraceQuery {
+    pub service: Option<String>,
+    pub operation: Option<String>,
+    pub span_kind: Option<u8>,
+    pub tags: Vec<(String, String)>,
+    pub min_duration_ns: Option<i64>,
+    pub max_duration_ns: Option<i64>,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub limit: usize,
+}
+
+impl TraceQuery {
+    fn matches_columns(&self, service: &str, name: &str, kind: u8, start: i64, end: i64) -> bool {
+        let duration = end - start;
+        start >= self.start_ns
+            && start <= self.end_ns
+            && self.service.as_deref().is_none_or(|s| s == service)
+            && self.operation.as_deref().is_none_or(|o| o == name)
+            && self.span_kind.is_none_or(|k| k == kind)
+            && self.min_duration_ns.is_none_or(|d| duration >= d)
+            && self.max_duration_ns.is_none_or(|d| duration <= d)
+    }
+
+    fn matches_tags(&self, span: &Span) -> bool {
+        self.tags.iter().all(|(k, v)| span.has_tag(k, v))
+    }
+}
+
+/// One service-to-service edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub parent: String,
+    pub child: String,
+    pub call_count: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct TraceStoreStats {
+    pub spans_written: AtomicU64,
+    pub blocks_written: AtomicU64,
+}
+
+pub struct TraceStore {
+    pub options: TraceStoreOptions,
+    wal: Arc<Wal>,
+    head: RwLock<Head>,
+    frozen: RwLock<Option<Arc<Head>>>,
+    blocks: RwLock<Vec<Arc<SpanBlock>>>,
+    catalog: RwLock<Catalog>,
+    cut_lock: Mutex<()>,
+    pub stats: TraceStoreStats,
+}
+
+const RECORD_SPANS: u8 = 1;
+
+impl TraceStore {
+    pub fn open(options: TraceStoreOptions) -> Result<Arc<TraceStore>, TraceStoreError> {
+        std::fs::create_dir_all(&options.dir)?;
+        let blocks = block::open_all(&options.dir.join("blocks"))?;
+        let catalog_path = options.dir.join("catalog.json");
+        let mut catalog: Catalog = match std::fs::read(&catalog_path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            Err(_) => Catalog::default(),
+        };
+        let first_segment = blocks
+            .iter()
+            .map(|b| b.meta.wal_checkpoint)
+            .max()
+            .unwrap_or(0);
+        let mut head = Head::default();
+        let now = now_ms();
+        let (wal, report) = Wal::open(
+            &options.dir.join("wal"),
+            options.wal_segment_size,
+            first_segment,
+            |payload| {
+                let mut r = Reader::new(payload);
+                if r.u8() != Some(RECORD_SPANS) {
+                    tracing::warn!("skipping undecodable trace wal record");
+                    return;
+                }
+                let Some(n) = r.uvarint() else { return };
+                for _ in 0..n {
+                    match codec::get_span(&mut r) {
+                        Some(span) => {
+                            catalog.add(&span);
+                            head.push(span, now);
+                        }
+                        None => {
+                            tracing::warn!("skipping the rest of an undecodable trace wal record");
+                            break;
+                        }
+                    }
+                }
+            },
+        )?;
+        tracing::info!(
+            blocks = blocks.len(),
+            head_spans = head.spans.len(),
+            wal_segments = report.segments,
+            wal_repairs = report.repairs.len(),
+            "trace store opened"
+        );
+        let wal = Arc::new(wal);
+        if options.fsync == FsyncPolicy::Interval {
+            wal::spawn_interval_sync(Arc::downgrade(&wal), options.fsync_interval);
+        }
+        Ok(Arc::new(TraceStore {
+            options,
+            wal,
+            head: RwLock::new(head),
+            frozen: RwLock::new(None),
+            blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
+            catalog: RwLock::new(catalog),
+            cut_lock: Mutex::new(()),
+            stats: TraceStoreStats::default(),
+        }))
+    }
+
+    pub fn wal_stats(&self) -> Arc<WalStats> {
+        self.wal.stats.clone()
+    }
+
+    /// Store spans; durable when this returns.
+    pub fn append(&self, spans: Vec<Span>, now_ms: i64) -> Result<(), TraceStoreError> {
+        if spans.is_empty() {
+            return Ok(());
+        }
+        let mut record = Vec::with_capacity(spans.len() * 256);
+        record.push(RECORD_SPANS);
+        put_uvarint(&mut record, spans.len() as u64);
+        for span in &spans {
+            codec::put_span(&mut record, span);
+        }
+        let count = spans.len() as u64;
+        {
+            let mut catalog = self.catalog.write();
+            for span in &spans {
+                catalog.add(span);
+            }
+        }
+        let seq = {
+            let mut head = self.head.write();
+            let seq = self.wal.append(&record)?;
+            for span in spans {
+                head.push(span, now_ms);
+            }
+            seq
+        };
+        if self.options.fsync == FsyncPolicy::Always {
+            self.wal.sync(seq)?;
+        }
+        self.stats.spans_written.fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Cut the head into a block if it is big or old enough; apply retention.
+    pub fn maintain(&self, now_ms: i64) -> Result<(), TraceStoreError> {
+        let due = {
+            let head = self.head.read();
+            !head.spans.is_empty()
+                && (head.spans.len() >= self.options.max_head_spans
+                    || now_ms - head.first_arrival_ms >= self.options.block_age_ms)
+        };
+        if due {
+            self.cut()?;
+        }
+        let horizon_ns = (now_ms - self.options.retention_ms).saturating_mul(1_000_000);
+        let expired: Vec<Arc<SpanBlock>> = {
+            let mut blocks = self.blocks.write();
+            let (old, keep): (Vec<_>, Vec<_>) = blocks
+                .drain(..)
+                .partition(|b| b.meta.max_end_ns < horizon_ns);
+            *blocks = keep;
+            old
+        };
+        for block in expired {
+            tracing::info!(block = %block.name, "span block expired");
+            std::fs::remove_dir_all(&block.dir)?;
+        }
+        Ok(())
+    }
+
+    /// Write the head as a block now (tests, shutdown, `maintain`).
+    pub fn cut(&self) -> Result<(), TraceStoreError> {
+        let _cut = self.cut_lock.lock();
+        let (frozen, checkpoint) = {
+            let mut head = self.head.write();
+            if head.spans.is_empty() {
+                return Ok(());
+            }
+            let checkpoint = self.wal.cut()?;
+            let frozen = Arc::new(std::mem::take(&mut *head));
+            *self.frozen.write() = Some(frozen.clone());
+            (frozen, checkpoint)
+        };
+        let mut spans = frozen.spans.clone();
+        let dir = block::write_block(&self.options.dir.join("blocks"), &mut spans, checkpoint)?;
+        let block = Arc::new(SpanBlock::open(&dir)?);
+        {
+            let mut blocks = self.blocks.write();
+            blocks.push(block);
+            *self.frozen.write() = None;
+        }
+        self.save_catalog()?;
+        self.wal.remove_before(checkpoint)?;
+        self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn save_catalog(&self) -> Result<(), TraceStoreError> {
+        let mut catalog = self.catalog.write();
+        if !catalog.dirty {
+            return Ok(());
+        }
+        let path = self.options.dir.join("catalog.json");
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(&*catalog).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        catalog.dirty = false;
+        Ok(())
+    }
+
+    pub fn close(&self) -> Result<(), TraceStoreError> {
+        self.wal.sync_all()?;
+        self.save_catalog()
+    }
+
+    pub fn services(&self) -> Vec<String> {
+        self.catalog.read().services.keys().cloned().collect()
+    }
+
+    /// Operations of a service as (name, span kind).
+    pub fn operations(&self, service: &str) -> Vec<(String, u8)> {
+        self.catalog
+            .read()
+            .services
+            .get(service)
+            .map(|ops| ops.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn heads(&self) -> Vec<Arc<Head>> {
+        // The live head is copied out only as indices below; frozen is shared.
+        self.frozen.read().iter().cloned().collect()
+    }
+
+    /// Every span of a trace, from the head and every block holding it.
+    pub fn trace(&self, trace: &TraceId) -> Result<Vec<Span>, TraceStoreError> {
+        let mut out = Vec::new();
+        {
+            let head = self.head.read();
+            if let Some(rows) = head.by_trace.get(trace) {
+                out.extend(rows.iter().map(|&i| head.spans[i as usize].clone()));
+            }
+        }
+        for frozen in self.heads() {
+            if let Some(rows) = frozen.by_trace.get(trace) {
+                out.extend(rows.iter().map(|&i| frozen.spans[i as usize].clone()));
+            }
+        }
+        let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
+        for block in blocks {
+            block.trace(trace, &mut out)?;
+        }
+        // A span resent in two batches is one span.
+        let mut seen = HashSet::new();
+        out.retain(|s| seen.insert(s.span_id));
+        out.sort_by_key(|s| (s.start_ns, s.span_id));
+        Ok(out)
+    }
+
+    /// Traces with at least one span matching `query`, newest first (by
+    /// the matching span's start), at most `query.limit`.
+    pub fn find_traces(&self, query: &TraceQuery) -> Result<Vec<TraceId>, TraceStoreError> {
+        let mut newest: HashMap<TraceId, i64> = HashMap::new();
+        let mut consider = |span: &Span| {
+            if query.matches_columns(
+                &span.service,
+                &span.name,
+                span.kind,
+                span.start_ns,
+                span.end_ns,
+            ) && query.matches_tags(span)
+            {
+                let entry = newest.entry(span.trace_id).or_insert(span.start_ns);
+                *entry = (*entry).max(span.start_ns);
+            }
+        };
+        {
+            let head = self.head.read();
+            head.spans.iter().for_each(&mut consider);
+        }
+        for frozen in self.heads() {
+            frozen.spans.iter().for_each(&mut consider);
+        }
+        let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
+        let projection = vec![
+            block::COL_TRACE_ID,
+            block::COL_SERVICE,
+            block::COL_NAME,
+            block::COL_KIND,
+            block::COL_START,
+            block::COL_END,
+        ];
+        let needs_payload = !query.tags.is_empty();
+        for block in blocks
+            .iter()
+            .filter(|b| b.overlaps(query.start_ns, query.end_ns))
+        {
+            for batch in 0..block.num_batches() {
+                let columns = block.read_batch(batch, Some(projection.clone()))?;
+                let (traces, services, names) =
+                    (columns.fixed(0), columns.strings(1), columns.strings(2));
+                let (kinds, starts, ends) = (columns.u8s(3), columns.i64s(4), columns.i64s(5));
+                let mut full: Option<block::Columns> = None;
+                for row in 0..columns.batch.num_rows() {
+                    let (start, end) = (starts.value(row), ends.value(row));
+                    if !query.matches_columns(
+                        services.value(row),
+                        names.value(row),
+                        kinds.value(row),
+                        start,
+                        end,
+                    ) {
+                        continue;
+                    }
+                    if needs_payload {
+                        if full.is_none() {
+                            full = Some(block.read_batch(batch, None)?);
+                        }
+                        let span = full.as_ref().and_then(|c| c.span(row));
+                        if !span.is_some_and(|s| query.matches_tags(&s)) {
+                            continue;
+                        }
+                    }
+                    let Ok(trace): Result<TraceId, _> = traces.value(row).try_into() else {
+                        continue;
+                    };
+                    let entry = newest.entry(trace).or_insert(start);
+                    *entry = (*entry).max(start);
+                }
+            }
+        }
+        let mut found: Vec<(TraceId, i64)> = newest.into_iter().collect();
+        found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        found.truncate(query.limit);
+        Ok(found.into_iter().map(|(t, _)| t).collect())
+    }
+
+    /// Service-to-service call counts from parent/child spans that started
+    /// in `[start_ns, end_ns]`.
+    pub fn dependencies(
+        &self,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<Vec<Dependency>, TraceStoreError> {
+        // (trace, span) → service, and the (trace, parent, child service) of every child.
+        let mut services: HashMap<(TraceId, SpanId), String> = HashMap::new();
+        let mut children: Vec<(TraceId, SpanId, String)> = Vec::new();
+        let mut add =
+            |trace: TraceId, span: SpanId, parent: Option<SpanId>, service: &str, start: i64| {
+                if start < start_ns || start > end_ns {
+                    return;
+                }
+                services.insert((trace, span), service.to_owned());
+                if let Some(parent) = parent {
+                    children.push((trace, parent, service.to_owned()));
+                }
+            };
+        {
+            let head = self.head.read();
+            for s in &head.spans {
+                add(
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    &s.service,
+                    s.start_ns,
+                );
+            }
+        }
+        for frozen in self.heads() {
+            for s in &frozen.spans {
+                add(
+                    s.trace_id,
+                    s.span_id,
+                    s.parent_span_id,
+                    &s.service,
+                    s.start_ns,
+                );
+            }
+        }
+        let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
+        let projection = vec![
+            block::COL_TRACE_ID,
+            block::COL_SPAN_ID,
+            block::COL_PARENT,
+            block::COL_SERVICE,
+            block::COL_START,
+        ];
+        for block in blocks.iter().filter(|b| b.overlaps(start_ns, end_ns)) {
+            for batch in 0..block.num_batches() {
+                let c = block.read_batch(batch, Some(projection.clone()))?;
+                let (traces, spans, parents) = (c.fixed(0), c.fixed(1), c.fixed(2));
+                let (svc, starts) = (c.strings(3), c.i64s(4));
+                for row in 0..c.batch.num_rows() {
+                    let (Ok(trace), Ok(span)) = (
+                        <TraceId>::try_from(traces.value(row)),
+                        <SpanId>::try_from(spans.value(row)),
+                    ) else {
+                        continue;
+                    };
+                    let parent = if arrow_array::Array::is_null(parents, row) {
+                        None
+                    } else {
+                        <SpanId>::try_from(parents.value(row)).ok()
+                    };
+                    add(trace, span, parent, svc.value(row), starts.value(row));
+                }
+            }
+        }
+        let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for (trace, parent, child_service) in children {
+            if let Some(parent_service) = services.get(&(trace, parent)) {
+                if *parent_service != child_service {
+                    *edges
+                        .entry((parent_service.clone(), child_service))
+                        .or_default() += 1;
+                }
+            }
+        }
+        Ok(edges
+            .into_iter()
+            .map(|((parent, child), call_count)| Dependency {
+                parent,
+                child,
+                call_count,
+            })
+            .collect())
+    }
+
+    /// Spans in the head, blocks and their bytes (for self-metrics and status).
+    pub fn summary(&self) -> (u64, u64, u64) {
+        let head = self.head.read().spans.len() as u64;
+        let blocks = self.blocks.read();
+        (
+            head,
+            blocks.len() as u64,
+            blocks.iter().map(|b| b.disk_bytes).sum(),
+        )
+    }
+
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal.disk_bytes()
+    }
+}
+
+/// Rows of a block batch (for callers that read blocks directly).
+pub const ROWS_PER_BATCH: usize = BATCH_ROWS;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests;

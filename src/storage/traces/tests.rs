@@ -1,0 +1,143 @@
+use super::*;
+use crate::model::span::AttrValue;
+
+fn span(
+    trace: u8,
+    id: u8,
+    parent: Option<u8>,
+    service: &str,
+    name: &str,
+    start_ms: i64,
+    dur_ms: i64,
+) -> Span {
+    let t = now_ms() - 60_000 + start_ms;
+    Span {
+        trace_id: [trace; 16],
+        span_id: [id; 8],
+        parent_span_id: parent.map(|p| [p; 8]),
+        trace_state: String::new(),
+        flags: 0,
+        name: name.into(),
+        kind: if parent.is_none() { 2 } else { 3 },
+        start_ns: t * 1_000_000,
+        end_ns: (t + dur_ms) * 1_000_000,
+        status_code: 0,
+        status_message: String::new(),
+        service: service.into(),
+        resource: vec![("service.name".into(), AttrValue::Str(service.into()))],
+        scope_name: String::new(),
+        scope_version: String::new(),
+        attributes: vec![("http.route".into(), AttrValue::Str(format!("/{name}")))],
+        events: vec![],
+        links: vec![],
+    }
+}
+
+fn ids(spans: &[Span]) -> Vec<u8> {
+    spans.iter().map(|s| s.span_id[0]).collect()
+}
+
+#[test]
+fn traces_span_head_blocks_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    {
+        let store = TraceStore::open(TraceStoreOptions::new(dir.path())).unwrap();
+        store
+            .append(
+                vec![
+                    span(1, 1, None, "web", "GET /", 0, 100),
+                    span(2, 5, None, "web", "GET /x", 5, 900),
+                ],
+                now,
+            )
+            .unwrap();
+        store.cut().unwrap();
+        // The rest of trace 1 arrives later, in another batch and block.
+        store
+            .append(
+                vec![
+                    span(1, 2, Some(1), "api", "list", 10, 50),
+                    span(1, 3, Some(2), "db", "SELECT", 20, 10),
+                ],
+                now,
+            )
+            .unwrap();
+        assert_eq!(ids(&store.trace(&[1; 16]).unwrap()), vec![1, 2, 3]);
+        store.cut().unwrap();
+        store
+            .append(vec![span(1, 4, Some(2), "cache", "GET", 30, 1)], now)
+            .unwrap();
+        // "crash": the last span is only in the WAL.
+    }
+    let store = TraceStore::open(TraceStoreOptions::new(dir.path())).unwrap();
+    let trace = store.trace(&[1; 16]).unwrap();
+    assert_eq!(ids(&trace), vec![1, 2, 3, 4]);
+    assert_eq!(trace[1].attributes[0].1, AttrValue::Str("/list".into()));
+    assert_eq!(store.services(), vec!["api", "cache", "db", "web"]);
+    assert_eq!(
+        store.operations("web"),
+        vec![("GET /".to_owned(), 2), ("GET /x".to_owned(), 2)]
+    );
+
+    let window = |q: TraceQuery| TraceQuery {
+        start_ns: (now - 3_600_000) * 1_000_000,
+        end_ns: now * 1_000_000,
+        limit: 10,
+        ..q
+    };
+    let found = store
+        .find_traces(&window(TraceQuery {
+            service: Some("web".into()),
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(found, vec![[2; 16], [1; 16]]);
+    let slow = store
+        .find_traces(&window(TraceQuery {
+            min_duration_ns: Some(500_000_000),
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(slow, vec![[2; 16]]);
+    let tagged = store
+        .find_traces(&window(TraceQuery {
+            tags: vec![("http.route".into(), "/SELECT".into())],
+            ..Default::default()
+        }))
+        .unwrap();
+    assert_eq!(tagged, vec![[1; 16]]);
+    let by_op = store
+        .find_traces(&window(TraceQuery {
+            service: Some("db".into()),
+            operation: Some("nope".into()),
+            ..Default::default()
+        }))
+        .unwrap();
+    assert!(by_op.is_empty());
+    let deps = store
+        .dependencies((now - 3_600_000) * 1_000_000, now * 1_000_000)
+        .unwrap();
+    let edges: Vec<(&str, &str, u64)> = deps
+        .iter()
+        .map(|d| (d.parent.as_str(), d.child.as_str(), d.call_count))
+        .collect();
+    assert_eq!(
+        edges,
+        vec![("api", "cache", 1), ("api", "db", 1), ("web", "api", 1)]
+    );
+}
+
+#[test]
+fn retention_drops_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = TraceStore::open(TraceStoreOptions::new(dir.path())).unwrap();
+    let now = now_ms();
+    store
+        .append(vec![span(7, 1, None, "web", "GET /", 0, 1)], now)
+        .unwrap();
+    store.cut().unwrap();
+    assert_eq!(store.trace(&[7; 16]).unwrap().len(), 1);
+    store.maintain(now + 8 * 86_400_000).unwrap();
+    assert!(store.trace(&[7; 16]).unwrap().is_empty());
+}
