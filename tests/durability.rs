@@ -17,23 +17,30 @@ struct Process {
     base: String,
     /// Base URL of the Elasticsearch-compatible listener.
     es: String,
+    /// Base URL of the OTLP/HTTP listener.
+    otlp: String,
     log: std::path::PathBuf,
 }
 
 fn spawn_oxeye(data: &Path) -> Process {
     let port = free_port();
     let es_port = free_port();
+    let otlp_port = free_port();
     let log = data.with_extension(format!("{port}.log"));
     let log_file = std::fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_oxeye"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data")
         .arg(data)
-        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+        .args(["--otlp-grpc", "127.0.0.1:0"])
+        .args(["--otlp-http", &format!("127.0.0.1:{otlp_port}")])
         .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
         .env("OXEYE_LOG__LEVEL", "info")
         // Commit often, so a kill lands between commits (committed + WAL-only records).
         .env("OXEYE_LOGS__COMMIT_INTERVAL", "300ms")
+        // Cut span blocks often too (maintenance runs with the span metrics).
+        .env("OXEYE_TRACES__MAX_HEAD_SPANS", "3000")
+        .env("OXEYE_TRACES__SPAN_METRICS_INTERVAL", "200ms")
         .stdout(Stdio::null())
         .stderr(log_file)
         .spawn()
@@ -43,6 +50,7 @@ fn spawn_oxeye(data: &Path) -> Process {
         guard: ChildGuard(child),
         base,
         es: format!("http://127.0.0.1:{es_port}"),
+        otlp: format!("http://127.0.0.1:{otlp_port}"),
         log,
     };
     let ready = wait_for(Duration::from_secs(60), || {
@@ -249,6 +257,90 @@ fn sigkill_during_bulk_loses_no_acknowledged_log_record() {
         "{} acknowledged log records all present after SIGKILL; {} stored, no duplicates",
         acked.len(),
         stored.len()
+    );
+}
+
+#[test]
+fn sigkill_during_span_export_loses_no_acknowledged_span() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut server = spawn_oxeye(&data);
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2u32)
+        .map(|writer| {
+            let otlp = server.otlp.clone();
+            let acked = acked.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let client = client();
+                // Bounded: at most 2000 requests per writer, one 20-span trace each.
+                for round in 0..2000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let trace_id = format!("{writer:08x}{round:08x}{:016x}", 0xfeed_u64);
+                    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+                    let spans: Vec<serde_json::Value> = (0..20u32)
+                        .map(|i| {
+                            let mut span = serde_json::json!({
+                                "traceId": trace_id,
+                                "spanId": format!("{:08x}{:08x}", round + 1, i + 1),
+                                "name": format!("op-{i}"),
+                                "kind": 2,
+                                "startTimeUnixNano": (now - 1_000_000).to_string(),
+                                "endTimeUnixNano": now.to_string(),
+                            });
+                            if i > 0 {
+                                span["parentSpanId"] = serde_json::json!(format!("{:08x}{:08x}", round + 1, 1));
+                            }
+                            span
+                        })
+                        .collect();
+                    let body = serde_json::json!({"resourceSpans": [{"resource": {"attributes": [
+                        {"key": "service.name", "value": {"stringValue": format!("svc-{writer}")}}]},
+                        "scopeSpans": [{"spans": spans}]}]});
+                    let result = client
+                        .post(format!("{otlp}/v1/traces"))
+                        .header("Content-Type", "application/json")
+                        .body(body.to_string())
+                        .send();
+                    match result {
+                        Ok(response) if response.status().is_success() => {
+                            acked.lock().unwrap().push(trace_id);
+                        }
+                        _ => return, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for(Duration::from_secs(60), || {
+        (acked.lock().unwrap().len() >= 600).then_some(())
+    })
+    .expect("writers made progress");
+    sigkill(&mut server);
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let server = spawn_oxeye(&data);
+    let http = client();
+    for trace_id in &acked {
+        let trace: serde_json::Value = http
+            .get(format!("{}/api/traces/{trace_id}", server.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let spans = trace["data"][0]["spans"].as_array().map_or(0, Vec::len);
+        assert_eq!(spans, 20, "acknowledged trace {trace_id} incomplete after SIGKILL: {trace}");
+    }
+    eprintln!(
+        "{} acknowledged traces ({} spans) all complete after SIGKILL",
+        acked.len(),
+        acked.len() * 20
     );
 }
 
