@@ -335,7 +335,10 @@ fn sigkill_during_span_export_loses_no_acknowledged_span() {
             .json()
             .unwrap();
         let spans = trace["data"][0]["spans"].as_array().map_or(0, Vec::len);
-        assert_eq!(spans, 20, "acknowledged trace {trace_id} incomplete after SIGKILL: {trace}");
+        assert_eq!(
+            spans, 20,
+            "acknowledged trace {trace_id} incomplete after SIGKILL: {trace}"
+        );
     }
     eprintln!(
         "{} acknowledged traces ({} spans) all complete after SIGKILL",

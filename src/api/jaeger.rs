@@ -432,7 +432,9 @@ pub fn jaeger_trace(spans: &[Span]) -> Value {
     for span in spans {
         let position = processes
             .iter()
-            .position(|(service, resource)| *service == span.service && **resource == span.resource)
+            .position(|(service, resource)| {
+                *service == span.service && **resource == *span.resource
+            })
             .unwrap_or_else(|| {
                 processes.push((&span.service, &span.resource));
                 processes.len() - 1
@@ -697,7 +699,7 @@ pub fn otlp_json(traces: &[Vec<Span>]) -> Value {
     for span in traces.iter().flatten() {
         let index = groups
             .iter()
-            .position(|(r, _)| **r == span.resource)
+            .position(|(r, _)| **r == *span.resource)
             .unwrap_or_else(|| {
                 groups.push((&span.resource, Vec::new()));
                 groups.len() - 1

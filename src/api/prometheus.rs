@@ -277,10 +277,20 @@ async fn export(
     Ok(([(header::CONTENT_TYPE, "application/stream+json")], text).into_response())
 }
 
-/// `POST /api/v1/admin/flush`: cut the head into blocks now.
+/// `POST /api/v1/admin/flush`: cut the metrics head and the trace head into
+/// blocks and commit the log index, now.
 async fn flush(State(state): State<AppState>) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let report = run_blocking(move || store.flush().map_err(Error::from)).await?;
+    let (traces, logs) = (state.traces.store.clone(), state.logs.store.clone());
+    run_blocking(move || {
+        traces
+            .cut()
+            .map_err(|e| Error::Internal(format!("trace store: {e}")))?;
+        logs.commit()
+            .map_err(|e| Error::Internal(format!("log store: {e}")))
+    })
+    .await?;
     tracing::info!(
         blocks = report.blocks.len(),
         samples = report.samples,

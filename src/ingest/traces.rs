@@ -75,6 +75,7 @@ impl TracesIngest {
             self.metrics.record_ingest_error(source, &err.to_string());
             return Err(IngestError::Internal(format!("storing spans: {err}")));
         }
+        self.store.cut_if_full();
         self.metrics
             .spans(source, summary.accepted, summary.rejected);
         self.metrics.ingest_request(

@@ -76,8 +76,9 @@ pub struct Span {
     pub status_message: String,
     /// `service.name` of the resource (`unknown_service` when absent).
     pub service: String,
-    /// Every resource attribute, `service.name` included.
-    pub resource: Attributes,
+    /// Every resource attribute, `service.name` included (shared by the
+    /// spans of one resource).
+    pub resource: std::sync::Arc<Attributes>,
     pub scope_name: String,
     pub scope_version: String,
     pub attributes: Attributes,
@@ -242,7 +243,7 @@ pub mod codec {
         span.trace_state = r.str()?.to_owned();
         span.flags = r.uvarint()? as u32;
         span.status_message = r.str()?.to_owned();
-        span.resource = get_attrs(&mut r)?;
+        span.resource = std::sync::Arc::new(get_attrs(&mut r)?);
         span.scope_name = r.str()?.to_owned();
         span.scope_version = r.str()?.to_owned();
         span.attributes = get_attrs(&mut r)?;
@@ -313,7 +314,7 @@ pub mod codec {
             start_ns: r.varint()?,
             end_ns: r.varint()?,
             status_message: String::new(),
-            resource: Vec::new(),
+            resource: Default::default(),
             scope_name: String::new(),
             scope_version: String::new(),
             attributes: Vec::new(),
@@ -344,7 +345,10 @@ mod tests {
             status_code: STATUS_ERROR,
             status_message: "boom".into(),
             service: "api".into(),
-            resource: vec![("service.name".into(), AttrValue::Str("api".into()))],
+            resource: std::sync::Arc::new(vec![(
+                "service.name".into(),
+                AttrValue::Str("api".into()),
+            )]),
             scope_name: "lib".into(),
             scope_version: "1.0".into(),
             attributes: vec![

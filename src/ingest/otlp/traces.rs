@@ -49,11 +49,13 @@ fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
 pub fn translate(request: &ExportTraceServiceRequest) -> Translated {
     let mut out = Translated::default();
     for resource_spans in &request.resource_spans {
-        let resource = resource_spans
-            .resource
-            .as_ref()
-            .map(|r| attributes(&r.attributes))
-            .unwrap_or_default();
+        let resource = std::sync::Arc::new(
+            resource_spans
+                .resource
+                .as_ref()
+                .map(|r| attributes(&r.attributes))
+                .unwrap_or_default(),
+        );
         let service = resource
             .iter()
             .find(|(k, _)| k == "service.name")

@@ -262,7 +262,7 @@ impl Columns {
             status_code: self.u8s(COL_STATUS).value(row),
             status_message: String::new(),
             service: self.strings(COL_SERVICE).value(row).to_owned(),
-            resource: Vec::new(),
+            resource: Default::default(),
             scope_name: String::new(),
             scope_version: String::new(),
             attributes: Vec::new(),
@@ -348,6 +348,20 @@ impl SpanBlock {
             .next()
             .ok_or_else(|| BlockError::Invalid(self.name.clone(), format!("no batch {index}")))??;
         Ok(Columns { batch })
+    }
+
+    /// Visit every record batch in order with the projected columns (one
+    /// file open and footer parse for the whole block).
+    pub fn scan(
+        &self,
+        projection: Vec<usize>,
+        mut visit: impl FnMut(usize, &Columns) -> Result<(), BlockError>,
+    ) -> Result<(), BlockError> {
+        let reader = FileReader::try_new(File::open(self.dir.join(SPANS_FILE))?, Some(projection))?;
+        for (index, batch) in reader.enumerate() {
+            visit(index, &Columns { batch: batch? })?;
+        }
+        Ok(())
     }
 
     /// Every span of `trace` in this block.

@@ -171,6 +171,8 @@ pub struct TraceStore {
     blocks: RwLock<Vec<Arc<SpanBlock>>>,
     catalog: RwLock<Catalog>,
     cut_lock: Mutex<()>,
+    /// A background cut is running (see [`TraceStore::cut_if_full`]).
+    cutting: std::sync::atomic::AtomicBool,
     pub stats: TraceStoreStats,
 }
 
@@ -236,6 +238,7 @@ impl TraceStore {
             blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
             catalog: RwLock::new(catalog),
             cut_lock: Mutex::new(()),
+            cutting: std::sync::atomic::AtomicBool::new(false),
             stats: TraceStoreStats::default(),
         }))
     }
@@ -275,6 +278,28 @@ impl TraceStore {
         }
         self.stats.spans_written.fetch_add(count, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Start a cut on a background thread when the head is full, so memory
+    /// stays bounded between maintenance ticks without stalling writers.
+    pub fn cut_if_full(self: &Arc<Self>) {
+        if self.head.read().spans.len() < self.options.max_head_spans
+            || self.cutting.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        let store = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("trace-cut".into())
+            .spawn(move || {
+                if let Err(err) = store.cut() {
+                    tracing::error!(error = %err, "cutting the trace head failed");
+                }
+                store.cutting.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.cutting.store(false, Ordering::Release);
+        }
     }
 
     /// Cut the head into a block if it is big or old enough; apply retention.
@@ -435,8 +460,7 @@ impl TraceStore {
             .iter()
             .filter(|b| b.overlaps(query.start_ns, query.end_ns))
         {
-            for batch in 0..block.num_batches() {
-                let columns = block.read_batch(batch, Some(projection.clone()))?;
+            block.scan(projection.clone(), |batch, columns| {
                 let (traces, services, names) =
                     (columns.fixed(0), columns.strings(1), columns.strings(2));
                 let (kinds, starts, ends) = (columns.u8s(3), columns.i64s(4), columns.i64s(5));
@@ -467,7 +491,8 @@ impl TraceStore {
                     let entry = newest.entry(trace).or_insert(start);
                     *entry = (*entry).max(start);
                 }
-            }
+                Ok(())
+            })?;
         }
         let mut found: Vec<(TraceId, i64)> = newest.into_iter().collect();
         found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -527,8 +552,7 @@ impl TraceStore {
             block::COL_START,
         ];
         for block in blocks.iter().filter(|b| b.overlaps(start_ns, end_ns)) {
-            for batch in 0..block.num_batches() {
-                let c = block.read_batch(batch, Some(projection.clone()))?;
+            block.scan(projection.clone(), |_, c| {
                 let (traces, spans, parents) = (c.fixed(0), c.fixed(1), c.fixed(2));
                 let (svc, starts) = (c.strings(3), c.i64s(4));
                 for row in 0..c.batch.num_rows() {
@@ -545,7 +569,8 @@ impl TraceStore {
                     };
                     add(trace, span, parent, svc.value(row), starts.value(row));
                 }
-            }
+                Ok(())
+            })?;
         }
         let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
         for (trace, parent, child_service) in children {

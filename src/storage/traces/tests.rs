@@ -24,7 +24,10 @@ fn span(
         status_code: 0,
         status_message: String::new(),
         service: service.into(),
-        resource: vec![("service.name".into(), AttrValue::Str(service.into()))],
+        resource: std::sync::Arc::new(vec![(
+            "service.name".into(),
+            AttrValue::Str(service.into()),
+        )]),
         scope_name: String::new(),
         scope_version: String::new(),
         attributes: vec![("http.route".into(), AttrValue::Str(format!("/{name}")))],
