@@ -12,6 +12,7 @@ pub mod model;
 pub mod query;
 pub mod selfmon;
 pub mod storage;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -254,6 +255,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => tracing::error!(error = %err, "log index commit failed"),
                 Err(err) => tracing::error!(error = %err, "log commit task panicked"),
+            }
+        }
+    }));
+    // Ingest totals for the dashboard's per-second rates.
+    let mut stop = shutdown.subscribe();
+    let sampler = state.metrics.clone();
+    tasks.push(tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(10);
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => sampler.sample_rates(),
+                _ = stop.wait_for(|s| *s) => return,
             }
         }
     }));

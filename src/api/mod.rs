@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(otlp::http_routes())
         .merge(logs::routes())
         .merge(jaeger::routes())
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -78,7 +78,28 @@ pub struct SelfMetrics {
     wal_bytes: Gauges,
     index_bytes: Gauges,
     recent_errors: Mutex<VecDeque<RecentError>>,
+    /// Totals sampled every few seconds, for per-second rates on the dashboard.
+    rate_samples: Mutex<VecDeque<(std::time::Instant, Vec<IngestTotal>)>>,
 }
+
+/// Records of one signal from one receiver since start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestTotal {
+    pub signal: &'static str,
+    pub source: &'static str,
+    pub total: u64,
+}
+
+/// A per-second rate over the sampled window.
+#[derive(Debug, Clone)]
+pub struct IngestRate {
+    pub signal: &'static str,
+    pub source: &'static str,
+    pub per_second: f64,
+    pub total: u64,
+}
+
+const RATE_SAMPLES: usize = 7;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RecentError {
@@ -271,6 +292,7 @@ impl SelfMetrics {
             log_wal_bytes,
             log_indices,
             recent_errors: Mutex::new(VecDeque::new()),
+            rate_samples: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -349,6 +371,76 @@ impl SelfMetrics {
             source: source.into(),
             message: message.chars().take(1000).collect(),
         });
+    }
+
+    /// Totals per signal and receiver.
+    pub fn ingest_totals(&self) -> Vec<IngestTotal> {
+        let get = |family: &Family<SourceLabels, Counter>, source: &str| {
+            family
+                .get(&SourceLabels {
+                    source: source.into(),
+                })
+                .map_or(0, |c| c.get())
+        };
+        let mut out = Vec::new();
+        for source in ["remote_write", "otlp_grpc", "otlp_http"] {
+            out.push(IngestTotal {
+                signal: "samples",
+                source,
+                total: get(&self.samples_ingested, source),
+            });
+        }
+        for source in ["otlp_grpc", "otlp_http"] {
+            out.push(IngestTotal {
+                signal: "spans",
+                source,
+                total: get(&self.spans_ingested, source),
+            });
+        }
+        for source in ["elasticsearch", "otlp_grpc", "otlp_http"] {
+            out.push(IngestTotal {
+                signal: "log records",
+                source,
+                total: get(&self.log_records_ingested, source),
+            });
+        }
+        out
+    }
+
+    /// Record the current totals (called on a timer and by the dashboard).
+    pub fn sample_rates(&self) {
+        let totals = self.ingest_totals();
+        let mut samples = self.rate_samples.lock();
+        if samples.len() >= RATE_SAMPLES {
+            samples.pop_front();
+        }
+        samples.push_back((std::time::Instant::now(), totals));
+    }
+
+    /// Per-second rates between the oldest and newest samples, and the
+    /// window they cover in seconds.
+    pub fn ingest_rates(&self) -> (f64, Vec<IngestRate>) {
+        let samples = self.rate_samples.lock();
+        let (Some(first), Some(last)) = (samples.front(), samples.back()) else {
+            return (0.0, Vec::new());
+        };
+        let seconds = last.0.duration_since(first.0).as_secs_f64();
+        let rates = last
+            .1
+            .iter()
+            .zip(&first.1)
+            .map(|(now, then)| IngestRate {
+                signal: now.signal,
+                source: now.source,
+                per_second: if seconds > 0.0 {
+                    now.total.saturating_sub(then.total) as f64 / seconds
+                } else {
+                    0.0
+                },
+                total: now.total,
+            })
+            .collect();
+        (seconds, rates)
     }
 
     pub fn recent_errors(&self) -> Vec<RecentError> {

@@ -149,12 +149,16 @@ impl TraceQuery {
     }
 }
 
-/// One service-to-service edge.
+/// One service-to-service edge, with the outcome of the calls (the child
+/// spans): how many failed and how long they took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dependency {
     pub parent: String,
     pub child: String,
     pub call_count: u64,
+    pub error_count: u64,
+    pub p50_ns: i64,
+    pub p95_ns: i64,
 }
 
 #[derive(Debug, Default)]
@@ -509,17 +513,29 @@ impl TraceStore {
     ) -> Result<Vec<Dependency>, TraceStoreError> {
         // (trace, span) → service, and the (trace, parent, child service) of every child.
         let mut services: HashMap<(TraceId, SpanId), String> = HashMap::new();
-        let mut children: Vec<(TraceId, SpanId, String)> = Vec::new();
-        let mut add =
-            |trace: TraceId, span: SpanId, parent: Option<SpanId>, service: &str, start: i64| {
-                if start < start_ns || start > end_ns {
-                    return;
-                }
-                services.insert((trace, span), service.to_owned());
-                if let Some(parent) = parent {
-                    children.push((trace, parent, service.to_owned()));
-                }
-            };
+        // (trace, parent, child service, failed, duration)
+        let mut children: Vec<(TraceId, SpanId, String, bool, i64)> = Vec::new();
+        let mut add = |trace: TraceId,
+                       span: SpanId,
+                       parent: Option<SpanId>,
+                       service: &str,
+                       start: i64,
+                       end: i64,
+                       status: u8| {
+            if start < start_ns || start > end_ns {
+                return;
+            }
+            services.insert((trace, span), service.to_owned());
+            if let Some(parent) = parent {
+                children.push((
+                    trace,
+                    parent,
+                    service.to_owned(),
+                    status == crate::model::span::STATUS_ERROR,
+                    end - start,
+                ));
+            }
+        };
         {
             let head = self.head.read();
             for s in &head.spans {
@@ -529,6 +545,8 @@ impl TraceStore {
                     s.parent_span_id,
                     &s.service,
                     s.start_ns,
+                    s.end_ns,
+                    s.status_code,
                 );
             }
         }
@@ -540,6 +558,8 @@ impl TraceStore {
                     s.parent_span_id,
                     &s.service,
                     s.start_ns,
+                    s.end_ns,
+                    s.status_code,
                 );
             }
         }
@@ -550,11 +570,13 @@ impl TraceStore {
             block::COL_PARENT,
             block::COL_SERVICE,
             block::COL_START,
+            block::COL_END,
+            block::COL_STATUS,
         ];
         for block in blocks.iter().filter(|b| b.overlaps(start_ns, end_ns)) {
             block.scan(projection.clone(), |_, c| {
                 let (traces, spans, parents) = (c.fixed(0), c.fixed(1), c.fixed(2));
-                let (svc, starts) = (c.strings(3), c.i64s(4));
+                let (svc, starts, ends, statuses) = (c.strings(3), c.i64s(4), c.i64s(5), c.u8s(6));
                 for row in 0..c.batch.num_rows() {
                     let (Ok(trace), Ok(span)) = (
                         <TraceId>::try_from(traces.value(row)),
@@ -567,27 +589,47 @@ impl TraceStore {
                     } else {
                         <SpanId>::try_from(parents.value(row)).ok()
                     };
-                    add(trace, span, parent, svc.value(row), starts.value(row));
+                    add(
+                        trace,
+                        span,
+                        parent,
+                        svc.value(row),
+                        starts.value(row),
+                        ends.value(row),
+                        statuses.value(row),
+                    );
                 }
                 Ok(())
             })?;
         }
-        let mut edges: BTreeMap<(String, String), u64> = BTreeMap::new();
-        for (trace, parent, child_service) in children {
+        let mut edges: BTreeMap<(String, String), (u64, Vec<i64>)> = BTreeMap::new();
+        for (trace, parent, child_service, failed, duration) in children {
             if let Some(parent_service) = services.get(&(trace, parent)) {
                 if *parent_service != child_service {
-                    *edges
+                    let edge = edges
                         .entry((parent_service.clone(), child_service))
-                        .or_default() += 1;
+                        .or_default();
+                    edge.0 += u64::from(failed);
+                    edge.1.push(duration);
                 }
             }
         }
         Ok(edges
             .into_iter()
-            .map(|((parent, child), call_count)| Dependency {
-                parent,
-                child,
-                call_count,
+            .map(|((parent, child), (errors, mut durations))| {
+                durations.sort_unstable();
+                let at = |q: f64| {
+                    let i = ((durations.len() as f64 - 1.0) * q).round() as usize;
+                    durations.get(i).copied().unwrap_or(0)
+                };
+                Dependency {
+                    parent,
+                    child,
+                    call_count: durations.len() as u64,
+                    error_count: errors,
+                    p50_ns: at(0.5),
+                    p95_ns: at(0.95),
+                }
             })
             .collect())
     }

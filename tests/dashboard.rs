@@ -1,0 +1,136 @@
+//! The dashboard end to end in a real headless Chromium (Debian's
+//! `chromium`, driven by playwright-core from `tests/e2e/`): data loaded with
+//! the real OpenTelemetry SDK, then every page opened, used and checked by
+//! `tests/e2e/dashboard.mjs`, which fails on any console error and saves a
+//! screenshot of each page. `OXEYE_SCREENSHOTS=docs/screenshots` refreshes
+//! the README's screenshots.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{client, require_program, run_python, wait_for, TestServer};
+use serde_json::Value;
+
+#[test]
+fn dashboard_pages_in_chromium() {
+    let node = require_program("node");
+    let chromium = require_program("chromium");
+    let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed in tests/e2e; run scripts/test, which installs it"
+    );
+    let server = TestServer::start_with(&[("OXEYE_TRACES__SPAN_METRICS_INTERVAL", "200ms")]);
+    let grpc = format!("http://{}", server.otlp_grpc);
+    let sent = run_python(
+        "otlp_traces.py",
+        &[
+            ("TRANSPORT", "grpc".into()),
+            ("OTLP_ENDPOINT", grpc.clone()),
+        ],
+    );
+    let trace_id = serde_json::from_str::<Value>(sent.lines().last().unwrap()).unwrap()["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for script in ["otlp_logs.py", "otlp_metrics.py"] {
+        run_python(
+            script,
+            &[
+                ("TRANSPORT", "grpc".into()),
+                ("OTLP_ENDPOINT", grpc.clone()),
+            ],
+        );
+    }
+    client()
+        .post(server.url("/api/v1/admin/flush"))
+        .send()
+        .unwrap();
+    // Span metrics are written on their timer; wait until the explorer can show them.
+    let ready = wait_for(Duration::from_secs(20), || {
+        let body: Value = client()
+            .get(server.url("/api/v1/query?query=traces_span_metrics_calls_total"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (!body["data"]["result"].as_array()?.is_empty()).then_some(())
+    });
+    assert!(ready.is_some(), "span metrics did not appear");
+    let shots = std::env::var("OXEYE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| server.dir.path().join("screenshots"));
+    let output = Command::new(node)
+        .arg(e2e.join("dashboard.mjs"))
+        .env("BASE_URL", format!("http://{}", server.http))
+        .env("ES_URL", format!("http://{}", server.elasticsearch))
+        .env("TRACE_ID", &trace_id)
+        .env("SHOTS", &shots)
+        .env("CHROMIUM", chromium)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "dashboard e2e failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("dashboard ok"), "{stdout}");
+    for page in [
+        "overview", "metrics", "logs", "traces", "trace", "services", "status",
+    ] {
+        assert!(
+            shots.join(format!("{page}.png")).is_file(),
+            "no screenshot of {page}"
+        );
+    }
+    eprintln!("{stdout}");
+}
+
+#[test]
+fn pages_render_empty_states_and_bad_input() {
+    let server = TestServer::start();
+    let http = client();
+    for (path, needle) in [
+        ("/", "Nothing has arrived yet"),
+        ("/ui/logs", "No log records in this range"),
+        ("/ui/traces", "No traces yet"),
+        ("/ui/services", "No calls between services"),
+        ("/ui/metrics", "Metrics explorer"),
+        ("/ui/status", "max_body_size"),
+        (
+            "/ui/traces/0123456789abcdef0123456789abcdef",
+            "No spans with this trace id",
+        ),
+        ("/ui/logs?query=a%20AND%20(", "Failed to parse query"),
+    ] {
+        let response = http.get(server.url(path)).send().unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let body = response.text().unwrap();
+        assert!(body.contains(needle), "{path}: no {needle:?} in\n{body}");
+    }
+    assert_eq!(
+        http.get(server.url("/ui/traces/xyz"))
+            .send()
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        http.get(server.url("/static/nope.js"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+    let js = http
+        .get(server.url("/static/vendor/uplot/uPlot.iife.min.js"))
+        .send()
+        .unwrap();
+    assert_eq!(js.headers()["content-type"], "text/javascript");
+}

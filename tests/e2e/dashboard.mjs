@@ -1,0 +1,120 @@
+// Oxeye dashboard end to end, in Debian's headless Chromium driven by
+// playwright-core. Run by tests/dashboard.rs after it loaded data with the
+// real clients: BASE_URL, TRACE_ID and SHOTS (screenshot directory) come
+// from the environment. Every page is opened, used and checked; any console
+// error or failed request fails the run. Bounded: every wait has a timeout.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const base = process.env.BASE_URL;
+const traceId = process.env.TRACE_ID;
+const shots = process.env.SHOTS;
+mkdirSync(shots, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+page.setDefaultTimeout(15000);
+const problems = [];
+page.on("console", m => { if (m.type() === "error") problems.push(`console: ${m.text()}`); });
+page.on("pageerror", e => problems.push(`page error: ${e.message}`));
+page.on("requestfailed", r => {
+  // A live-tail EventSource is aborted on purpose when the page changes.
+  if (!r.url().includes("/api/v1/logs/tail")) problems.push(`request failed: ${r.url()}`);
+});
+page.on("response", r => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+
+function check(ok, what) {
+  if (!ok) throw new Error(`check failed: ${what}`);
+  console.log(`ok - ${what}`);
+}
+async function text(selector) {
+  return (await page.locator(selector).first().innerText()).trim();
+}
+
+// Overview.
+await page.goto(`${base}/`);
+check((await text("h1")) === "Overview", "overview heading");
+check(await page.locator("#rates tbody tr").count() >= 3, "overview lists arriving signals");
+check((await text("#storage")).includes("Traces"), "overview shows storage per signal");
+await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
+
+// Metrics explorer: completion, a query, graph and table, URL state.
+await page.goto(`${base}/ui/metrics`);
+await page.fill("#promql", "traces_span_metrics_calls_");
+await page.waitForFunction(() => document.querySelectorAll("#metric-names option").length > 0);
+check((await page.locator("#metric-names option").first().getAttribute("value")).startsWith("traces_span_metrics_calls_total"), "metric name completion");
+await page.fill("#promql", 'sum by (service_name) (traces_span_metrics_calls_total)');
+await page.click("#metrics-form button");
+await page.waitForURL(/query=/);
+await page.waitForSelector("#graph .uplot");
+check(page.url().includes("range=1h"), "query and range live in the URL");
+const rows = await page.locator("#metrics-table tbody tr").count();
+check(rows >= 2, `table shows one row per service (${rows})`);
+check((await text("#metrics-table")).includes('service_name="api"'), "table names the series");
+await page.screenshot({ path: `${shots}/metrics.png`, fullPage: true });
+
+// Logs: query, expand a record, follow trace_id to the trace.
+await page.goto(`${base}/ui/logs?query=${encodeURIComponent("severity_text:ERROR")}&range=1h`);
+check((await text("#logs-summary")).startsWith("1 records match"), "log query narrows to the error record");
+check(await page.locator("#volume rect").count() > 10, "volume histogram drawn");
+await page.click("#log-rows details.log summary");
+check(await page.locator("#log-rows details.log table.fields").isVisible(), "record expands to its fields");
+check((await text("#log-rows details.log")).includes("payment failed"), "record shows its message");
+await page.screenshot({ path: `${shots}/logs.png`, fullPage: true });
+await page.click("#log-rows a.trace-link");
+await page.waitForSelector("#waterfall");
+check(page.url().includes("/ui/traces/"), "trace_id links to its trace");
+
+// Live tail: a record written now appears without reloading.
+await page.goto(`${base}/ui/logs`);
+await page.check("#live-tail");
+await page.waitForTimeout(300);
+const now = new Date().toISOString();
+const bulk = `{"index":{"_index":"tail-e2e"}}\n${JSON.stringify({ "@timestamp": now, message: "tailed in the browser", level: "warn" })}\n`;
+const response = await fetch(`${process.env.ES_URL}/_bulk`, { method: "POST", headers: { "content-type": "application/x-ndjson" }, body: bulk });
+check(response.ok, "bulk write for the tail");
+await page.waitForSelector("#tail-rows details.log");
+check((await text("#tail-rows")).includes("tailed in the browser"), "live tail shows the new record");
+await page.uncheck("#live-tail");
+
+// Traces: search, open a trace, waterfall, span details, logs of the trace.
+await page.goto(`${base}/ui/traces`);
+await page.selectOption("#service", "api");
+await page.click("#traces-form button");
+await page.waitForSelector("#trace-results");
+check(await page.locator("#trace-results tbody tr").count() === 1, "search finds the api trace");
+await page.screenshot({ path: `${shots}/traces.png`, fullPage: true });
+await page.click("#trace-results tbody tr a");
+await page.waitForSelector("#waterfall");
+check(await page.locator("#waterfall details.span").count() === 7, "waterfall shows the 7 spans");
+check(await page.locator("#waterfall details.span.err").count() === 1, "the failing span is marked");
+await page.click("#waterfall details.span.err summary");
+check((await text("#waterfall details.span.err")).includes("exception"), "span details show the exception event");
+await page.screenshot({ path: `${shots}/trace.png`, fullPage: true });
+await page.goto(`${base}/ui/traces/${traceId}`);
+await page.click("#trace-logs");
+await page.waitForSelector("#logs-summary");
+check(page.url().includes("trace_id"), "trace links to its logs");
+
+// Service map.
+await page.goto(`${base}/ui/services`);
+check(await page.locator("#service-map .node").count() >= 2, "service map draws services");
+check((await text("#edges")).includes("frontend"), "edges table lists frontend → api");
+await page.screenshot({ path: `${shots}/services.png`, fullPage: true });
+
+// Status.
+await page.goto(`${base}/ui/status`);
+check((await text("#build")).includes("version"), "status shows build info");
+check((await text("#config")).includes("max_body_size"), "status shows the configuration");
+await page.screenshot({ path: `${shots}/status.png`, fullPage: true });
+
+await browser.close();
+if (problems.length) {
+  console.error(problems.join("\n"));
+  process.exit(1);
+}
+console.log("dashboard ok");

@@ -1,0 +1,142 @@
+// Oxeye dashboard: the little JavaScript the pages need (metrics graph and
+// completion, live log tail). Pages work without it except for those parts.
+"use strict";
+
+function el(tag, attrs, text) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const RANGES = { "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
+
+// ---- metrics explorer ----
+async function metricsPage() {
+  const form = document.getElementById("metrics-form");
+  if (!form) return;
+  const input = document.getElementById("promql");
+  const list = document.getElementById("metric-names");
+  const status = document.getElementById("metrics-status");
+  let names = [];
+  try {
+    const r = await fetch("/api/v1/label/__name__/values");
+    names = (await r.json()).data || [];
+  } catch (e) { /* completion is optional */ }
+  const labelCache = {};
+  async function complete() {
+    const text = input.value;
+    const caret = input.selectionStart || text.length;
+    const before = text.slice(0, caret);
+    let options = [];
+    const valueMatch = before.match(/([a-zA-Z_][a-zA-Z0-9_]*)\s*=~?\s*"([^"]*)$/);
+    const labelMatch = before.match(/[{,]\s*([a-zA-Z_]*)$/);
+    if (valueMatch) {
+      const name = valueMatch[1];
+      if (!labelCache[name]) {
+        const r = await fetch("/api/v1/label/" + encodeURIComponent(name) + "/values?limit=200");
+        labelCache[name] = (await r.json()).data || [];
+      }
+      const head = before.slice(0, before.length - valueMatch[2].length);
+      options = labelCache[name].map(v => head + v + '"' + text.slice(caret));
+    } else if (labelMatch) {
+      if (!labelCache.__labels) {
+        const r = await fetch("/api/v1/labels");
+        labelCache.__labels = (await r.json()).data || [];
+      }
+      const head = before.slice(0, before.length - labelMatch[1].length);
+      options = labelCache.__labels.filter(l => l.startsWith(labelMatch[1])).map(l => head + l + '="');
+    } else {
+      const word = before.match(/[a-zA-Z_:][a-zA-Z0-9_:]*$/);
+      const head = word ? before.slice(0, before.length - word[0].length) : before;
+      options = names.filter(n => !word || n.startsWith(word[0])).map(n => head + n + text.slice(caret));
+    }
+    list.replaceChildren(...options.slice(0, 50).map(o => el("option", { value: o })));
+  }
+  input.addEventListener("input", complete);
+  complete();
+  const params = new URLSearchParams(location.search);
+  const query = params.get("query");
+  if (!query) { status.textContent = "Type a PromQL expression and press Run."; return; }
+  const range = RANGES[params.get("range")] || 3600;
+  const end = Math.floor(Date.now() / 1000);
+  const start = end - range;
+  const step = Math.max(1, Math.ceil(range / 600));
+  status.textContent = "Running…";
+  const url = `/api/v1/query_range?query=${encodeURIComponent(query)}&start=${start}&end=${end}&step=${step}`;
+  const resp = await fetch(url);
+  const body = await resp.json();
+  if (body.status !== "success") { status.textContent = "Error: " + body.error; status.className = "status error"; return; }
+  const series = body.data.result.slice(0, 50);
+  const shown = body.data.result.length > 50 ? ` (showing 50 of ${body.data.result.length})` : "";
+  status.textContent = `${body.data.result.length} series${shown}, step ${step}s.`;
+  const tbody = document.querySelector("#metrics-table tbody");
+  tbody.replaceChildren();
+  const label = m => {
+    const name = m.__name__ || "";
+    const rest = Object.entries(m).filter(([k]) => k !== "__name__").map(([k, v]) => `${k}="${v}"`).join(", ");
+    return rest ? `${name}{${rest}}` : (name || "{}");
+  };
+  const times = [];
+  for (let t = start; t <= end; t += step) times.push(t);
+  const index = new Map(times.map((t, i) => [t, i]));
+  const data = [times];
+  for (const s of series) {
+    const col = new Array(times.length).fill(null);
+    for (const [t, v] of s.values) { const i = index.get(Math.round(t)); if (i !== undefined) col[i] = parseFloat(v); }
+    data.push(col);
+    const last = s.values.length ? s.values[s.values.length - 1][1] : "";
+    const row = el("tr");
+    row.append(el("td", { class: "mono" }, label(s.metric)), el("td", { class: "num" }, last));
+    tbody.append(row);
+  }
+  if (!series.length) { status.textContent = "No data for this query in the range."; return; }
+  const palette = ["#2f6fdf", "#d9480f", "#2f855a", "#9c36b5", "#c9372c", "#0c8599", "#e67700", "#5c7cfa"];
+  const graph = document.getElementById("graph");
+  const opts = {
+    width: graph.clientWidth || 900, height: 320,
+    series: [{}].concat(series.map((s, i) => ({ label: label(s.metric), stroke: palette[i % palette.length], width: 1.5, spanGaps: false, points: { show: true, size: 4 } }))),
+    axes: [{}, { size: 60 }],
+    legend: { show: true, live: true },
+  };
+  graph.replaceChildren();
+  new uPlot(opts, data, graph);
+}
+
+// ---- live log tail ----
+function logsPage() {
+  const toggle = document.getElementById("live-tail");
+  if (!toggle) return;
+  let source = null;
+  const rows = document.getElementById("tail-rows");
+  toggle.addEventListener("change", () => {
+    if (source) { source.close(); source = null; }
+    if (!toggle.checked) return;
+    const query = document.getElementById("logs-query").value || "*";
+    source = new EventSource("/api/v1/logs/tail?query=" + encodeURIComponent(query));
+    source.addEventListener("log", ev => {
+      const r = JSON.parse(ev.data);
+      const src = r.source || {};
+      const msg = typeof src.message === "string" ? src.message : (typeof src.body === "string" ? src.body : JSON.stringify(src));
+      const sev = String(src.severity_text || (src.log && src.log.level) || src.level || "");
+      const d = el("details", { class: "log tail sev-" + sevClass(sev) });
+      const s = el("summary");
+      s.append(el("span", { class: "ts" }, r.timestamp), " ", el("span", { class: "sev" }, sev), " ",
+        el("span", { class: "idx" }, r.index), " ", el("span", { class: "msg" }, msg));
+      const pre = el("pre", { class: "mono" }, JSON.stringify(src, null, 2));
+      d.append(s, pre);
+      rows.prepend(d);
+      while (rows.childElementCount > 200) rows.lastElementChild.remove();
+    });
+  });
+}
+
+function sevClass(s) {
+  s = s.toLowerCase();
+  if (s.startsWith("err") || s.startsWith("fatal") || s.startsWith("crit")) return "error";
+  if (s.startsWith("warn")) return "warn";
+  if (s.startsWith("debug") || s.startsWith("trace")) return "debug";
+  return "info";
+}
+
+document.addEventListener("DOMContentLoaded", () => { metricsPage(); logsPage(); });
