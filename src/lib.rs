@@ -126,10 +126,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.logs.otlp_index.clone(),
         metrics.clone(),
     ));
-    let span_metrics = config
-        .traces
-        .span_metrics
-        .then(|| SpanMetrics::new(config.traces.span_metrics_buckets_ms.clone()));
+    let span_metrics = config.traces.span_metrics.then(|| {
+        SpanMetrics::new(
+            config.traces.span_metrics_buckets_ms.clone(),
+            config.traces.span_metrics_max_series,
+        )
+    });
     let traces = Arc::new(TracesIngest::new(
         trace_store.clone(),
         span_metrics.clone(),

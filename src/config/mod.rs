@@ -47,6 +47,7 @@ pub struct TracesConfig {
     #[serde(with = "humantime_serde")]
     pub span_metrics_interval: Duration,
     pub span_metrics_buckets_ms: Vec<f64>,
+    pub span_metrics_max_series: usize,
     pub max_search_traces: usize,
 }
 
@@ -392,6 +393,11 @@ impl Config {
                     .all(|b| b.is_finite()),
             "traces.span_metrics_buckets_ms",
             "must be finite and strictly increasing",
+        );
+        check(
+            self.traces.span_metrics_max_series > 0,
+            "traces.span_metrics_max_series",
+            "must be greater than zero",
         );
         check(
             self.traces.max_search_traces > 0,

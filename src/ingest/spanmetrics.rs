@@ -11,7 +11,9 @@
 //! Errors are `calls_total{status_code="STATUS_CODE_ERROR"}`. Counts
 //! accumulate in memory as spans arrive and are written to the metrics store
 //! every `traces.span_metrics_interval` (like a scrape), each series with an
-//! exemplar carrying the `trace_id` and `span_id` of its latest span.
+//! exemplar carrying the `trace_id` and `span_id` of its latest span. At
+//! most `traces.span_metrics_max_series` combinations are tracked; spans of
+//! further ones are counted as dropped (`oxeye_span_metrics_dropped_spans`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,19 +57,26 @@ struct Entry {
 
 pub struct SpanMetrics {
     bounds_ms: Vec<f64>,
+    max_series: usize,
     series: Mutex<HashMap<Key, Entry>>,
+    /// Spans not counted because `max_series` combinations exist already.
+    pub dropped: std::sync::atomic::AtomicU64,
 }
 
 impl SpanMetrics {
-    pub fn new(bounds_ms: Vec<f64>) -> Arc<SpanMetrics> {
+    pub fn new(bounds_ms: Vec<f64>, max_series: usize) -> Arc<SpanMetrics> {
         Arc::new(SpanMetrics {
             bounds_ms,
+            max_series,
             series: Mutex::new(HashMap::new()),
+            dropped: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
-    /// Count spans as they are stored.
-    pub fn observe(&self, spans: &[Span]) {
+    /// Count spans as they are stored; returns how many were not counted
+    /// because of the series limit.
+    pub fn observe(&self, spans: &[Span]) -> u64 {
+        let mut dropped = 0;
         let mut series = self.series.lock();
         for span in spans {
             let key = Key {
@@ -76,6 +85,10 @@ impl SpanMetrics {
                 kind: span.kind.min(5),
                 status: span.status_code.min(2),
             };
+            if !series.contains_key(&key) && series.len() >= self.max_series {
+                dropped += 1;
+                continue;
+            }
             let entry = series.entry(key).or_insert_with(|| Entry {
                 calls: 0,
                 buckets: vec![0; self.bounds_ms.len() + 1],
@@ -89,6 +102,9 @@ impl SpanMetrics {
             entry.sum_ms += ms;
             entry.exemplar = Some((span.trace_id, span.span_id, ms, span.end_ns / 1_000_000));
         }
+        self.dropped
+            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        dropped
     }
 
     /// Write every series' current value at `now_ms`.
@@ -191,5 +207,59 @@ impl SpanMetrics {
         ];
         let outcome = store.append(&writes, &metadata)?;
         Ok(outcome.samples_accepted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::span::AttrValue;
+
+    fn span(name: &str, ms: i64, status: u8) -> Span {
+        Span {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            trace_state: String::new(),
+            flags: 0,
+            name: name.into(),
+            kind: 2,
+            start_ns: 0,
+            end_ns: ms * 1_000_000,
+            status_code: status,
+            status_message: String::new(),
+            service: "api".into(),
+            resource: Arc::new(vec![("service.name".into(), AttrValue::Str("api".into()))]),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            attributes: Vec::new(),
+            events: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn counts_buckets_and_the_series_limit() {
+        let metrics = SpanMetrics::new(vec![10.0, 100.0], 2);
+        assert_eq!(
+            metrics.observe(&[span("a", 5, 0), span("a", 50, 0), span("a", 500, 2)]),
+            0
+        );
+        // Two combinations exist (a/unset, a/error): a third is dropped.
+        assert_eq!(metrics.observe(&[span("b", 1, 0), span("a", 7, 0)]), 1);
+        let series = metrics.series.lock();
+        let ok = &series[&Key {
+            service: "api".into(),
+            name: "a".into(),
+            kind: 2,
+            status: 0,
+        }];
+        assert_eq!(ok.calls, 3);
+        assert_eq!(ok.buckets, vec![2, 1, 0]);
+        assert!((ok.sum_ms - 62.0).abs() < 1e-9);
+        assert_eq!(
+            metrics.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

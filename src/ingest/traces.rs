@@ -68,7 +68,8 @@ impl TracesIngest {
             messages: translated.messages,
         };
         if let Some(span_metrics) = &self.span_metrics {
-            span_metrics.observe(&translated.spans);
+            let dropped = span_metrics.observe(&translated.spans);
+            self.metrics.span_metrics_dropped(dropped);
         }
         if let Err(err) = self.store.append(translated.spans, now_ms) {
             self.metrics.ingest_request(source, "error");

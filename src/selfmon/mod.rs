@@ -54,6 +54,7 @@ pub struct SelfMetrics {
     trace_head_spans: Gauges,
     trace_blocks: Gauges,
     trace_block_bytes: Gauges,
+    span_metrics_dropped: Counter,
     log_records_ingested: Family<SourceLabels, Counter>,
     log_records_rejected: Family<SourceLabels, Counter>,
     log_commits: Counter,
@@ -148,6 +149,12 @@ impl SelfMetrics {
         );
         let trace_blocks = Gauges::default();
         registry.register("trace_blocks", "Span blocks on disk", trace_blocks.clone());
+        let span_metrics_dropped = Counter::default();
+        registry.register(
+            "span_metrics_dropped_spans",
+            "Spans not counted in span metrics because traces.span_metrics_max_series was reached",
+            span_metrics_dropped.clone(),
+        );
         let trace_block_bytes = Gauges::default();
         registry.register(
             "trace_block_bytes",
@@ -285,6 +292,7 @@ impl SelfMetrics {
             trace_head_spans,
             trace_blocks,
             trace_block_bytes,
+            span_metrics_dropped,
             log_records_ingested,
             log_records_rejected,
             log_commits,
@@ -334,6 +342,12 @@ impl SelfMetrics {
         self.spans_ingested.get_or_create(&labels).inc_by(ingested);
         if rejected > 0 {
             self.spans_rejected.get_or_create(&labels).inc_by(rejected);
+        }
+    }
+
+    pub fn span_metrics_dropped(&self, spans: u64) {
+        if spans > 0 {
+            self.span_metrics_dropped.inc_by(spans);
         }
     }
 
