@@ -92,6 +92,10 @@ pub struct SpanBlock {
     pub meta: BlockMeta,
     /// Every span's trace id, in file order (sorted).
     pub trace_ids: Vec<TraceId>,
+    /// The block's service names, and each span's index into them (so a
+    /// service filter needs no decompression).
+    pub services: Vec<String>,
+    pub service_of: Vec<u16>,
     pub disk_bytes: u64,
 }
 
@@ -289,8 +293,12 @@ impl SpanBlock {
             ));
         }
         let mut trace_ids = Vec::with_capacity(meta.num_spans as usize);
-        let reader =
-            FileReader::try_new(File::open(dir.join(SPANS_FILE))?, Some(vec![COL_TRACE_ID]))?;
+        let mut services: Vec<String> = Vec::new();
+        let mut service_of = Vec::with_capacity(meta.num_spans as usize);
+        let reader = FileReader::try_new(
+            File::open(dir.join(SPANS_FILE))?,
+            Some(vec![COL_TRACE_ID, COL_SERVICE]),
+        )?;
         for batch in reader {
             let batch = batch?;
             let column = batch
@@ -298,10 +306,24 @@ impl SpanBlock {
                 .as_any()
                 .downcast_ref::<FixedSizeBinaryArray>()
                 .ok_or_else(|| BlockError::Invalid(name.clone(), "trace_id column".into()))?;
+            let names = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| BlockError::Invalid(name.clone(), "service column".into()))?;
             for row in 0..column.len() {
                 trace_ids.push(column.value(row).try_into().map_err(|_| {
                     BlockError::Invalid(name.clone(), "trace id is not 16 bytes".into())
                 })?);
+                let service = names.value(row);
+                let id = match services.iter().position(|s| s == service) {
+                    Some(id) => id,
+                    None => {
+                        services.push(service.to_owned());
+                        services.len() - 1
+                    }
+                };
+                service_of.push(u16::try_from(id).unwrap_or(u16::MAX));
             }
         }
         if trace_ids.len() as u64 != meta.num_spans {
@@ -316,6 +338,8 @@ impl SpanBlock {
             dir: dir.to_owned(),
             meta,
             trace_ids,
+            services,
+            service_of,
             disk_bytes,
         })
     }

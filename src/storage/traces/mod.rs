@@ -451,30 +451,45 @@ impl TraceStore {
             frozen.spans.iter().for_each(&mut consider);
         }
         let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
-        let projection = vec![
-            block::COL_TRACE_ID,
-            block::COL_SERVICE,
-            block::COL_NAME,
-            block::COL_KIND,
-            block::COL_START,
-            block::COL_END,
-        ];
+        // Only the columns the query filters on are read; trace ids come
+        // from the block's in-memory column.
+        let mut projection = vec![block::COL_START, block::COL_END];
+        let name_at = query.operation.is_some().then(|| {
+            projection.push(block::COL_NAME);
+            projection.len() - 1
+        });
+        let kind_at = query.span_kind.is_some().then(|| {
+            projection.push(block::COL_KIND);
+            projection.len() - 1
+        });
         let needs_payload = !query.tags.is_empty();
         for block in blocks
             .iter()
             .filter(|b| b.overlaps(query.start_ns, query.end_ns))
         {
+            // The service filter runs on the in-memory service column.
+            let service_id = match &query.service {
+                None => None,
+                Some(name) => match block.services.iter().position(|s| s == name) {
+                    Some(id) => Some(id as u16),
+                    None => continue,
+                },
+            };
             block.scan(projection.clone(), |batch, columns| {
-                let (traces, services, names) =
-                    (columns.fixed(0), columns.strings(1), columns.strings(2));
-                let (kinds, starts, ends) = (columns.u8s(3), columns.i64s(4), columns.i64s(5));
+                let (starts, ends) = (columns.i64s(0), columns.i64s(1));
+                let base = batch * BATCH_ROWS;
+                let names = name_at.map(|i| columns.strings(i));
+                let kinds = kind_at.map(|i| columns.u8s(i));
                 let mut full: Option<block::Columns> = None;
                 for row in 0..columns.batch.num_rows() {
+                    if service_id.is_some_and(|id| block.service_of.get(base + row) != Some(&id)) {
+                        continue;
+                    }
                     let (start, end) = (starts.value(row), ends.value(row));
                     if !query.matches_columns(
-                        services.value(row),
-                        names.value(row),
-                        kinds.value(row),
+                        query.service.as_deref().unwrap_or(""),
+                        names.map_or("", |c| c.value(row)),
+                        kinds.map_or(0, |c| c.value(row)),
                         start,
                         end,
                     ) {
@@ -489,10 +504,10 @@ impl TraceStore {
                             continue;
                         }
                     }
-                    let Ok(trace): Result<TraceId, _> = traces.value(row).try_into() else {
+                    let Some(trace) = block.trace_ids.get(batch * BATCH_ROWS + row) else {
                         continue;
                     };
-                    let entry = newest.entry(trace).or_insert(start);
+                    let entry = newest.entry(*trace).or_insert(start);
                     *entry = (*entry).max(start);
                 }
                 Ok(())
