@@ -304,6 +304,26 @@ fn python_sdk_traces_through_jaeger_apis() {
         v3["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"],
         trace_id
     );
+    let (status, summaries) = get(
+        &server,
+        &format!(
+            "/api/v3/trace-summaries?query.service_name=api&query.start_time_min={}&query.start_time_max={}",
+            start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).replace('+', "%2B"),
+            end.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true).replace('+', "%2B"),
+        ),
+    );
+    assert_eq!(status, 200, "{summaries}");
+    let summary = &summaries["summaries"][0];
+    assert_eq!(summary["traceId"], trace_id);
+    assert_eq!(summary["rootServiceName"], "frontend");
+    assert_eq!(summary["rootOperationName"], "GET /checkout");
+    assert_eq!(summary["spanCount"], 7);
+    assert_eq!(summary["errorSpanCount"], 1);
+    assert_eq!(
+        summary["services"],
+        json!([{"name": "api", "spanCount": 5, "errorSpanCount": 1},
+               {"name": "frontend", "spanCount": 2, "errorSpanCount": 0}])
+    );
     let (status, v3) = get(&server, "/api/v3/traces/0123456789abcdef0123456789abcdef");
     assert_eq!(status, 404);
     assert_eq!(v3["error"]["httpCode"], 404);

@@ -5,7 +5,8 @@
 //!   `/api/operations`, `/api/traces`, `/api/traces/{id}`,
 //!   `/api/dependencies`) with Jaeger's UI model and its envelope
 //!   `{"data","total","limit","offset","errors"}`;
-//! - `/api/v3` (services, operations, trace by id, find traces) returning
+//! - `/api/v3` (services, operations, trace by id, find traces, trace
+//!   summaries) returning
 //!   OTLP/JSON (`{"result":{"resourceSpans":[…]}}`) and
 //!   `{"error":{"httpCode","message"}}` on failure.
 //!
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v3/operations", get(v3_operations))
         .route("/api/v3/traces", get(v3_find_traces))
         .route("/api/v3/traces/{trace_id}", get(v3_get_trace))
+        .route("/api/v3/trace-summaries", get(v3_trace_summaries))
 }
 
 fn now_ns() -> i64 {
@@ -585,8 +587,9 @@ async fn v3_get_trace(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
 }
 
-async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let params = pairs(raw.as_deref());
+/// The `query.*` parameters of v3 searches.
+fn v3_query(state: &AppState, raw: Option<&str>) -> Result<TraceQuery, Response> {
+    let params = pairs(raw);
     let get = |names: &[&str]| {
         params
             .iter()
@@ -620,7 +623,7 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
         duration(&["query.duration_max", "query.durationMax"]),
     ) {
         (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
+        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return Err(r),
     };
     let end_ns = start_max.unwrap_or_else(now_ns);
     let mut tags = Vec::new();
@@ -631,7 +634,7 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
                     tags.push((k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
                 }
             }
-            Err(_) => return bad("query.attributes", &text),
+            Err(_) => return Err(bad("query.attributes", &text)),
         }
     }
     let limit = match get(&[
@@ -642,7 +645,7 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
         None => 20,
         Some(v) => match v.parse::<usize>() {
             Ok(n) => n,
-            Err(_) => return bad("query.search_depth", &v),
+            Err(_) => return Err(bad("query.search_depth", &v)),
         },
     }
     .clamp(1, state.config.traces.max_search_traces);
@@ -657,6 +660,14 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
         end_ns,
         limit,
     };
+    Ok(query)
+}
+
+async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let query = match v3_query(&state, raw.as_deref()) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
     let store = state.traces.store.clone();
     let result = blocking(move || -> Result<Vec<Vec<Span>>, String> {
         let ids = store.find_traces(&query).map_err(|e| e.to_string())?;
@@ -670,6 +681,55 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
         Ok(Ok(traces)) => json_response(StatusCode::OK, json!({"result": otlp_json(&traces)})),
         Ok(Err(e)) | Err(e) => v3_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
     }
+}
+
+/// `GET /api/v3/trace-summaries`: one line per trace found (root, time
+/// span, span and error counts per service), without the spans.
+async fn v3_trace_summaries(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let query = match v3_query(&state, raw.as_deref()) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let store = state.traces.store.clone();
+    let result = blocking(move || -> Result<Vec<Vec<Span>>, String> {
+        let ids = store.find_traces(&query).map_err(|e| e.to_string())?;
+        ids.iter()
+            .map(|id| store.trace(id).map_err(|e| e.to_string()))
+            .collect()
+    })
+    .await;
+    let traces = match result {
+        Ok(Ok(traces)) => traces,
+        Ok(Err(e)) | Err(e) => return v3_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+    };
+    let summaries: Vec<Value> = traces
+        .iter()
+        .filter(|t| !t.is_empty())
+        .map(|spans| {
+            let root = spans
+                .iter()
+                .find(|s| s.parent_span_id.is_none())
+                .unwrap_or(&spans[0]);
+            let mut services: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+            for s in spans {
+                let entry = services.entry(s.service.as_str()).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(s.status_code == crate::model::span::STATUS_ERROR);
+            }
+            json!({
+                "traceId": hex(&spans[0].trace_id),
+                "rootServiceName": root.service,
+                "rootOperationName": root.name,
+                "minStartTimeUnixNano": spans.iter().map(|s| s.start_ns).min().unwrap_or(0).to_string(),
+                "maxEndTimeUnixNano": spans.iter().map(|s| s.end_ns).max().unwrap_or(0).to_string(),
+                "spanCount": spans.len(),
+                "errorSpanCount": services.values().map(|v| v.1).sum::<u64>(),
+                "services": services.iter().map(|(name, (count, errors))| json!({
+                    "name": name, "spanCount": count, "errorSpanCount": errors})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, json!({"summaries": summaries}))
 }
 
 fn any_value(value: &AttrValue) -> Value {
