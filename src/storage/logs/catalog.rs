@@ -294,11 +294,11 @@ fn walk(
     out: &mut TypedDoc,
     added: &mut Vec<(String, FieldMapping)>,
 ) -> Result<(), DocError> {
-    let known = meta
+    // Borrowed, not cloned: this runs for every leaf of every document.
+    let known: Option<&FieldMapping> = meta
         .fields
         .get(path.as_str())
-        .or_else(|| added.iter().find(|(p, _)| p == path).map(|(_, m)| m))
-        .cloned();
+        .or_else(|| added.iter().find(|(p, _)| p == path).map(|(_, m)| m));
     match value {
         Value::Null => Ok(()),
         Value::Array(items) => {
@@ -308,7 +308,7 @@ fn walk(
             Ok(())
         }
         Value::Object(map) => {
-            match &known {
+            match known {
                 Some(m) if m.kind != FieldKind::Object => {
                     return Err(DocError::parsing(format!(
                         "failed to parse field [{path}] of type [{}]: found an object where a concrete value was expected",
@@ -331,15 +331,15 @@ fn walk(
             Ok(())
         }
         scalar => {
-            let mapping = match known {
-                Some(m) => m,
+            let typed = match known {
+                Some(m) => coerce(path, m, scalar)?,
                 None => {
                     let m = dynamic_mapping(path, scalar);
-                    added.push((path.to_owned(), m.clone()));
-                    m
+                    let typed = coerce(path, &m, scalar)?;
+                    added.push((path.to_owned(), m));
+                    typed
                 }
             };
-            let typed = coerce(path, &mapping, scalar)?;
             out.leaves.push((path.clone(), typed));
             Ok(())
         }
