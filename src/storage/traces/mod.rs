@@ -540,7 +540,10 @@ impl TraceStore {
             if start < start_ns || start > end_ns {
                 return;
             }
-            services.insert((trace, span), service.to_owned());
+            // A span seen twice (a read racing a head cut) counts once.
+            if services.insert((trace, span), service.to_owned()).is_some() {
+                return;
+            }
             if let Some(parent) = parent {
                 children.push((
                     trace,
