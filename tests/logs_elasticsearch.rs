@@ -201,6 +201,10 @@ fn shipper_handshake_and_error_shapes() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["x-elastic-product"], "Elasticsearch");
+    let err: Value = response.json().unwrap();
+    assert_eq!(err["error"]["type"], "content_too_long_exception");
+    assert_eq!(err["status"], 413);
 
     // Unsupported clauses and aggregations are named in a 400.
     for (body, needle) in [

@@ -113,6 +113,19 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn product_header(mut response: Response) -> Response {
+    // The body-size limit rejects before any handler runs: give it
+    // Elasticsearch's shape too (Beats split a batch on 413).
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        response = es_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "content_too_long_exception",
+            "request body is larger than limits.max_body_size",
+        );
+    }
     response.headers_mut().insert(
         "x-elastic-product",
         HeaderValue::from_static("Elasticsearch"),
