@@ -177,26 +177,7 @@ impl Catalog {
         let meta = self.ensure_index(index, now_ms);
         let mut out = TypedDoc::default();
         let mut added: Vec<(String, FieldMapping)> = Vec::new();
-        for (key, value) in source {
-            if out.body.is_none() && BODY_FIELDS.contains(&key.as_str()) {
-                if let Value::String(text) = value {
-                    let known = meta.fields.get(key.as_str());
-                    if known.is_none_or(|m| m.kind == FieldKind::Text) {
-                        if known.is_none() {
-                            added.push((
-                                key.clone(),
-                                FieldMapping::dynamic(FieldKind::Text, "match_only_text", false),
-                            ));
-                        }
-                        out.body = Some(text.clone());
-                        out.body_field = Some(key.clone());
-                        continue;
-                    }
-                }
-            }
-            let mut path = key.clone();
-            walk(meta, &mut path, value, &mut out, &mut added)?;
-        }
+        type_into(meta, source, &mut out, &mut added)?;
         if !added.is_empty() {
             added.sort_by(|a, b| a.0.cmp(&b.0));
             added.dedup_by(|a, b| a.0 == b.0);
@@ -213,6 +194,24 @@ impl Catalog {
             self.dirty = true;
         }
         Ok(out)
+    }
+
+    /// Type a document that needs no new fields, without changing anything
+    /// (callers hold only a read lock). `None` when the index or a field is
+    /// new: then [`Catalog::type_document`] must run under the write lock.
+    pub fn type_known(
+        &self,
+        index: &str,
+        source: &Map<String, Value>,
+    ) -> Option<Result<TypedDoc, DocError>> {
+        let meta = self.indices.get(index)?;
+        let mut out = TypedDoc::default();
+        let mut added = Vec::new();
+        let result = type_into(meta, source, &mut out, &mut added);
+        if !added.is_empty() {
+            return None;
+        }
+        Some(result.map(|()| out))
     }
 
     /// Field mappings of the named indices merged (first one wins on conflicts).
@@ -284,6 +283,36 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
         pi += 1;
     }
     pi == p.len()
+}
+
+/// Type every top-level field of a document; new fields go to `added`.
+fn type_into(
+    meta: &IndexMeta,
+    source: &Map<String, Value>,
+    out: &mut TypedDoc,
+    added: &mut Vec<(String, FieldMapping)>,
+) -> Result<(), DocError> {
+    for (key, value) in source {
+        if out.body.is_none() && BODY_FIELDS.contains(&key.as_str()) {
+            if let Value::String(text) = value {
+                let known = meta.fields.get(key.as_str());
+                if known.is_none_or(|m| m.kind == FieldKind::Text) {
+                    if known.is_none() {
+                        added.push((
+                            key.clone(),
+                            FieldMapping::dynamic(FieldKind::Text, "match_only_text", false),
+                        ));
+                    }
+                    out.body = Some(text.clone());
+                    out.body_field = Some(key.clone());
+                    continue;
+                }
+            }
+        }
+        let mut path = key.clone();
+        walk(meta, &mut path, value, out, added)?;
+    }
+    Ok(())
 }
 
 /// Type one value at `path` (a buffer extended and restored for children).
@@ -480,6 +509,21 @@ mod tests {
         assert!(!catalog.indices["logs"].fields.contains_key("new_field"));
         assert!(catalog
             .type_document("logs", &doc(json!({"host": "flat"})), 0, 1000)
+            .is_err());
+        // The read-only path types known documents and defers new fields.
+        assert!(catalog
+            .type_known("logs", &doc(json!({"status": 1, "host": {"name": "a"}})))
+            .unwrap()
+            .is_ok());
+        assert!(catalog
+            .type_known("logs", &doc(json!({"brand_new": 1})))
+            .is_none());
+        assert!(catalog
+            .type_known("other", &doc(json!({"status": 1})))
+            .is_none());
+        assert!(catalog
+            .type_known("logs", &doc(json!({"status": "x"})))
+            .unwrap()
             .is_err());
         // Field limit.
         let err = catalog

@@ -294,8 +294,20 @@ impl LogStore {
         let mut outcomes = Vec::with_capacity(docs.len());
         let mut accepted: Vec<Accepted> = Vec::new();
         {
-            let mut catalog = self.catalog.write();
-            for mut doc in docs {
+            // Documents whose fields are all known are typed under a shared
+            // lock (concurrent requests in parallel); only documents that add
+            // fields or indices take the write lock, in request order.
+            let mut known: Vec<Option<Result<TypedDoc, DocError>>> = {
+                let catalog = self.catalog.read();
+                docs.iter()
+                    .map(|d| catalog.type_known(&d.index, &d.source))
+                    .collect()
+            };
+            let mut catalog = known
+                .iter()
+                .any(Option::is_none)
+                .then(|| self.catalog.write());
+            for (i, mut doc) in docs.into_iter().enumerate() {
                 let ts = doc.timestamp_ns.unwrap_or(now_ms.saturating_mul(1_000_000));
                 // Generated ids get their sequence number under the write lock.
                 let id = doc.id.clone().unwrap_or_default();
@@ -324,12 +336,14 @@ impl LogStore {
                     ));
                     continue;
                 }
-                let typed = match catalog.type_document(
-                    &doc.index,
-                    &doc.source,
-                    now_ms,
-                    self.options.max_fields,
-                ) {
+                let typed = match known[i].take() {
+                    Some(result) => result,
+                    None => catalog
+                        .as_mut()
+                        .expect("the write lock is held when a document needs it")
+                        .type_document(&doc.index, &doc.source, now_ms, self.options.max_fields),
+                };
+                let typed = match typed {
                     Ok(typed) => typed,
                     Err(err) => {
                         let err = ItemError::from(err);
