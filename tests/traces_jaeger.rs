@@ -416,6 +416,26 @@ fn malformed_bodies_get_400_and_disturb_nothing() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 415);
+    // Over the body limit: 413 with a google.rpc.Status body in the request's encoding.
+    let limited = TestServer::start_with(&[("OXEYE_LIMITS__MAX_BODY_SIZE", "2KiB")]);
+    let response = http
+        .post(format!("http://{}/v1/traces", limited.otlp_http))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"resourceSpans\": [], \"pad\": \"{}\"}}",
+            "x".repeat(4096)
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let status: Value = response.json().unwrap();
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_body_size"),
+        "{status}"
+    );
     let (status, trace) = get(&server, "/api/traces/5b8efff798038103d269b633813fc60c");
     assert_eq!(status, 200);
     assert_eq!(trace["data"][0]["spans"].as_array().unwrap().len(), 1);

@@ -45,6 +45,23 @@ pub fn http_routes() -> Router<AppState> {
         .route("/v1/traces", post(export_traces))
 }
 
+#[allow(clippy::result_large_err)] // a ready response, as the handlers return it
+/// The request body, or the failure (over `limits.max_body_size`, broken
+/// connection) as a `google.rpc.Status` in the request's encoding.
+fn body_or_status(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    encoding: Encoding,
+) -> Result<Bytes, Response> {
+    body.map_err(|rejection| {
+        let err = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge("request body is larger than limits.max_body_size".into())
+        } else {
+            Error::BadRequest(format!("reading the request body: {rejection}"))
+        };
+        error_response(Some(encoding), &err)
+    })
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -88,12 +105,16 @@ fn error_response(encoding: Option<Encoding>, err: &Error) -> Response {
 async fn export_metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
         Ok(encoding) => encoding,
         Err(err) => return error_response(None, &err),
+    };
+    let body = match body_or_status(body, encoding) {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
     let ingest = state.ingest.clone();
@@ -124,11 +145,19 @@ fn logs_response(summary: &LogsSummary) -> ExportLogsServiceResponse {
     }
 }
 
-async fn export_logs(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
         Ok(encoding) => encoding,
         Err(err) => return error_response(None, &err),
+    };
+    let body = match body_or_status(body, encoding) {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
     let ingest = state.logs.clone();
@@ -191,11 +220,19 @@ fn traces_response(summary: &TracesSummary) -> ExportTraceServiceResponse {
     }
 }
 
-async fn export_traces(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export_traces(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
         Ok(encoding) => encoding,
         Err(err) => return error_response(None, &err),
+    };
+    let body = match body_or_status(body, encoding) {
+        Ok(body) => body,
+        Err(response) => return response,
     };
     let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
     let ingest = state.traces.clone();
