@@ -28,6 +28,7 @@ use super::AppState;
 use crate::ingest::logs::item_json;
 use crate::ingest::otlp;
 use crate::model::log::{LogDoc, WriteOp};
+use crate::now_ms;
 use crate::query::logs::ast::LogQuery;
 use crate::query::logs::search::{self, SearchLimits, SearchRequest};
 use crate::query::logs::{dsl, lucene, QueryError};
@@ -131,12 +132,6 @@ async fn product_header(mut response: Response) -> Response {
         HeaderValue::from_static("Elasticsearch"),
     );
     response
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn es_json(status: StatusCode, body: Value) -> Response {

@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use super::AppState;
 use crate::model::span::{hex, parse_trace_id, AttrValue, Attributes, Span, TraceId, KIND_NAMES};
+use crate::now_ns;
 use crate::storage::traces::{TraceQuery, TraceStore};
 
 pub fn routes() -> Router<AppState> {
@@ -48,12 +49,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v3/traces", get(v3_find_traces))
         .route("/api/v3/traces/{trace_id}", get(v3_get_trace))
         .route("/api/v3/trace-summaries", get(v3_trace_summaries))
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 fn json_response(status: StatusCode, body: Value) -> Response {

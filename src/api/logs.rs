@@ -23,6 +23,7 @@ use super::prometheus::ApiError;
 use super::AppState;
 use crate::error::Error;
 use crate::model::log::format_timestamp_ms;
+use crate::now_ms;
 use crate::query::logs::ast::LogQuery;
 use crate::query::logs::lucene;
 use crate::query::logs::matcher::{self, Flat};
@@ -32,12 +33,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/logs/search", get(search_logs).post(search_logs))
         .route("/api/v1/logs/tail", get(tail))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 async fn search_logs(

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -37,6 +38,7 @@ use crate::ingest::logs::{LogsIngest, LogsSummary};
 use crate::ingest::otlp::{self, Encoding};
 use crate::ingest::pipeline::{MetricsIngest, Source, WriteSummary};
 use crate::ingest::traces::{TracesIngest, TracesSummary};
+use crate::now_ms;
 
 pub fn http_routes() -> Router<AppState> {
     Router::new()
@@ -49,7 +51,7 @@ pub fn http_routes() -> Router<AppState> {
 /// The request body, or the failure (over `limits.max_body_size`, broken
 /// connection) as a `google.rpc.Status` in the request's encoding.
 fn body_or_status(
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
     encoding: Encoding,
 ) -> Result<Bytes, Response> {
     body.map_err(|rejection| {
@@ -60,12 +62,6 @@ fn body_or_status(
         };
         error_response(Some(encoding), &err)
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn response_for(summary: &WriteSummary) -> ExportMetricsServiceResponse {
@@ -105,8 +101,35 @@ fn error_response(encoding: Option<Encoding>, err: &Error) -> Response {
 async fn export_metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let ingest = state.ingest.clone();
+    export_http(
+        &headers,
+        body,
+        ingest.max_body,
+        move |request: ExportMetricsServiceRequest| {
+            ingest
+                .otlp(Source::OtlpHttp, &request, now_ms())
+                .map(|summary| response_for(&summary))
+        },
+    )
+    .await
+}
+
+/// One OTLP/HTTP export: the encoding from `Content-Type`, the body limit,
+/// then decompression, decoding and `ingest` on a blocking thread; the
+/// answer (or a `google.rpc.Status`) in the request's encoding.
+async fn export_http<Req, Resp>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    max_body: usize,
+    ingest: impl FnOnce(Req) -> Result<Resp, Error> + Send + 'static,
+) -> Response
+where
+    Req: prost::Message + Default + serde::de::DeserializeOwned + Send + 'static,
+    Resp: prost::Message + serde::Serialize + Send + 'static,
+{
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
         Ok(encoding) => encoding,
@@ -117,19 +140,18 @@ async fn export_metrics(
         Err(response) => return response,
     };
     let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
-    let ingest = state.ingest.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let raw = otlp::decompress(content_encoding.as_deref(), &body, ingest.max_body)?;
-        let request: ExportMetricsServiceRequest = otlp::decode(encoding, &raw)?;
-        ingest.otlp(Source::OtlpHttp, &request, now_ms())
+        let raw = otlp::decompress(content_encoding.as_deref(), &body, max_body)?;
+        let request: Req = otlp::decode(encoding, &raw)?;
+        ingest(request)
     })
     .await
     .unwrap_or_else(|err| Err(Error::Internal(format!("worker failed: {err}"))));
     match result {
-        Ok(summary) => (
+        Ok(response) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, encoding.content_type())],
-            otlp::encode(encoding, &response_for(&summary)),
+            otlp::encode(encoding, &response),
         )
             .into_response(),
         Err(err) => error_response(Some(encoding), &err),
@@ -148,35 +170,20 @@ fn logs_response(summary: &LogsSummary) -> ExportLogsServiceResponse {
 async fn export_logs(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
-        Ok(encoding) => encoding,
-        Err(err) => return error_response(None, &err),
-    };
-    let body = match body_or_status(body, encoding) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
     let ingest = state.logs.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let raw = otlp::decompress(content_encoding.as_deref(), &body, ingest.max_body)?;
-        let request: ExportLogsServiceRequest = otlp::decode(encoding, &raw)?;
-        ingest.otlp(Source::OtlpHttp.as_str(), &request, now_ms())
-    })
+    export_http(
+        &headers,
+        body,
+        ingest.max_body,
+        move |request: ExportLogsServiceRequest| {
+            ingest
+                .otlp(Source::OtlpHttp.as_str(), &request, now_ms())
+                .map(|summary| logs_response(&summary))
+        },
+    )
     .await
-    .unwrap_or_else(|err| Err(Error::Internal(format!("worker failed: {err}"))));
-    match result {
-        Ok(summary) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, encoding.content_type())],
-            otlp::encode(encoding, &logs_response(&summary)),
-        )
-            .into_response(),
-        Err(err) => error_response(Some(encoding), &err),
-    }
 }
 
 /// The gRPC logs service.
@@ -223,35 +230,20 @@ fn traces_response(summary: &TracesSummary) -> ExportTraceServiceResponse {
 async fn export_traces(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let encoding = match Encoding::from_content_type(text(header::CONTENT_TYPE)) {
-        Ok(encoding) => encoding,
-        Err(err) => return error_response(None, &err),
-    };
-    let body = match body_or_status(body, encoding) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let content_encoding = text(header::CONTENT_ENCODING).map(str::to_owned);
     let ingest = state.traces.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let raw = otlp::decompress(content_encoding.as_deref(), &body, ingest.max_body)?;
-        let request: ExportTraceServiceRequest = otlp::decode(encoding, &raw)?;
-        ingest.otlp(Source::OtlpHttp.as_str(), &request, now_ms())
-    })
+    export_http(
+        &headers,
+        body,
+        ingest.max_body,
+        move |request: ExportTraceServiceRequest| {
+            ingest
+                .otlp(Source::OtlpHttp.as_str(), &request, now_ms())
+                .map(|summary| traces_response(&summary))
+        },
+    )
     .await
-    .unwrap_or_else(|err| Err(Error::Internal(format!("worker failed: {err}"))));
-    match result {
-        Ok(summary) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, encoding.content_type())],
-            otlp::encode(encoding, &traces_response(&summary)),
-        )
-            .into_response(),
-        Err(err) => error_response(Some(encoding), &err),
-    }
 }
 
 /// The gRPC trace service.

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::prometheus::params;
 use super::AppState;
+use crate::now_ms;
 use crate::query::promql::{self, EngineOptions, EvalError, QueryResult, Value};
 
 /// Prometheus refuses range queries with more points per series than this.
@@ -47,12 +48,6 @@ fn eval_error(err: EvalError) -> Response {
         ),
         EvalError::Timeout(_) => error(StatusCode::SERVICE_UNAVAILABLE, "timeout", err.to_string()),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A step or timeout: float seconds or a Prometheus duration.

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::api::AppState;
 use crate::model::log::format_timestamp_ms;
 use crate::model::span::{hex, parse_trace_id, Span, KIND_NAMES, STATUS_ERROR};
+use crate::now_ms;
 use crate::query::logs::ast::LogQuery;
 use crate::query::logs::lucene;
 use crate::query::logs::search::{self, SearchLimits, SearchRequest, SortSpec, TrackTotal};
@@ -58,12 +59,6 @@ fn pick_range(params: &HashMap<String, String>) -> String {
         .filter(|r| RANGES.contains(&r.as_str()))
         .cloned()
         .unwrap_or_else(|| "1h".into())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn render(template: impl Template) -> Response {

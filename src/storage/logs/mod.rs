@@ -38,6 +38,7 @@ use self::catalog::{Catalog, DocError, TypedDoc};
 use self::schema::{DocId, LogSchema};
 use crate::config::{Config, FsyncPolicy};
 use crate::model::log::{valid_index_name, LogDoc, WriteOp};
+use crate::now_ms;
 use crate::storage::codec::{put_str, put_uvarint, put_varint, Reader};
 use crate::storage::wal::{self, Wal, WalStats};
 
@@ -765,7 +766,7 @@ impl LogStore {
         doc: WalDoc,
         committed_seqs: &mut HashMap<i64, HashMap<u64, u64>>,
     ) -> Result<bool, LogStoreError> {
-        let now_ms = crate::storage::logs::now_ms();
+        let now_ms = now_ms();
         if doc.ts / 1_000_000 < now_ms - self.options.retention_ms {
             return Ok(false);
         }
@@ -846,12 +847,6 @@ struct Accepted {
     typed: TypedDoc,
     ts: i64,
     source: Vec<u8>,
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn open_partition(

@@ -267,19 +267,7 @@ impl FixedId {
     }
 }
 
-/// Exactly `2 * N` hex digits (either case) as bytes.
-pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 2 * N {
-        return None;
-    }
-    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = [0u8; N];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
-    }
-    Some(out)
-}
+pub use crate::model::span::parse_hex;
 
 /// How a document is identified.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use self::block::{BlockError, SpanBlock, BATCH_ROWS};
 use crate::config::{Config, FsyncPolicy};
 use crate::model::span::{codec, Span, SpanId, TraceId};
+use crate::now_ms;
 use crate::storage::codec::{put_uvarint, Reader};
 use crate::storage::wal::{self, Wal, WalStats};
 
@@ -670,12 +671,6 @@ impl TraceStore {
 
 /// Rows of a block batch (for callers that read blocks directly).
 pub const ROWS_PER_BATCH: usize = BATCH_ROWS;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 #[cfg(test)]
 mod tests;
