@@ -45,7 +45,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(info).head(ok_empty))
         .route("/_bulk", post(bulk).put(bulk))
-        .route("/{index}/_bulk", post(bulk_index).put(bulk_index))
+        .route("/{index}/_bulk", post(bulk).put(bulk))
         .route("/{index}/_doc", post(doc_auto_id))
         .route(
             "/{index}/_doc/{id}",
@@ -55,19 +55,16 @@ pub fn router(state: AppState) -> Router {
             "/{index}/_create/{id}",
             put(create_with_id).post(create_with_id),
         )
-        .route("/_search", get(search_all).post(search_all))
-        .route("/{index}/_search", get(search_index).post(search_index))
-        .route("/_msearch", get(msearch_all).post(msearch_all))
-        .route("/{index}/_msearch", get(msearch_index).post(msearch_index))
-        .route("/_count", get(count_all).post(count_all))
-        .route("/{index}/_count", get(count_index).post(count_index))
-        .route("/_mapping", get(mapping_all))
-        .route("/{index}/_mapping", get(mapping_index))
-        .route("/_field_caps", get(field_caps_all).post(field_caps_all))
-        .route(
-            "/{index}/_field_caps",
-            get(field_caps_index).post(field_caps_index),
-        )
+        .route("/_search", get(search_docs).post(search_docs))
+        .route("/{index}/_search", get(search_docs).post(search_docs))
+        .route("/_msearch", get(msearch).post(msearch))
+        .route("/{index}/_msearch", get(msearch).post(msearch))
+        .route("/_count", get(count).post(count))
+        .route("/{index}/_count", get(count).post(count))
+        .route("/_mapping", get(mapping))
+        .route("/{index}/_mapping", get(mapping))
+        .route("/_field_caps", get(field_caps).post(field_caps))
+        .route("/{index}/_field_caps", get(field_caps).post(field_caps))
         .route("/_refresh", get(refresh).post(refresh))
         .route("/{index}/_refresh", get(refresh_index).post(refresh_index))
         .route("/_cluster/health", get(health))
@@ -278,27 +275,14 @@ async fn info(State(state): State<AppState>) -> Response {
 
 // ---- writes ----
 
-async fn bulk(state: State<AppState>, params: Params, headers: HeaderMap, body: Bytes) -> Response {
-    bulk_impl(state, None, params, headers, body).await
-}
-
-async fn bulk_index(
-    state: State<AppState>,
-    Path(index): Path<String>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    bulk_impl(state, Some(index), params, headers, body).await
-}
-
-async fn bulk_impl(
+async fn bulk(
     State(state): State<AppState>,
-    index: Option<String>,
+    index: Option<Path<String>>,
     Query(params): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let index = index.map(|Path(index)| index);
     let bytes = match body_bytes(&state, &headers, &body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -504,32 +488,14 @@ fn flag(params: &HashMap<String, String>, name: &str) -> bool {
         .is_some_and(|v| v.is_empty() || v == "true")
 }
 
-async fn search_all(
-    state: State<AppState>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    search_impl(state, String::new(), params, headers, body).await
-}
-
-async fn search_index(
-    state: State<AppState>,
-    Path(index): Path<String>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    search_impl(state, index, params, headers, body).await
-}
-
-async fn search_impl(
+async fn search_docs(
     State(state): State<AppState>,
-    index: String,
+    index: Option<Path<String>>,
     Query(params): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let index = index.map(|Path(index)| index).unwrap_or_default();
     let body = match json_body(&state, &headers, &body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -561,32 +527,14 @@ async fn search_impl(
     }
 }
 
-async fn msearch_all(
-    state: State<AppState>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    msearch_impl(state, String::new(), params, headers, body).await
-}
-
-async fn msearch_index(
-    state: State<AppState>,
-    Path(index): Path<String>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    msearch_impl(state, index, params, headers, body).await
-}
-
-async fn msearch_impl(
+async fn msearch(
     State(state): State<AppState>,
-    default_index: String,
+    default_index: Option<Path<String>>,
     Query(params): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let default_index = default_index.map(|Path(index)| index).unwrap_or_default();
     let bytes = match body_bytes(&state, &headers, &body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -685,32 +633,14 @@ async fn msearch_impl(
     }
 }
 
-async fn count_all(
-    state: State<AppState>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    count_impl(state, String::new(), params, headers, body).await
-}
-
-async fn count_index(
-    state: State<AppState>,
-    Path(index): Path<String>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    count_impl(state, index, params, headers, body).await
-}
-
-async fn count_impl(
+async fn count(
     State(state): State<AppState>,
-    index: String,
+    index: Option<Path<String>>,
     Query(params): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let index = index.map(|Path(index)| index).unwrap_or_default();
     let body = match json_body(&state, &headers, &body) {
         Ok(b) => b,
         Err(r) => return r,
@@ -774,23 +704,12 @@ pub fn properties(fields: &BTreeMap<String, FieldMapping>) -> Value {
     Value::Object(root)
 }
 
-async fn mapping_all(state: State<AppState>, params: Params) -> Response {
-    mapping_impl(state, String::new(), params).await
-}
-
-async fn mapping_index(
-    state: State<AppState>,
-    Path(index): Path<String>,
-    params: Params,
-) -> Response {
-    mapping_impl(state, index, params).await
-}
-
-async fn mapping_impl(
+async fn mapping(
     State(state): State<AppState>,
-    index: String,
+    index: Option<Path<String>>,
     Query(params): Params,
 ) -> Response {
+    let index = index.map(|Path(index)| index).unwrap_or_default();
     let store = &state.logs.store;
     let indices = match resolve(store, &index, flag(&params, "ignore_unavailable")) {
         Ok(i) => i,
@@ -809,32 +728,14 @@ async fn mapping_impl(
     es_json(StatusCode::OK, Value::Object(out))
 }
 
-async fn field_caps_all(
-    state: State<AppState>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    field_caps_impl(state, String::new(), params, headers, body).await
-}
-
-async fn field_caps_index(
-    state: State<AppState>,
-    Path(index): Path<String>,
-    params: Params,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    field_caps_impl(state, index, params, headers, body).await
-}
-
-async fn field_caps_impl(
+async fn field_caps(
     State(state): State<AppState>,
-    index: String,
+    index: Option<Path<String>>,
     Query(params): Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let index = index.map(|Path(index)| index).unwrap_or_default();
     let body = match json_body(&state, &headers, &body) {
         Ok(b) => b,
         Err(r) => return r,
