@@ -239,7 +239,7 @@ async fn export_traces(
         ingest.max_body,
         move |request: ExportTraceServiceRequest| {
             ingest
-                .otlp(Source::OtlpHttp.as_str(), &request, now_ms())
+                .otlp(Source::OtlpHttp.as_str(), request, now_ms())
                 .map(|summary| traces_response(&summary))
         },
     )
@@ -269,7 +269,7 @@ impl TraceService for TracesGrpc {
         let ingest = self.ingest.clone();
         let request = request.into_inner();
         let summary = tokio::task::spawn_blocking(move || {
-            ingest.otlp(Source::OtlpGrpc.as_str(), &request, now_ms())
+            ingest.otlp(Source::OtlpGrpc.as_str(), request, now_ms())
         })
         .await
         .map_err(|err| tonic::Status::internal(format!("worker failed: {err}")))?

@@ -58,7 +58,7 @@ impl TracesIngest {
     pub fn otlp(
         &self,
         source: &'static str,
-        request: &ExportTraceServiceRequest,
+        request: ExportTraceServiceRequest,
         now_ms: i64,
     ) -> Result<TracesSummary, IngestError> {
         let translated = translate(request);

@@ -25,18 +25,19 @@ impl Translated {
     }
 }
 
-pub fn attributes(kvs: &[KeyValue]) -> Attributes {
-    kvs.iter()
+/// Attributes, moving keys and string values out of the decoded request.
+pub fn attributes(kvs: Vec<KeyValue>) -> Attributes {
+    kvs.into_iter()
         .filter_map(|kv| {
-            let value = match kv.value.as_ref()?.value.as_ref()? {
-                any_value::Value::StringValue(s) => AttrValue::Str(s.clone()),
-                any_value::Value::BoolValue(b) => AttrValue::Bool(*b),
-                any_value::Value::IntValue(i) => AttrValue::Int(*i),
-                any_value::Value::DoubleValue(d) => AttrValue::Double(*d),
-                any_value::Value::BytesValue(b) => AttrValue::Bytes(b.clone()),
-                other => AttrValue::Json(any_to_json(other).to_string()),
+            let value = match kv.value?.value? {
+                any_value::Value::StringValue(s) => AttrValue::Str(s),
+                any_value::Value::BoolValue(b) => AttrValue::Bool(b),
+                any_value::Value::IntValue(i) => AttrValue::Int(i),
+                any_value::Value::DoubleValue(d) => AttrValue::Double(d),
+                any_value::Value::BytesValue(b) => AttrValue::Bytes(b),
+                other => AttrValue::Json(any_to_json(&other).to_string()),
             };
-            Some((kv.key.clone(), value))
+            Some((kv.key, value))
         })
         .collect()
 }
@@ -46,14 +47,15 @@ fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
     (id != [0u8; N]).then_some(id)
 }
 
-pub fn translate(request: &ExportTraceServiceRequest) -> Translated {
+/// Translate a request, taking it apart: strings and attribute lists move
+/// into the spans instead of being copied (this path runs for every span).
+pub fn translate(request: ExportTraceServiceRequest) -> Translated {
     let mut out = Translated::default();
-    for resource_spans in &request.resource_spans {
+    for resource_spans in request.resource_spans {
         let resource = std::sync::Arc::new(
             resource_spans
                 .resource
-                .as_ref()
-                .map(|r| attributes(&r.attributes))
+                .map(|r| attributes(r.attributes))
                 .unwrap_or_default(),
         );
         let service = resource
@@ -62,13 +64,12 @@ pub fn translate(request: &ExportTraceServiceRequest) -> Translated {
             .map(|(_, v)| v.as_text())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "unknown_service".to_owned());
-        for scope_spans in &resource_spans.scope_spans {
+        for scope_spans in resource_spans.scope_spans {
             let (scope_name, scope_version) = scope_spans
                 .scope
-                .as_ref()
-                .map(|s| (s.name.clone(), s.version.clone()))
+                .map(|s| (s.name, s.version))
                 .unwrap_or_default();
-            for span in &scope_spans.spans {
+            for span in scope_spans.spans {
                 let (Some(trace_id), Some(span_id)) =
                     (id::<16>(&span.trace_id), id::<8>(&span.span_id))
                 else {
@@ -100,48 +101,54 @@ pub fn translate(request: &ExportTraceServiceRequest) -> Translated {
                     continue;
                 }
                 let ns = |t: u64| i64::try_from(t).unwrap_or(i64::MAX);
-                let status = span.status.as_ref();
+                let (status_code, status_message) = match span.status {
+                    Some(status) => (
+                        u8::try_from(status.code)
+                            .ok()
+                            .filter(|c| *c <= 2)
+                            .unwrap_or(0),
+                        status.message,
+                    ),
+                    None => (0, String::new()),
+                };
                 out.spans.push(Span {
                     trace_id,
                     span_id,
                     parent_span_id,
-                    trace_state: span.trace_state.clone(),
+                    trace_state: span.trace_state,
                     flags: span.flags,
-                    name: span.name.clone(),
+                    name: span.name,
                     kind: u8::try_from(span.kind)
                         .ok()
                         .filter(|k| *k <= 5)
                         .unwrap_or(0),
                     start_ns: ns(span.start_time_unix_nano),
                     end_ns: ns(span.end_time_unix_nano),
-                    status_code: status
-                        .and_then(|s| u8::try_from(s.code).ok())
-                        .filter(|c| *c <= 2)
-                        .unwrap_or(0),
-                    status_message: status.map(|s| s.message.clone()).unwrap_or_default(),
+                    status_code,
+                    status_message,
                     service: service.clone(),
                     resource: resource.clone(),
                     scope_name: scope_name.clone(),
                     scope_version: scope_version.clone(),
-                    attributes: attributes(&span.attributes),
+                    attributes: attributes(span.attributes),
                     events: span
                         .events
-                        .iter()
+                        .into_iter()
                         .map(|e| SpanEvent {
                             time_ns: ns(e.time_unix_nano),
-                            name: e.name.clone(),
-                            attributes: attributes(&e.attributes),
+                            name: e.name,
+                            attributes: attributes(e.attributes),
                         })
                         .collect(),
                     links: span
                         .links
-                        .iter()
+                        .into_iter()
                         .filter_map(|l| {
                             Some(SpanLink {
                                 trace_id: id::<16>(&l.trace_id)?,
                                 span_id: id::<8>(&l.span_id)?,
-                                trace_state: l.trace_state.clone(),
-                                attributes: attributes(&l.attributes),
+                                trace_state: l.trace_state,
+                                attributes: attributes(l.attributes),
                             })
                         })
                         .collect(),
@@ -165,7 +172,7 @@ mod tests {
             return;
         };
         let request: ExportTraceServiceRequest = serde_json::from_str(&text).unwrap();
-        let out = translate(&request);
+        let out = translate(request);
         assert_eq!(out.rejected, 0, "{:?}", out.messages);
         let span = &out.spans[0];
         assert_eq!(
