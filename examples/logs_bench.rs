@@ -14,10 +14,14 @@
 //! `cargo run --release --example logs_bench -- [DOCS] [OXEYE_BINARY]`
 //! (defaults: 600000 docs, the release `oxeye` binary beside the example).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{cpu_seconds, dir_bytes, free_port, median_ms, peak_rss_mib};
 
 use serde_json::{json, Value};
 
@@ -229,54 +233,6 @@ fn generate(docs: usize, start_ms: i64, span_ms: i64) -> Corpus {
     }
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn median_ms(mut f: impl FnMut()) -> f64 {
-    let mut times: Vec<f64> = (0..15)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
     let docs: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(600_000);
@@ -394,21 +350,16 @@ fn main() {
     assert_eq!(rare_hits as usize, corpus.rare, "rare-term answer");
     assert_eq!(phrase_hits as usize, corpus.phrase, "phrase answer");
     assert_eq!(histo_docs as usize, corpus.docs, "date_histogram answer");
-    let rare_ms = median_ms(|| {
+    let rare_ms = median_ms(15, |_| {
         search(rare_q.clone());
     });
-    let phrase_ms = median_ms(|| {
+    let phrase_ms = median_ms(15, |_| {
         search(phrase_q.clone());
     });
-    let histo_ms = median_ms(|| {
+    let histo_ms = median_ms(15, |_| {
         search(histo_q.clone());
     });
-    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let rss_mib = peak_rss_mib(pid);
     let _ = child.kill();
     let _ = child.wait();
     let breakdown = space_breakdown(&parts);
@@ -438,12 +389,7 @@ fn main() {
         100.0 * size as f64 / corpus.raw_doc_bytes as f64
     )
     .unwrap();
-    writeln!(
-        out,
-        "peak RSS MiB              {:.0}",
-        rss_kib as f64 / 1024.0
-    )
-    .unwrap();
+    writeln!(out, "peak RSS MiB              {:.0}", rss_mib).unwrap();
     writeln!(
         out,
         "rare term ({RARE}, {rare_hits} hits)        median {rare_ms:.2} ms"

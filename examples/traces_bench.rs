@@ -16,9 +16,13 @@
 //! `cargo run --release --example traces_bench -- [SPANS] [OXEYE_BINARY]`
 //! (defaults: 1,000,000 spans, the release `oxeye` beside the example).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{cpu_seconds, dir_bytes, free_port, median_ms, peak_rss_mib};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -191,54 +195,6 @@ fn generate(spans: usize, now_ns: i64) -> (Vec<ExportTraceServiceRequest>, Vec<[
     (requests, trace_ids)
 }
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    ticks as f64 / 100.0
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
-fn median_ms(mut f: impl FnMut(usize), n: usize) -> f64 {
-    let mut times: Vec<f64> = (0..n)
-        .map(|i| {
-            let t = Instant::now();
-            f(i);
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -338,23 +294,20 @@ fn main() {
         .unwrap();
 
     let mut rng = Rng(7);
-    let trace_ms = median_ms(
-        |_| {
-            let id = trace_ids[(rng.next() % trace_ids.len() as u64) as usize];
-            let body: Value = http
-                .get(format!("{base}/api/traces/{}", hex(&id)))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            assert_eq!(
-                body["data"][0]["spans"].as_array().map_or(0, Vec::len),
-                SPANS_PER_TRACE,
-                "trace by id"
-            );
-        },
-        50,
-    );
+    let trace_ms = median_ms(50, |_| {
+        let id = trace_ids[(rng.next() % trace_ids.len() as u64) as usize];
+        let body: Value = http
+            .get(format!("{base}/api/traces/{}", hex(&id)))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            body["data"][0]["spans"].as_array().map_or(0, Vec::len),
+            SPANS_PER_TRACE,
+            "trace by id"
+        );
+    });
     let end_us = now_ns / 1000 + 60_000_000;
     let start_us = end_us - 7_200_000_000;
     let search = |service: usize| -> Value {
@@ -369,13 +322,8 @@ fn main() {
     let found = search(3);
     let n = found["data"].as_array().map_or(0, Vec::len);
     assert!(n > 0, "search found nothing");
-    let search_ms = median_ms(|i| drop(search(i % SERVICES)), 15);
-    let rss_kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let search_ms = median_ms(15, |i| drop(search(i % SERVICES)));
+    let rss_mib = peak_rss_mib(pid);
     let _ = child.kill();
     let _ = child.wait();
     let disk = dir_bytes(&data.path().join("traces"));
@@ -398,5 +346,5 @@ fn main() {
         disk as f64 / 1e6,
         disk as f64 / total as f64
     );
-    println!("peak RSS MiB              {:.0}", rss_kib as f64 / 1024.0);
+    println!("peak RSS MiB              {:.0}", rss_mib);
 }

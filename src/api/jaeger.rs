@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use super::AppState;
 use crate::model::span::{hex, parse_trace_id, AttrValue, Attributes, Span, TraceId, KIND_NAMES};
 use crate::now_ns;
-use crate::storage::traces::{TraceQuery, TraceStore};
+use crate::storage::traces::TraceQuery;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -664,13 +664,7 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
         Err(r) => return r,
     };
     let store = state.traces.store.clone();
-    let result = blocking(move || -> Result<Vec<Vec<Span>>, String> {
-        let ids = store.find_traces(&query).map_err(|e| e.to_string())?;
-        ids.iter()
-            .map(|id| store.trace(id).map_err(|e| e.to_string()))
-            .collect()
-    })
-    .await;
+    let result = blocking(move || store.find_and_assemble(&query).map_err(|e| e.to_string())).await;
     match result {
         Ok(Ok(traces)) if traces.is_empty() => v3_error(StatusCode::NOT_FOUND, "No traces found"),
         Ok(Ok(traces)) => json_response(StatusCode::OK, json!({"result": otlp_json(&traces)})),
@@ -686,13 +680,7 @@ async fn v3_trace_summaries(State(state): State<AppState>, RawQuery(raw): RawQue
         Err(r) => return r,
     };
     let store = state.traces.store.clone();
-    let result = blocking(move || -> Result<Vec<Vec<Span>>, String> {
-        let ids = store.find_traces(&query).map_err(|e| e.to_string())?;
-        ids.iter()
-            .map(|id| store.trace(id).map_err(|e| e.to_string()))
-            .collect()
-    })
-    .await;
+    let result = blocking(move || store.find_and_assemble(&query).map_err(|e| e.to_string())).await;
     let traces = match result {
         Ok(Ok(traces)) => traces,
         Ok(Err(e)) | Err(e) => return v3_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
@@ -812,19 +800,6 @@ pub fn otlp_json(traces: &[Vec<Span>]) -> Value {
         })
         .collect();
     json!({"resourceSpans": resource_spans})
-}
-
-/// Services and operations for callers outside the HTTP layer (dashboard).
-pub fn catalog(store: &TraceStore) -> Vec<(String, Vec<String>)> {
-    store
-        .services()
-        .into_iter()
-        .map(|s| {
-            let mut ops: Vec<String> = store.operations(&s).into_iter().map(|(n, _)| n).collect();
-            ops.dedup();
-            (s, ops)
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -577,13 +577,7 @@ async fn traces(
         end_ns: now.saturating_mul(1_000_000),
         limit: TRACE_PAGE,
     };
-    let result = blocking(move || -> Result<Vec<Vec<Span>>, String> {
-        let ids = store.find_traces(&query).map_err(|e| e.to_string())?;
-        ids.iter()
-            .map(|id| store.trace(id).map_err(|e| e.to_string()))
-            .collect()
-    })
-    .await;
+    let result = blocking(move || store.find_and_assemble(&query).map_err(|e| e.to_string())).await;
     let traces = match result {
         Ok(t) => t,
         Err(e) => {

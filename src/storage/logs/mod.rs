@@ -40,7 +40,7 @@ use crate::config::{Config, FsyncPolicy};
 use crate::model::log::{valid_index_name, LogDoc, WriteOp};
 use crate::now_ms;
 use crate::storage::codec::{put_str, put_uvarint, put_varint, Reader};
-use crate::storage::wal::{self, Wal, WalStats};
+use crate::storage::wal::{self, Wal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogStoreError {
@@ -133,11 +133,7 @@ pub struct StoredDoc {
 /// Counters for the self-metrics.
 #[derive(Debug, Default)]
 pub struct LogStoreStats {
-    pub docs_written: AtomicU64,
-    pub docs_rejected: AtomicU64,
-    pub source_bytes_written: AtomicU64,
     pub commits: AtomicU64,
-    pub commit_micros: AtomicU64,
 }
 
 /// One time partition: a tantivy index covering `[start_ms, start_ms + partition_ms)`.
@@ -275,10 +271,6 @@ impl LogStore {
         Ok(store)
     }
 
-    pub fn wal_stats(&self) -> Arc<WalStats> {
-        self.wal.stats.clone()
-    }
-
     /// Subscribe to every document stored from now on.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<StoredDoc>>> {
         self.tail.subscribe()
@@ -405,10 +397,6 @@ impl LogStore {
             }
         }
         accepted.retain(|item| outcomes[item.slot].result.is_ok());
-        let rejected = outcomes.len() - accepted.len();
-        self.stats
-            .docs_rejected
-            .fetch_add(rejected as u64, Ordering::Relaxed);
         if accepted.is_empty() {
             return Ok(outcomes);
         }
@@ -422,7 +410,6 @@ impl LogStore {
         let mut built = Vec::with_capacity(accepted.len());
         let want_tail = self.tail.receiver_count() > 0;
         let mut tail = Vec::new();
-        let mut source_bytes = 0u64;
         for Accepted {
             slot,
             doc,
@@ -442,7 +429,6 @@ impl LogStore {
             put_varint(&mut record, ts);
             put_uvarint(&mut record, source.len() as u64);
             record.extend_from_slice(&source);
-            source_bytes += source.len() as u64;
             let tdoc = self.schema.document(
                 &doc.index,
                 &id,
@@ -460,7 +446,6 @@ impl LogStore {
                 tail.push((slot, doc, ts));
             }
         }
-        let count = built.len() as u64;
         let seq = {
             let mut next_seq = self.write_lock.lock();
             record[base_at..base_at + 8].copy_from_slice(&next_seq.to_le_bytes());
@@ -487,10 +472,6 @@ impl LogStore {
         if self.options.fsync == FsyncPolicy::Always {
             self.wal.sync(seq)?;
         }
-        self.stats.docs_written.fetch_add(count, Ordering::Relaxed);
-        self.stats
-            .source_bytes_written
-            .fetch_add(source_bytes, Ordering::Relaxed);
         if want_tail {
             let batch = tail
                 .into_iter()
@@ -510,7 +491,6 @@ impl LogStore {
     /// partitions; then drop the WAL segments that held it.
     pub fn commit(&self) -> Result<(), LogStoreError> {
         let _commit = self.commit_lock.lock();
-        let started = std::time::Instant::now();
         let (cut, dirty) = {
             let _guard = self.write_lock.lock();
             let cut = self.wal.cut()?;
@@ -547,9 +527,6 @@ impl LogStore {
         self.pending_ids.lock().1.clear();
         if !dirty.is_empty() {
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .commit_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
         Ok(())
     }

@@ -355,10 +355,6 @@ impl SpanBlock {
         lo..hi
     }
 
-    pub fn num_batches(&self) -> usize {
-        self.trace_ids.len().div_ceil(BATCH_ROWS)
-    }
-
     /// Record batch `index` with the given columns (all when `None`); column
     /// numbers in the result follow the projection's order.
     pub fn read_batch(

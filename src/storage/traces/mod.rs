@@ -20,7 +20,7 @@ pub mod block;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +32,7 @@ use crate::config::{Config, FsyncPolicy};
 use crate::model::span::{codec, Span, SpanId, TraceId};
 use crate::now_ms;
 use crate::storage::codec::{put_uvarint, Reader};
-use crate::storage::wal::{self, Wal, WalStats};
+use crate::storage::wal::{self, Wal};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceStoreError {
@@ -162,12 +162,6 @@ pub struct Dependency {
     pub p95_ns: i64,
 }
 
-#[derive(Debug, Default)]
-pub struct TraceStoreStats {
-    pub spans_written: AtomicU64,
-    pub blocks_written: AtomicU64,
-}
-
 pub struct TraceStore {
     pub options: TraceStoreOptions,
     wal: Arc<Wal>,
@@ -178,7 +172,6 @@ pub struct TraceStore {
     cut_lock: Mutex<()>,
     /// A background cut is running (see [`TraceStore::cut_if_full`]).
     cutting: std::sync::atomic::AtomicBool,
-    pub stats: TraceStoreStats,
 }
 
 const RECORD_SPANS: u8 = 1;
@@ -244,12 +237,7 @@ impl TraceStore {
             catalog: RwLock::new(catalog),
             cut_lock: Mutex::new(()),
             cutting: std::sync::atomic::AtomicBool::new(false),
-            stats: TraceStoreStats::default(),
         }))
-    }
-
-    pub fn wal_stats(&self) -> Arc<WalStats> {
-        self.wal.stats.clone()
     }
 
     /// Store spans; durable when this returns.
@@ -263,7 +251,6 @@ impl TraceStore {
         for span in &spans {
             codec::put_span(&mut record, span);
         }
-        let count = spans.len() as u64;
         {
             let mut catalog = self.catalog.write();
             for span in &spans {
@@ -281,7 +268,6 @@ impl TraceStore {
         if self.options.fsync == FsyncPolicy::Always {
             self.wal.sync(seq)?;
         }
-        self.stats.spans_written.fetch_add(count, Ordering::Relaxed);
         Ok(())
     }
 
@@ -357,7 +343,6 @@ impl TraceStore {
         }
         self.save_catalog()?;
         self.wal.remove_before(checkpoint)?;
-        self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -520,6 +505,14 @@ impl TraceStore {
         Ok(found.into_iter().map(|(t, _)| t).collect())
     }
 
+    /// The traces [`TraceStore::find_traces`] finds, each assembled.
+    pub fn find_and_assemble(&self, query: &TraceQuery) -> Result<Vec<Vec<Span>>, TraceStoreError> {
+        self.find_traces(query)?
+            .iter()
+            .map(|id| self.trace(id))
+            .collect()
+    }
+
     /// Service-to-service call counts from parent/child spans that started
     /// in `[start_ns, end_ns]`.
     pub fn dependencies(
@@ -668,9 +661,6 @@ impl TraceStore {
         self.wal.disk_bytes()
     }
 }
-
-/// Rows of a block batch (for callers that read blocks directly).
-pub const ROWS_PER_BATCH: usize = BATCH_ROWS;
 
 #[cfg(test)]
 mod tests;
