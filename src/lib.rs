@@ -99,8 +99,40 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Open the stores, bind every listener and serve until [`RunningServer::shutdown`].
+/// Refuse to expose a listener beyond loopback without credentials, unless
+/// the operator said so (`server.insecure_listen`, `--insecure-listen`).
+fn check_exposure(config: &Config, credentials: bool) -> anyhow::Result<()> {
+    if credentials || config.server.insecure_listen {
+        return Ok(());
+    }
+    let s = &config.server;
+    let exposed: Vec<String> = [
+        ("server.listen", s.listen),
+        ("server.otlp_grpc", s.otlp_grpc),
+        ("server.otlp_http", s.otlp_http),
+        ("server.elasticsearch", s.elasticsearch),
+    ]
+    .iter()
+    .filter(|(_, addr)| !addr.ip().is_loopback())
+    .map(|(key, addr)| format!("{key} = {addr}"))
+    .collect();
+    if exposed.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to listen beyond loopback without credentials ({}): configure [auth] users or tokens, or set server.insecure_listen = true (--insecure-listen)",
+        exposed.join(", ")
+    )
+}
+
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let config = Arc::new(config);
+    let auth =
+        Arc::new(api::auth::Authenticator::from_config(&config.auth).map_err(anyhow::Error::msg)?);
+    check_exposure(&config, auth.enabled())?;
+    // Node-wide parser limits (like Elasticsearch's static settings).
+    query::promql::set_max_expression_depth(config.query.max_expression_depth);
+    query::logs::ast::set_max_query_depth(config.logs.max_query_depth);
     let options = StoreOptions::from_config(&config);
     let store = tokio::task::spawn_blocking(move || MetricsStore::open(options))
         .await?
@@ -146,6 +178,9 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.limits.max_body_size.as_usize(),
         metrics.clone(),
     ));
+    let auth =
+        Arc::new(api::auth::Authenticator::from_config(&config.auth).map_err(anyhow::Error::msg)?);
+    check_exposure(&config, auth.enabled())?;
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
@@ -159,6 +194,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         ready: Arc::new(AtomicBool::new(false)),
         started: SystemTime::now(),
         query_slots: Arc::new(tokio::sync::Semaphore::new(config.query.max_concurrent)),
+        auth: auth.clone(),
     };
 
     let http = bind(config.server.listen, "HTTP").await?;
@@ -213,6 +249,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     tasks.push(tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(otlp_grpc);
         if let Err(err) = tonic::transport::Server::builder()
+            .layer(api::auth::GrpcAuthLayer { auth })
             .add_service(grpc)
             .add_service(logs_grpc)
             .add_service(traces_grpc)

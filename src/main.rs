@@ -28,6 +28,12 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Print the argon2 hash of a password for `[[auth.users]] password_hash`
+    /// (read from standard input, one line).
+    HashPassword,
+    /// Print the SHA-256 of a token for `[[auth.tokens]] token_sha256`
+    /// (read from standard input, one line).
+    HashToken,
 }
 
 #[derive(clap::Args, Default)]
@@ -50,6 +56,9 @@ struct ServeArgs {
     /// Address of the Elasticsearch-compatible listener.
     #[arg(long)]
     elasticsearch: Option<String>,
+    /// Allow listeners beyond loopback without credentials.
+    #[arg(long)]
+    insecure_listen: bool,
 }
 
 impl ServeArgs {
@@ -70,6 +79,12 @@ impl ServeArgs {
             "storage.data_dir",
             self.data.as_ref().map(|d| d.display().to_string()),
         );
+        if self.insecure_listen {
+            sources.flags.push((
+                "server.insecure_listen".into(),
+                toml_edit::Value::from(true),
+            ));
+        }
         sources
     }
 }
@@ -93,6 +108,28 @@ fn main() -> ExitCode {
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
+        }
+        command @ (Command::HashPassword | Command::HashToken) => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() || line.trim().is_empty() {
+                eprintln!("expected the secret on standard input (one line)");
+                return ExitCode::FAILURE;
+            }
+            let secret = line.trim_end_matches(['\r', '\n']);
+            if matches!(command, Command::HashToken) {
+                println!("{}", oxeye::api::auth::hash_token(secret));
+                return ExitCode::SUCCESS;
+            }
+            match oxeye::api::auth::hash_password(secret) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("cannot hash: {err}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

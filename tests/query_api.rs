@@ -313,3 +313,77 @@ fn concurrent_queries_beyond_the_limit_wait_their_turn() {
         assert_eq!(thread.join().unwrap(), "2");
     }
 }
+
+/// The value of an unlabelled gauge in `/metrics`.
+fn self_gauge(server: &TestServer, name: &str) -> i64 {
+    let text = client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+#[test]
+fn a_query_keeps_its_slot_until_evaluation_ends_and_others_wait() {
+    let server = TestServer::start_with(&[
+        ("OXEYE_QUERY__MAX_CONCURRENT", "1"),
+        ("OXEYE_QUERY__TIMEOUT", "60s"),
+    ]);
+    seed(&server);
+    // A slow range query (3001 steps, each a quantile over 3600 shuffled
+    // points: seconds of work) whose client gives up after 200 ms.
+    let slow = server.url("/api/v1/query_range");
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .get(&slow)
+        .query(&[
+            (
+                "query",
+                "quantile_over_time(0.5, vector(time() * 7919 % 1000)[1h:1s])",
+            ),
+            ("start", "0"),
+            ("end", "3000"),
+            ("step", "1"),
+        ])
+        .send();
+    assert!(gave_up.is_err(), "the slow query answered within 200 ms");
+    // Its evaluation goes on, holding the only slot.
+    assert_eq!(self_gauge(&server, "oxeye_queries_running"), 1);
+    // A second query waits for it, and is answered once it is done.
+    let url = server.url("/api/v1/query");
+    let waiting = std::thread::spawn(move || {
+        let body: serde_json::Value = client()
+            .get(&url)
+            .query(&[
+                ("query", "count(http_requests_total)"),
+                ("time", "1700000300"),
+            ])
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        body["data"]["result"][0]["value"][1].clone()
+    });
+    let seen_waiting = wait_for(std::time::Duration::from_secs(30), || {
+        (self_gauge(&server, "oxeye_queries_waiting") == 1).then_some(())
+    });
+    assert!(
+        seen_waiting.is_some(),
+        "the second query never waited for the slot"
+    );
+    assert_eq!(waiting.join().unwrap(), "2");
+    let idle = wait_for(std::time::Duration::from_secs(60), || {
+        let running = self_gauge(&server, "oxeye_queries_running");
+        let waiting = self_gauge(&server, "oxeye_queries_waiting");
+        (running == 0 && waiting == 0).then_some(())
+    });
+    assert!(idle.is_some(), "slots were not released");
+}

@@ -1,6 +1,7 @@
 //! HTTP and gRPC faces. Each external API has its own module; all of them
 //! share [`AppState`] and map errors through [`crate::error::Error`].
 
+pub mod auth;
 pub mod elasticsearch;
 pub mod jaeger;
 pub mod logs;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub started: std::time::SystemTime,
     /// Bounds concurrent PromQL queries (`query.max_concurrent`); others wait.
     pub query_slots: Arc<tokio::sync::Semaphore>,
+    /// Credentials and roles (`[auth]`), checked on every listener.
+    pub auth: Arc<auth::Authenticator>,
 }
 
 /// The main HTTP listener's routes.
@@ -64,6 +67,15 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            auth::Guard {
+                auth: state.auth.clone(),
+                rule: auth::main_listener_role,
+                realm: "oxeye",
+                elasticsearch: false,
+            },
+            auth::require,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -74,6 +86,15 @@ pub fn otlp_http_router(state: AppState) -> Router {
     otlp::http_routes()
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            auth::Guard {
+                auth: state.auth.clone(),
+                rule: |_, _| Some(auth::Role::Write),
+                realm: "oxeye",
+                elasticsearch: false,
+            },
+            auth::require,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -100,12 +100,17 @@ impl Params {
 }
 
 /// Unix seconds (with fraction) or RFC 3339, to milliseconds.
+/// Times outside `[MIN_TIME_MS, MAX_TIME_MS]` are clamped to it (as
+/// Prometheus clamps to its min and max times), so that differences of any
+/// two parsed times fit in an i64.
 pub fn parse_time_ms(text: &str) -> Option<i64> {
     if let Ok(seconds) = text.parse::<f64>() {
-        if !seconds.is_finite() {
+        if seconds.is_nan() {
             return None;
         }
-        return Some((seconds * 1000.0).round() as i64);
+        // `as` saturates (±inf included); the clamp does the rest.
+        let ms = (seconds * 1000.0).round() as i64;
+        return Some(ms.clamp(MIN_TIME_MS, MAX_TIME_MS));
     }
     match text {
         // Prometheus' own spellings of its min and max times.
@@ -115,7 +120,7 @@ pub fn parse_time_ms(text: &str) -> Option<i64> {
     }
     let time = humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).ok()?;
     let since = time.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(since.as_millis()).ok()
+    Some(i64::try_from(since.as_millis()).map_or(MAX_TIME_MS, |ms| ms.min(MAX_TIME_MS)))
 }
 
 /// Parse a series selector such as `up{job="api"}` into matchers.
@@ -123,10 +128,14 @@ pub fn parse_selector(text: &str) -> Result<Vec<Matcher>, Error> {
     use promql_parser::parser::Expr;
     let bad =
         |message: String| Error::BadRequest(format!("invalid parameter \"match[]\": {message}"));
-    let expr = promql_parser::parser::parse(text).map_err(bad)?;
-    let Expr::VectorSelector(selector) = expr else {
-        return Err(bad(format!("{text:?} is not a series selector")));
-    };
+    // The guarded parse: `match[]` is as hostile as `query`. Whatever it
+    // parses to is dropped on the grown stack too.
+    let selector = crate::query::promql::with_stack(|| {
+        match crate::query::promql::parse(text).map_err(|e| bad(e.to_string()))? {
+            Expr::VectorSelector(selector) => Ok(selector),
+            _ => Err(bad(format!("{text:?} is not a series selector"))),
+        }
+    })?;
     let matchers =
         crate::query::promql::selector_matchers(&selector).map_err(|e| bad(e.to_string()))?;
     if matchers.iter().all(|m| m.matches("")) {
@@ -153,6 +162,11 @@ mod tests {
             Some(1_700_000_000_250)
         );
         assert_eq!(parse_time_ms("yesterday"), None);
+        assert_eq!(parse_time_ms("NaN"), None);
+        assert_eq!(parse_time_ms("-1e19"), Some(MIN_TIME_MS));
+        assert_eq!(parse_time_ms("1e19"), Some(MAX_TIME_MS));
+        assert_eq!(parse_time_ms("+Inf"), Some(MAX_TIME_MS));
+        assert!(MAX_TIME_MS.checked_sub(MIN_TIME_MS).is_some());
     }
 
     #[test]

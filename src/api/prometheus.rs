@@ -150,10 +150,13 @@ async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let (sets, start, end) = params.selection(true)?;
     let limit = params.limit()?;
     let store = state.store.clone();
-    let found = run_blocking(move || Ok(store.series(&sets, start, end))).await?;
+    let found = run_blocking(move || {
+        let (sets, start, end) = params.selection(true)?;
+        Ok(store.series(&sets, start, end))
+    })
+    .await?;
     let data: Vec<Value> = found
         .iter()
         .take(limit.unwrap_or(usize::MAX))
@@ -171,10 +174,13 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let (sets, start, end) = params.selection(false)?;
     let limit = params.limit()?;
     let store = state.store.clone();
-    let mut names = run_blocking(move || Ok(store.label_names(&sets, start, end))).await?;
+    let mut names = run_blocking(move || {
+        let (sets, start, end) = params.selection(false)?;
+        Ok(store.label_names(&sets, start, end))
+    })
+    .await?;
     if let Some(limit) = limit {
         names.truncate(limit);
     }
@@ -194,10 +200,13 @@ async fn label_values(
     if !is_valid_label_name(&name) {
         return Err(Error::BadRequest(format!("invalid label name: {name:?}")).into());
     }
-    let (sets, start, end) = params.selection(false)?;
     let limit = params.limit()?;
     let store = state.store.clone();
-    let mut values = run_blocking(move || Ok(store.label_values(&name, &sets, start, end))).await?;
+    let mut values = run_blocking(move || {
+        let (sets, start, end) = params.selection(false)?;
+        Ok(store.label_values(&name, &sets, start, end))
+    })
+    .await?;
     if let Some(limit) = limit {
         values.truncate(limit);
     }
@@ -249,9 +258,9 @@ async fn export(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let (sets, start, end) = params.selection(true)?;
     let store = state.store.clone();
     let text = run_blocking(move || {
+        let (sets, start, end) = params.selection(true)?;
         let mut out = String::new();
         let mut seen = std::collections::HashSet::new();
         for set in &sets {
@@ -311,16 +320,21 @@ async fn query_exemplars(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
-    let expr = params.expr()?;
-    let mut selectors = Vec::new();
-    collect_selectors(&expr, &mut selectors);
     let start = params.time_ms("start", MIN_TIME_MS)?;
     let end = params.time_ms("end", MAX_TIME_MS)?;
-    let sets = selectors
-        .into_iter()
-        .map(crate::query::promql::selector_matchers)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let sets = run_blocking(move || {
+        crate::query::promql::with_stack(|| {
+            let expr = params.expr()?;
+            let mut selectors = Vec::new();
+            collect_selectors(&expr, &mut selectors);
+            selectors
+                .into_iter()
+                .map(crate::query::promql::selector_matchers)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::BadRequest(e.to_string()))
+        })
+    })
+    .await?;
     let mut seen = std::collections::HashSet::new();
     let mut data = Vec::new();
     for set in &sets {

@@ -59,7 +59,7 @@ fn parse_duration_ms(text: &str) -> Option<i64> {
     }
     promql_parser::util::duration::parse_duration(text)
         .ok()
-        .map(|d| d.as_millis() as i64)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn options(state: &AppState, timeout: Option<i64>) -> EngineOptions {
@@ -255,6 +255,23 @@ async fn query(
     .await
 }
 
+/// Counts a waiting query for as long as it waits (also when its client
+/// goes away while it waits).
+struct WaitingGuard(prometheus_client::metrics::gauge::Gauge<i64>);
+
+impl WaitingGuard {
+    fn new(gauge: &prometheus_client::metrics::gauge::Gauge<i64>) -> WaitingGuard {
+        gauge.inc();
+        WaitingGuard(gauge.clone())
+    }
+}
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Run a query on a blocking thread once a concurrency slot is free, and
 /// shape its result or error as Prometheus does.
 async fn evaluate(
@@ -268,7 +285,17 @@ async fn evaluate(
         + Send
         + 'static,
 ) -> Response {
-    let Ok(_slot) = state.query_slots.clone().acquire_owned().await else {
+    let slots = state.query_slots.clone();
+    let slot = match slots.clone().try_acquire_owned() {
+        Ok(slot) => Ok(slot),
+        Err(_) => {
+            let waiting = WaitingGuard::new(&state.metrics.queries_waiting);
+            let slot = slots.acquire_owned().await;
+            drop(waiting);
+            slot
+        }
+    };
+    let Ok(slot) = slot else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -276,7 +303,19 @@ async fn evaluate(
         );
     };
     let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || work(store.as_ref(), &options)).await {
+    let running = state.metrics.queries_running.clone();
+    // Parsing, evaluation and dropping the tree happen on a blocking thread
+    // with a stack sized for the deepest expression the parser admits. The
+    // slot moves there too: a client that disconnects drops this future,
+    // but the evaluation goes on, and so must its claim on the limit.
+    let run = move || {
+        let _slot = slot;
+        running.inc();
+        let result = promql::with_stack(|| work(store.as_ref(), &options));
+        running.dec();
+        result
+    };
+    match tokio::task::spawn_blocking(run).await {
         Ok(Ok(result)) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             result_body(&result, range),
@@ -334,7 +373,8 @@ async fn query_range(
             "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
         );
     }
-    if (end - start) / step > MAX_POINTS_PER_SERIES {
+    // Times are clamped, but count in i128 all the same.
+    if (end as i128 - start as i128) / step as i128 > MAX_POINTS_PER_SERIES as i128 {
         return bad_data(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
         );

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
 use super::params::Params;
-use super::prometheus::{params, success, ApiError};
+use super::prometheus::{params, run_blocking, success, ApiError};
 use super::AppState;
 use crate::error::Error;
 
@@ -177,8 +177,11 @@ async fn format_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &raw, &headers, &body);
-    let expr = params.expr()?;
-    Ok(success(Value::String(expr.prettify())))
+    let text = run_blocking(move || {
+        crate::query::promql::with_stack(|| params.expr().map(|expr| expr.prettify()))
+    })
+    .await?;
+    Ok(success(Value::String(text)))
 }
 
 async fn parse_query(
@@ -188,8 +191,13 @@ async fn parse_query(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = params(&method, &raw, &headers, &body);
-    let expr = params.expr()?;
-    let tree = serde_json::to_value(&expr).map_err(|e| Error::Internal(e.to_string()))?;
+    let tree = run_blocking(move || {
+        crate::query::promql::with_stack(|| {
+            let expr = params.expr()?;
+            serde_json::to_value(&expr).map_err(|e| Error::Internal(e.to_string()))
+        })
+    })
+    .await?;
     Ok(success(tree))
 }
 
@@ -237,9 +245,9 @@ async fn federate(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
         &HeaderMap::new(),
         &Bytes::new(),
     );
-    let sets = match params.matcher_sets() {
+    let sets = match run_blocking(move || params.matcher_sets()).await {
         Ok(sets) => sets,
-        Err(err) => return (StatusCode::BAD_REQUEST, format!("{err}\n")).into_response(),
+        Err(err) => return (err.http_status(), format!("{err}\n")).into_response(),
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -32,7 +32,37 @@ pub struct Config {
     pub query: QueryConfig,
     pub logs: LogsConfig,
     pub traces: TracesConfig,
+    pub auth: AuthConfig,
     pub log: LogConfig,
+}
+
+/// `[auth]`: who may do what. Empty lists: no credentials asked (allowed
+/// only when every listener is on loopback, or with `server.insecure_listen`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub users: Vec<UserConfig>,
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// A user for HTTP basic auth.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    /// argon2 PHC string (`oxeye hash-password`).
+    pub password_hash: String,
+    pub roles: Vec<crate::api::auth::Role>,
+}
+
+/// A bearer token (also an Elasticsearch API key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    /// Hex SHA-256 of the token (`oxeye hash-token`).
+    pub token_sha256: String,
+    pub roles: Vec<crate::api::auth::Role>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +97,7 @@ pub struct LogsConfig {
     pub max_buckets: u32,
     pub max_fields_per_index: usize,
     pub max_bulk_documents: usize,
+    pub max_query_depth: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +109,7 @@ pub struct QueryConfig {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     pub max_concurrent: usize,
+    pub max_expression_depth: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +121,7 @@ pub struct ServerConfig {
     pub elasticsearch: SocketAddr,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    pub insecure_listen: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +305,9 @@ impl Config {
             "storage.block_duration",
             "must be greater than zero",
         );
+        if let Err(message) = crate::api::auth::Authenticator::from_config(&self.auth) {
+            check(false, "auth", &message);
+        }
         check(
             self.storage.retention >= self.storage.block_duration,
             "storage.retention",
@@ -363,6 +399,11 @@ impl Config {
             ("logs.max_bulk_documents", self.logs.max_bulk_documents),
             ("logs.max_fields_per_index", self.logs.max_fields_per_index),
             ("logs.keyword_ignore_above", self.logs.keyword_ignore_above),
+            ("logs.max_query_depth", self.logs.max_query_depth),
+            (
+                "query.max_expression_depth",
+                self.query.max_expression_depth,
+            ),
         ] {
             check(value > 0, key, "must be greater than zero");
         }
@@ -485,6 +526,12 @@ fn collect_leaves(
             .unwrap_or(0);
         match item {
             Item::Table(sub) => collect_leaves(sub, prefix, out),
+            // `[[auth.users]]` is the same value as `users = [{…}, …]`.
+            Item::ArrayOfTables(tables) => out.push((
+                prefix.clone(),
+                offset,
+                Item::Value(toml_edit::Value::Array(tables.clone().into_array())),
+            )),
             Item::Value(toml_edit::Value::InlineTable(inline)) => {
                 let mut nested = Vec::new();
                 collect_leaves(&inline.clone().into_table(), prefix, &mut nested);

@@ -55,6 +55,10 @@ pub struct SelfMetrics {
     trace_blocks: Gauges,
     trace_block_bytes: Gauges,
     span_metrics_dropped: Counter,
+    /// PromQL evaluations holding a `query.max_concurrent` slot, and
+    /// queries waiting for one.
+    pub queries_running: Gauges,
+    pub queries_waiting: Gauges,
     log_records_ingested: Family<SourceLabels, Counter>,
     log_records_rejected: Family<SourceLabels, Counter>,
     log_commits: Counter,
@@ -149,6 +153,18 @@ impl SelfMetrics {
         );
         let trace_blocks = Gauges::default();
         registry.register("trace_blocks", "Span blocks on disk", trace_blocks.clone());
+        let queries_running = Gauges::default();
+        registry.register(
+            "queries_running",
+            "PromQL evaluations holding a query.max_concurrent slot (until evaluation ends, even if the client left)",
+            queries_running.clone(),
+        );
+        let queries_waiting = Gauges::default();
+        registry.register(
+            "queries_waiting",
+            "PromQL queries waiting for a query.max_concurrent slot",
+            queries_waiting.clone(),
+        );
         let span_metrics_dropped = Counter::default();
         registry.register(
             "span_metrics_dropped_spans",
@@ -293,6 +309,8 @@ impl SelfMetrics {
             trace_blocks,
             trace_block_bytes,
             span_metrics_dropped,
+            queries_running,
+            queries_waiting,
             log_records_ingested,
             log_records_rejected,
             log_commits,

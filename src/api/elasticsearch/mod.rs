@@ -113,6 +113,15 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(unknown)
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            super::auth::Guard {
+                auth: state.auth.clone(),
+                rule: |method, path| Some(super::auth::elasticsearch_role(method, path)),
+                realm: "security",
+                elasticsearch: true,
+            },
+            super::auth::require,
+        ))
         .layer(middleware::map_response(product_header))
         .layer(middleware::from_fn_with_state(
             state.clone(),

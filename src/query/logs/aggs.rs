@@ -190,6 +190,32 @@ fn translate_params(
             "order" if kind == "terms" => {
                 out.insert(key.clone(), rename_term_order(value));
             }
+            // Grafana's Elasticsearch data source sends these as strings
+            // (`"percents": ["25","50"]`, `"sigma": "2"`); Elasticsearch
+            // accepts numeric strings.
+            "percents" if kind == "percentiles" => {
+                let items = value.as_array().ok_or_else(|| {
+                    QueryError::parsing(format!("[{name}]: [percents] must be an array"))
+                })?;
+                let numbers = items
+                    .iter()
+                    .map(|item| numeric(name, key, item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                out.insert(key.clone(), Value::Array(numbers));
+            }
+            "sigma" if kind == "extended_stats" => {
+                let sigma = numeric(name, key, value)?;
+                if sigma.as_f64().is_none_or(|x| x < 0.0) {
+                    return Err(QueryError::parsing(format!(
+                        "[{name}]: [sigma] must be greater than or equal to 0. Found [{sigma}]"
+                    ))
+                    .with_kind("illegal_argument_exception"));
+                }
+                out.insert(key.clone(), sigma);
+            }
+            "missing" if NUMERIC_METRICS.contains(&kind) => {
+                out.insert(key.clone(), numeric(name, key, value)?);
+            }
             "execution_hint"
             | "collect_mode"
             | "shard_size"
@@ -208,6 +234,34 @@ fn translate_params(
         )));
     }
     Ok((out, format))
+}
+
+/// Metric aggregations whose parameters are numbers.
+const NUMERIC_METRICS: [&str; 8] = [
+    "min",
+    "max",
+    "avg",
+    "sum",
+    "percentiles",
+    "stats",
+    "extended_stats",
+    "histogram",
+];
+
+/// A number, or a string holding one, as a JSON number.
+fn numeric(name: &str, key: &str, value: &Value) -> Result<Value, QueryError> {
+    let number = match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|x| x.is_finite()),
+        _ => None,
+    };
+    number
+        .and_then(serde_json::Number::from_f64)
+        .map(Value::Number)
+        .ok_or_else(|| {
+            QueryError::parsing(format!("[{name}]: [{key}] must be a number, got {value}"))
+                .with_kind("x_content_parse_exception")
+        })
 }
 
 fn rename_term_order(value: &Value) -> Value {

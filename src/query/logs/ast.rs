@@ -3,7 +3,25 @@
 //! is compiled to a tantivy query (`compile.rs`) for stored records and
 //! evaluated directly (`matcher.rs`) for the live tail.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde_json::Value;
+
+/// Elasticsearch 8's `indices.query.bool.max_nested_depth`.
+pub const DEFAULT_MAX_QUERY_DEPTH: usize = 30;
+
+static MAX_QUERY_DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_QUERY_DEPTH);
+
+/// The deepest nesting of groups, negations and `bool` clauses a log query
+/// may have (`logs.max_query_depth`). Like Elasticsearch's setting it is
+/// node-wide: set once at start-up.
+pub fn max_query_depth() -> usize {
+    MAX_QUERY_DEPTH.load(Ordering::Relaxed)
+}
+
+pub fn set_max_query_depth(depth: usize) {
+    MAX_QUERY_DEPTH.store(depth.max(1), Ordering::Relaxed);
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogQuery {
@@ -96,18 +114,34 @@ impl MinimumShouldMatch {
 
     /// How many of `n` optional clauses must match.
     pub fn required(self, n: usize) -> usize {
-        let n = n as i64;
+        // i128: `c` and `p` come from the request and may be any i64.
+        let n = n as i128;
         let k = match self {
-            MinimumShouldMatch::Count(c) if c < 0 => n + c,
-            MinimumShouldMatch::Count(c) => c,
-            MinimumShouldMatch::Percent(p) if p < 0 => n - (n * -p) / 100,
-            MinimumShouldMatch::Percent(p) => (n * p) / 100,
+            MinimumShouldMatch::Count(c) if c < 0 => n + c as i128,
+            MinimumShouldMatch::Count(c) => c as i128,
+            MinimumShouldMatch::Percent(p) if p < 0 => n - (n * -(p as i128)) / 100,
+            MinimumShouldMatch::Percent(p) => (n * p as i128) / 100,
         };
         k.clamp(0, n) as usize
     }
 }
 
 impl LogQuery {
+    /// Nesting depth: 1 for a leaf, one more per enclosing `bool`.
+    pub fn depth(&self) -> usize {
+        match self {
+            LogQuery::Bool(b) => {
+                1 + [&b.must, &b.filter, &b.should, &b.must_not]
+                    .into_iter()
+                    .flatten()
+                    .map(LogQuery::depth)
+                    .max()
+                    .unwrap_or(0)
+            }
+            _ => 1,
+        }
+    }
+
     pub fn and(clauses: Vec<LogQuery>) -> LogQuery {
         LogQuery::Bool(Box::new(BoolQuery {
             must: clauses,

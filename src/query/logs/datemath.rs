@@ -25,13 +25,16 @@ pub fn resolve(
 ) -> Result<i64, String> {
     let text = match value {
         Value::Number(n) => {
-            let x = n.as_f64().ok_or("invalid number")?;
             let per = if format.is_some_and(|f| f.contains("epoch_second")) {
-                1e9
+                1_000_000_000
             } else {
-                1e6
+                1_000_000
             };
-            return Ok((x * per) as i64);
+            let exact = match n.as_i64() {
+                Some(whole) => epoch_ns(whole as f64, Some(whole), per),
+                None => epoch_ns(n.as_f64().ok_or("invalid number")?, None, per),
+            };
+            return exact.ok_or_else(|| format!("date [{n}] is out of range"));
         }
         Value::String(s) => s.trim(),
         other => return Err(format!("cannot parse date from {other}")),
@@ -46,6 +49,31 @@ pub fn resolve(
     apply_math(anchor, math, round_up).ok_or_else(|| format!("invalid date math [{text}]"))
 }
 
+/// Epoch `units` (ms or s) to nanoseconds, exactly for whole numbers (a
+/// product in f64 would round `1700000000123 ms` by up to 128 ns and move
+/// a bound across the record it names). `None` when out of range.
+fn epoch_ns(x: f64, whole: Option<i64>, ns_per_unit: i64) -> Option<i64> {
+    if let Some(whole) = whole {
+        return whole.checked_mul(ns_per_unit);
+    }
+    if !x.is_finite() {
+        return None;
+    }
+    let int = x.trunc();
+    if int.abs() >= 9.2e18 {
+        return None;
+    }
+    let frac = ((x - int) * ns_per_unit as f64).round() as i64;
+    (int as i64).checked_mul(ns_per_unit)?.checked_add(frac)
+}
+
+fn epoch_text_ns(text: &str, ns_per_unit: i64) -> Option<i64> {
+    match text.parse::<i64>() {
+        Ok(whole) => epoch_ns(whole as f64, Some(whole), ns_per_unit),
+        Err(_) => epoch_ns(text.parse::<f64>().ok()?, None, ns_per_unit),
+    }
+}
+
 fn parse_with_format(text: &str, format: Option<&str>) -> Result<i64, String> {
     let fail = || {
         format!(
@@ -58,8 +86,8 @@ fn parse_with_format(text: &str, format: Option<&str>) -> Result<i64, String> {
         .unwrap_or_else(|| vec!["strict_date_optional_time", "epoch_millis"]);
     for f in formats {
         let parsed = match f.trim() {
-            "epoch_millis" => text.parse::<f64>().ok().map(|x| (x * 1e6) as i64),
-            "epoch_second" => text.parse::<f64>().ok().map(|x| (x * 1e9) as i64),
+            "epoch_millis" => epoch_text_ns(text, 1_000_000),
+            "epoch_second" => epoch_text_ns(text, 1_000_000_000),
             "strict_date_optional_time"
             | "date_optional_time"
             | "strict_date_optional_time_nanos"

@@ -9,6 +9,19 @@ use super::{lucene, QueryError};
 
 /// Parse a `query` object.
 pub fn parse(query: &Value) -> Result<LogQuery, QueryError> {
+    // The JSON itself is at most serde_json's 128 levels deep, so the
+    // recursion below is bounded; the nesting limit is Elasticsearch's.
+    let parsed = parse_clause(query)?;
+    let limit = super::ast::max_query_depth();
+    if parsed.depth() > limit {
+        return Err(QueryError::parsing(format!(
+            "query is nested deeper than {limit} levels (logs.max_query_depth)"
+        )));
+    }
+    Ok(parsed)
+}
+
+fn parse_clause(query: &Value) -> Result<LogQuery, QueryError> {
     let object = query
         .as_object()
         .ok_or_else(|| QueryError::parsing("[query] must be an object"))?;
@@ -138,7 +151,7 @@ pub fn parse(query: &Value) -> Result<LogQuery, QueryError> {
                 .get("filter")
                 .ok_or_else(|| QueryError::parsing("[constant_score] requires a [filter]"))?;
             Ok(LogQuery::Bool(Box::new(BoolQuery {
-                filter: vec![parse(filter)?],
+                filter: vec![parse_clause(filter)?],
                 ..BoolQuery::default()
             })))
         }
@@ -197,10 +210,10 @@ fn parse_bool(body: &Value) -> Result<LogQuery, QueryError> {
         match value {
             Value::Array(items) => {
                 for item in items {
-                    target.push(parse(item)?);
+                    target.push(parse_clause(item)?);
                 }
             }
-            single => target.push(parse(single)?),
+            single => target.push(parse_clause(single)?),
         }
     }
     Ok(LogQuery::Bool(Box::new(out)))

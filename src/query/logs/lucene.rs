@@ -19,6 +19,8 @@ pub fn parse(text: &str, default_fields: &[String], and: bool) -> Result<LogQuer
     let mut parser = Parser {
         chars: text.chars().collect(),
         pos: 0,
+        depth: 0,
+        max_depth: super::ast::max_query_depth(),
         default_fields,
         and,
     };
@@ -44,18 +46,39 @@ enum Modifier {
 struct Parser<'a> {
     chars: Vec<char>,
     pos: usize,
+    /// Groups and negations open at `pos`; bounded by `max_depth` so that
+    /// no input can recurse the parser (or later stages) off the stack.
+    depth: usize,
+    max_depth: usize,
     default_fields: &'a [String],
     and: bool,
 }
 
 impl Parser<'_> {
     fn error(&self, what: &str) -> QueryError {
-        let text: String = self.chars.iter().collect();
+        // The query is quoted as Elasticsearch does, but not without bound.
+        const QUOTED: usize = 256;
+        let mut text: String = self.chars.iter().take(QUOTED).collect();
+        if self.chars.len() > QUOTED {
+            text.push_str("...");
+        }
         QueryError::parsing(format!(
             "Failed to parse query [{text}]: {what} at position {}",
             self.pos
         ))
         .with_kind("query_shard_exception")
+    }
+
+    /// Enter a group or negation; errors past the nesting limit.
+    fn descend(&mut self) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > self.max_depth {
+            return Err(self.error(&format!(
+                "query is nested deeper than {} levels (logs.max_query_depth)",
+                self.max_depth
+            )));
+        }
+        Ok(())
     }
 
     fn at_end(&self) -> bool {
@@ -161,11 +184,15 @@ impl Parser<'_> {
     fn unary(&mut self, field: Option<&str>) -> Result<(Modifier, LogQuery), QueryError> {
         self.skip_ws();
         if self.keyword("NOT") || self.keyword("!") || self.keyword("-") {
+            self.descend()?;
             let (_, inner) = self.unary(field)?;
+            self.depth -= 1;
             return Ok((Modifier::Prohibited, inner));
         }
         if self.keyword("+") {
+            self.descend()?;
             let (_, inner) = self.unary(field)?;
+            self.depth -= 1;
             return Ok((Modifier::Required, inner));
         }
         Ok((Modifier::None, self.primary(field)?))
@@ -177,7 +204,9 @@ impl Parser<'_> {
             None => Err(self.error("expected a term")),
             Some('(') => {
                 self.pos += 1;
+                self.descend()?;
                 let inner = self.or_expr(field)?;
+                self.depth -= 1;
                 self.skip_ws();
                 if self.peek() != Some(')') {
                     return Err(self.error("missing ')'"));
@@ -318,7 +347,9 @@ impl Parser<'_> {
             }
             Some('(') if field.is_some() => {
                 self.pos += 1;
+                self.descend()?;
                 let inner = self.or_expr(field)?;
+                self.depth -= 1;
                 self.skip_ws();
                 if self.peek() != Some(')') {
                     return Err(self.error("missing ')'"));
@@ -618,5 +649,30 @@ mod tests {
         assert!(err.reason.contains("missing ')'"), "{}", err.reason);
         assert!(parse("f:[1 TO", &[], false).is_err());
         assert!(parse("\"open", &[], false).is_err());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let limit = crate::query::logs::ast::max_query_depth();
+        let ok = format!("{}a{}", "(".repeat(limit - 1), ")".repeat(limit - 1));
+        assert!(parse(&ok, &[], false).is_ok());
+        for hostile in [
+            format!("{}a{}", "(".repeat(200_000), ")".repeat(200_000)),
+            "(".repeat(200_000),
+            "NOT ".repeat(100_000) + "a",
+            "-".repeat(100_000) + "a",
+            format!("f:{}a{}", "(".repeat(100_000), ")".repeat(100_000)),
+        ] {
+            let err = parse(&hostile, &[], false).unwrap_err();
+            assert!(
+                err.reason.contains("logs.max_query_depth"),
+                "{}",
+                err.reason
+            );
+            assert!(
+                err.reason.len() < 600,
+                "error quotes the query without bound"
+            );
+        }
     }
 }

@@ -126,6 +126,7 @@ impl SearchRequest {
                 .get("rest_total_hits_as_int")
                 .is_some_and(|v| v == "true" || v.is_empty()),
         };
+        let mut track_set = false;
         for (key, value) in body {
             match key.as_str() {
                 "query" => req.query = dsl::parse(value)?,
@@ -143,6 +144,7 @@ impl SearchRequest {
                 }
                 "_source" => req.source = parse_source(value)?,
                 "track_total_hits" => {
+                    track_set = true;
                     req.track_total_hits = match value {
                         Value::Bool(true) => TrackTotal::Exact,
                         Value::Bool(false) => TrackTotal::Off,
@@ -212,11 +214,29 @@ impl SearchRequest {
             req.explicit_sort = true;
         }
         if let Some(v) = params.get("track_total_hits") {
+            track_set = true;
             req.track_total_hits = match v.as_str() {
                 "true" | "" => TrackTotal::Exact,
                 "false" => TrackTotal::Off,
                 n => TrackTotal::UpTo(n.parse().unwrap_or(10_000)),
             };
+        }
+        // As Elasticsearch's RestSearchAction: an integer total means an
+        // exact one unless tracking is off (then -1); a bounded count is an
+        // error.
+        if req.total_as_int {
+            match req.track_total_hits {
+                _ if !track_set => req.track_total_hits = TrackTotal::Exact,
+                TrackTotal::UpTo(n) if n != i32::MAX as u64 => {
+                    return Err(QueryError::new(
+                        "illegal_argument_exception",
+                        format!(
+                            "[rest_total_hits_as_int] cannot be used if the tracking of total hits is not accurate, got {n}"
+                        ),
+                    ))
+                }
+                _ => {}
+            }
         }
         if let Some(v) = params.get("_source") {
             req.source = match v.as_str() {
@@ -908,6 +928,9 @@ pub fn search(
     }
     let mut hits_obj = Map::new();
     match req.track_total_hits {
+        TrackTotal::Off if req.total_as_int => {
+            hits_obj.insert("total".into(), json!(-1));
+        }
         TrackTotal::Off => {}
         track => {
             let (value, relation) = match track {

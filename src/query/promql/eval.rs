@@ -25,7 +25,7 @@ impl RangeInput {
     /// The samples of `series` inside step `i`'s window.
     pub fn window<'s>(&self, series: &'s RangeSeries, i: usize) -> &'s [Sample] {
         let end = self.ends[i];
-        let start = end - self.range;
+        let start = end.saturating_sub(self.range);
         let lo = series.samples.partition_point(|s| s.t <= start);
         let hi = series.samples.partition_point(|s| s.t <= end);
         &series.samples[lo..hi]
@@ -50,7 +50,7 @@ pub fn millis(duration: &Duration) -> i64 {
 fn system_time_ms(time: &SystemTime) -> i64 {
     match time.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => millis(&d),
-        Err(e) => -millis(&e.duration()),
+        Err(e) => millis(&e.duration()).saturating_neg(),
     }
 }
 
@@ -89,36 +89,53 @@ pub fn selector_matchers(selector: &VectorSelector) -> Result<Vec<Matcher>, Eval
 }
 
 impl<'a> Evaluator<'a> {
+    /// An evaluator for the steps `start, start + step, … ≤ end`. The steps
+    /// are counted against `max_samples` before they are allocated (each
+    /// step holds at least one point), so no range or subquery can ask for
+    /// more memory than the sample limit allows.
     pub fn new(
         source: &'a dyn SeriesSource,
         options: &'a EngineOptions,
         start: i64,
         end: i64,
         step: i64,
-    ) -> Self {
-        // Instant queries have step 0 (what `step()` reports) and one step.
-        let stride = step.max(1);
-        let steps = (0..)
-            .map(|i| start + i * stride)
-            .take_while(|t| *t <= end)
-            .collect();
-        Evaluator {
+    ) -> Result<Self, EvalError> {
+        let evaluator = Evaluator {
             source,
             options,
             start,
             end,
             step,
-            steps,
+            steps: Vec::new(),
             deadline: Instant::now() + options.timeout,
             samples: Cell::new(0),
-        }
+        };
+        evaluator.with_steps()
     }
 
-    fn child(&self, start: i64, end: i64, step: i64) -> Evaluator<'a> {
-        let mut child = Evaluator::new(self.source, self.options, start, end, step);
-        child.deadline = self.deadline;
-        child.samples = Cell::new(self.samples.get());
-        child
+    fn with_steps(mut self) -> Result<Self, EvalError> {
+        // Instant queries have step 0 (what `step()` reports) and one step.
+        let stride = self.step.max(1);
+        let n = super::step_count(self.start, self.end, stride);
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        self.account(n, "query steps")?;
+        // start + i * stride <= end for every i < n, so nothing overflows.
+        self.steps = (0..n as i64).map(|i| self.start + i * stride).collect();
+        Ok(self)
+    }
+
+    fn child(&self, start: i64, end: i64, step: i64) -> Result<Evaluator<'a>, EvalError> {
+        Evaluator {
+            source: self.source,
+            options: self.options,
+            start,
+            end,
+            step,
+            steps: Vec::new(),
+            deadline: self.deadline,
+            samples: Cell::new(self.samples.get()),
+        }
+        .with_steps()
     }
 
     pub fn n(&self) -> usize {
@@ -133,7 +150,7 @@ impl<'a> Evaluator<'a> {
     }
 
     pub fn account(&self, samples: usize, what: &str) -> Result<(), EvalError> {
-        let total = self.samples.get() + samples;
+        let total = self.samples.get().saturating_add(samples);
         self.samples.set(total);
         if total > self.options.max_samples {
             return Err(EvalError::TooManySamples(what.into()));
@@ -210,7 +227,7 @@ impl<'a> Evaluator<'a> {
         let offset_ms = match offset {
             None => 0,
             Some(Offset::Pos(d)) => millis(d),
-            Some(Offset::Neg(d)) => -millis(d),
+            Some(Offset::Neg(d)) => millis(d).saturating_neg(),
         };
         let fixed = at.as_ref().map(|at| match at {
             AtModifier::Start => self.start,
@@ -219,7 +236,7 @@ impl<'a> Evaluator<'a> {
         });
         self.steps
             .iter()
-            .map(|t| fixed.unwrap_or(*t) - offset_ms)
+            .map(|t| fixed.unwrap_or(*t).saturating_sub(offset_ms))
             .collect()
     }
 
@@ -244,7 +261,7 @@ impl<'a> Evaluator<'a> {
             return Ok(Vec::new());
         };
         let lookback = self.options.lookback_ms;
-        let found = self.load(selector, lo - lookback + 1, hi)?;
+        let found = self.load(selector, lo.saturating_sub(lookback).saturating_add(1), hi)?;
         let mut out = Vec::with_capacity(found.len());
         for (labels, samples) in found {
             let values: Vec<Option<f64>> = times
@@ -252,7 +269,8 @@ impl<'a> Evaluator<'a> {
                 .map(|&t| {
                     let idx = samples.partition_point(|s| s.t <= t);
                     let sample = samples.get(idx.checked_sub(1)?)?;
-                    (sample.t > t - lookback && !is_stale_nan(sample.v)).then_some(sample.v)
+                    (sample.t > t.saturating_sub(lookback) && !is_stale_nan(sample.v))
+                        .then_some(sample.v)
                 })
                 .collect();
             if values.iter().any(Option::is_some) {
@@ -276,7 +294,7 @@ impl<'a> Evaluator<'a> {
             return Ok(Vec::new());
         };
         let lookback = self.options.lookback_ms;
-        let found = self.load(selector, lo - lookback + 1, hi)?;
+        let found = self.load(selector, lo.saturating_sub(lookback).saturating_add(1), hi)?;
         Ok(found
             .into_iter()
             .map(|(labels, samples)| StepSeries {
@@ -286,7 +304,7 @@ impl<'a> Evaluator<'a> {
                     .map(|&t| {
                         let idx = samples.partition_point(|s| s.t <= t);
                         let sample = samples.get(idx.checked_sub(1)?)?;
-                        (sample.t > t - lookback && !is_stale_nan(sample.v))
+                        (sample.t > t.saturating_sub(lookback) && !is_stale_nan(sample.v))
                             .then_some(sample.t as f64 / 1000.0)
                     })
                     .collect(),
@@ -310,7 +328,7 @@ impl<'a> Evaluator<'a> {
                         ends,
                     });
                 };
-                let found = self.load(&ms.vs, lo - range + 1, hi)?;
+                let found = self.load(&ms.vs, lo.saturating_sub(range).saturating_add(1), hi)?;
                 let series = found
                     .into_iter()
                     .map(|(labels, mut samples)| {
@@ -354,12 +372,12 @@ impl<'a> Evaluator<'a> {
             });
         };
         // First step-aligned time after lo - range (Go's truncating division).
-        let from = lo - range;
+        let from = lo.saturating_sub(range);
         let mut start = step * (from / step);
         if start <= from {
-            start += step;
+            start = start.saturating_add(step);
         }
-        let child = self.child(start, hi, step);
+        let child = self.child(start, hi, step)?;
         let value = child.eval(&sq.expr)?;
         self.samples.set(child.samples.get());
         let series = match value {

@@ -894,7 +894,7 @@ fn extrapolated_rate(
         return None;
     }
     let range_end = input.ends[i];
-    let range_start = range_end - input.range;
+    let range_start = range_end.saturating_sub(input.range);
     let first = w[0];
     let last = w[w.len() - 1];
     let mut result = last.v - first.v;
@@ -907,8 +907,8 @@ fn extrapolated_rate(
             previous = s.v;
         }
     }
-    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
-    let mut duration_to_end = (range_end - last.t) as f64 / 1000.0;
+    let mut duration_to_start = first.t.saturating_sub(range_start) as f64 / 1000.0;
+    let mut duration_to_end = range_end.saturating_sub(last.t) as f64 / 1000.0;
     let sampled = (last.t - first.t) as f64 / 1000.0;
     let average = sampled / (w.len() - 1) as f64;
     let threshold = average * 1.1;

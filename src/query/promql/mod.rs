@@ -14,6 +14,7 @@ mod histogram;
 mod stats;
 pub mod value;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,7 +106,7 @@ pub fn instant_query_expr(
     expr: &promql_parser::parser::Expr,
     t: i64,
 ) -> Result<QueryResult, EvalError> {
-    let evaluator = Evaluator::new(source, options, t, t, 0);
+    let evaluator = Evaluator::new(source, options, t, t, 0)?;
     let value = evaluator.run(expr)?;
     Ok(QueryResult {
         value,
@@ -146,21 +147,136 @@ pub fn range_query(
             )))
         }
     }
-    let evaluator = Evaluator::new(source, options, start, end, step);
+    let evaluator = Evaluator::new(source, options, start, end, step)?;
     let value = evaluator.run(&expr)?;
-    let steps = (0..)
-        .map(|i| start + i * step)
-        .take_while(|t| *t <= end)
-        .collect();
+    let steps = evaluator.steps.clone();
     Ok(QueryResult { value, steps })
 }
 
+/// Steps in `[start, end]` every `step` ms (0 when `end < start` or
+/// `step <= 0`), computed without overflow for any inputs.
+pub fn step_count(start: i64, end: i64, step: i64) -> u64 {
+    if end < start || step <= 0 {
+        return 0;
+    }
+    let span = (end as i128 - start as i128) as u128;
+    (span / step as u128 + 1).min(u64::MAX as u128) as u64
+}
+
+/// Parse PromQL, after [`check_depth`]. Run it (and everything else that
+/// walks the tree: evaluation, printing, dropping) inside [`with_stack`].
 pub fn parse(query: &str) -> Result<promql_parser::parser::Expr, EvalError> {
     if query.trim().is_empty() {
         return Err(EvalError::BadData(
             "1:1: parse error: no expression found in input".into(),
         ));
     }
+    check_depth(query, max_expression_depth())?;
     promql_parser::parser::parse(query)
         .map_err(|e| EvalError::BadData(format!("1:1: parse error: {e}")))
+}
+
+/// Default of `query.max_expression_depth`.
+pub const DEFAULT_MAX_EXPRESSION_DEPTH: usize = 500;
+
+static MAX_EXPRESSION_DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_EXPRESSION_DEPTH);
+
+/// How deep a PromQL expression tree may be (`query.max_expression_depth`),
+/// set once at start-up.
+pub fn max_expression_depth() -> usize {
+    MAX_EXPRESSION_DEPTH.load(Ordering::Relaxed)
+}
+
+pub fn set_max_expression_depth(depth: usize) {
+    MAX_EXPRESSION_DEPTH.store(depth.max(1), Ordering::Relaxed);
+}
+
+/// Stack every tree walk gets: enough for [`max_expression_depth`] levels of
+/// the parser's checks, the evaluator, printing and dropping, with room.
+const TREE_STACK: usize = 64 << 20;
+
+/// Run `f` on a stack of at least [`TREE_STACK`] bytes (a fresh, lazily
+/// committed mapping unless the current one has that much left).
+pub fn with_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(TREE_STACK, TREE_STACK, f)
+}
+
+/// Refuse, before the parser sees it, a query whose expression tree could be
+/// deeper than `limit`. `promql-parser` and everything that walks its tree
+/// recurse once per level (and type-check chains quadratically), so the
+/// depth must be known before parsing. It is bounded from the text alone:
+/// every tree node with children is either a bracket pair
+/// (call, aggregation, parentheses, range, subquery) — all those above one
+/// leaf are nested — or an operator, so
+/// `depth ≤ deepest bracket nesting + number of operators + 1`.
+pub fn check_depth(query: &str, limit: usize) -> Result<(), EvalError> {
+    let bytes = query.as_bytes();
+    let (mut nesting, mut deepest, mut operators, mut braces) = (0usize, 0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'"' | b'\'' | b'`' => {
+                // Strings: skip to the closing quote (backslash escapes
+                // except in raw strings).
+                i += 1;
+                while i < bytes.len() && bytes[i] != c {
+                    if c != b'`' && bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'(' | b'[' | b'{' => {
+                nesting += 1;
+                deepest = deepest.max(nesting);
+                if c == b'{' {
+                    braces += 1;
+                }
+            }
+            b')' | b']' | b'}' => {
+                nesting = nesting.saturating_sub(1);
+                if c == b'}' {
+                    braces = braces.saturating_sub(1);
+                }
+            }
+            // Matchers inside braces are not operators.
+            _ if braces > 0 => {}
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' => operators += 1,
+            b'=' | b'!' | b'<' | b'>' => {
+                operators += 1;
+                if bytes.get(i + 1) == Some(&b'=') {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':')
+                {
+                    i += 1;
+                }
+                if matches!(&bytes[start..i], b"and" | b"or" | b"unless" | b"atan2") {
+                    operators += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let bound = deepest.saturating_add(operators).saturating_add(1);
+    if bound > limit {
+        return Err(EvalError::BadData(format!(
+            "query is too complex: its expression tree may be {bound} levels deep \
+             ({deepest} nested brackets and {operators} operators), more than \
+             query.max_expression_depth = {limit}"
+        )));
+    }
+    Ok(())
 }

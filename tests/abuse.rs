@@ -1,0 +1,365 @@
+//! Hostile requests against the real binary, run under a memory limit
+//! (`ulimit -d`): each gets a 4xx answer naming the problem, and afterwards
+//! the server still answers, still holds the data it had acknowledged, and
+//! its resident memory stays bounded.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// Address-space limit for the server's data segment and anonymous
+/// mappings (RLIMIT_DATA), in KiB: an allocation bomb aborts instead of
+/// swapping, and the test sees the process gone.
+const DATA_LIMIT_KIB: u64 = 3 * 1024 * 1024;
+/// Resident memory the server may have after any one hostile request.
+const MAX_RSS_KIB: u64 = 1024 * 1024;
+
+struct Server {
+    guard: ChildGuard,
+    base: String,
+    es: String,
+    log: std::path::PathBuf,
+}
+
+fn spawn(data: &Path) -> Server {
+    let port = free_port();
+    let es_port = free_port();
+    let log = data.with_extension("log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -d {DATA_LIMIT_KIB} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_oxeye"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data")
+        .arg(data)
+        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+        .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
+        .env("OXEYE_LOGS__COMMIT_INTERVAL", "200ms")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let mut server = Server {
+        guard: ChildGuard(child),
+        base: format!("http://127.0.0.1:{port}"),
+        es: format!("http://127.0.0.1:{es_port}"),
+        log,
+    };
+    let ready = wait_for(Duration::from_secs(60), || {
+        server.assert_running("start-up");
+        client()
+            .get(format!("{}/-/ready", server.base))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    assert!(ready.is_some(), "oxeye not ready");
+    server
+}
+
+impl Server {
+    fn assert_running(&mut self, after: &str) {
+        if let Ok(Some(status)) = self.guard.0.try_wait() {
+            panic!(
+                "oxeye died after {after} ({status}):\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.guard.0.id()))
+            .expect("server process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// After a hostile request: alive, healthy, bounded memory.
+    fn check_alive(&mut self, what: &str) {
+        self.assert_running(what);
+        let health = client().get(format!("{}/-/healthy", self.base)).send();
+        assert!(
+            health.is_ok_and(|r| r.status().is_success()),
+            "not healthy after {what}"
+        );
+        let rss = self.rss_kib();
+        assert!(
+            rss < MAX_RSS_KIB,
+            "RSS {rss} KiB after {what} (limit {MAX_RSS_KIB})"
+        );
+    }
+}
+
+/// A request expected to be refused with a 4xx; returns its body.
+fn expect_4xx(
+    server: &mut Server,
+    what: &str,
+    request: reqwest::blocking::RequestBuilder,
+) -> String {
+    let response = request
+        .send()
+        .unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+    let status = response.status().as_u16();
+    let body = response.text().unwrap_or_default();
+    assert!(
+        (400..500).contains(&status),
+        "{what}: expected a 4xx, got {status}: {}",
+        &body[..body.len().min(500)]
+    );
+    server.check_alive(what);
+    body
+}
+
+fn nested(depth: usize, inner: &str) -> String {
+    format!("{}{inner}{}", "(".repeat(depth), ")".repeat(depth))
+}
+
+#[test]
+fn hostile_requests_get_errors_and_the_server_keeps_its_data() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = spawn(&root.path().join("data"));
+    let http = client();
+
+    // Data acknowledged before the abuse: a metric and a log record.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let body = remote_write_body(&[(
+        vec![("__name__", "abuse_canary"), ("job", "t")],
+        vec![(now - 1000, 42.0)],
+    )]);
+    assert_eq!(post_remote_write(&server.base, body).0, 204);
+    let bulk = format!(
+        "{{\"index\":{{\"_index\":\"canary\"}}}}\n{}\n",
+        json!({"message": "still here", "@timestamp": now})
+    );
+    let response = http
+        .post(format!("{}/_bulk?refresh=true", server.es))
+        .header("Content-Type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .unwrap();
+    let acked: Value = response.json().unwrap();
+    assert_eq!(acked["errors"], false, "{acked}");
+
+    let (base, es) = (server.base.clone(), server.es.clone());
+
+    // --- Lucene and the query DSL ---------------------------------------
+    let deep_lucene = nested(200_000, "a");
+    let body = expect_4xx(
+        &mut server,
+        "query_string with 200,000 nested parentheses",
+        http.post(format!("{}/_search", es))
+            .json(&json!({"query": {"query_string": {"query": deep_lucene}}})),
+    );
+    assert!(
+        body.contains("logs.max_query_depth"),
+        "{}",
+        &body[..body.len().min(400)]
+    );
+    let shallow = nested(5_000, "a");
+    for path in ["_search", "_count", "canary/_search"] {
+        expect_4xx(
+            &mut server,
+            &format!("?q= with nested parentheses on {path}"),
+            http.get(format!("{}/{path}", es))
+                .query(&[("q", shallow.as_str())]),
+        );
+    }
+    expect_4xx(
+        &mut server,
+        "NOT chain on /_search",
+        http.post(format!("{}/_search", es))
+            .json(&json!({"query": {"query_string": {"query": "NOT ".repeat(100_000) + "a"}}})),
+    );
+    expect_4xx(
+        &mut server,
+        "nested parentheses on /api/v1/logs/search",
+        http.get(format!("{}/api/v1/logs/search", base))
+            .query(&[("query", shallow.as_str())]),
+    );
+    // The dashboard shows the error on its page.
+    let page = http
+        .get(format!("{}/ui/logs", base))
+        .query(&[("query", shallow.as_str())])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        page.contains("logs.max_query_depth"),
+        "the logs page names the limit"
+    );
+    server.check_alive("nested parentheses on /ui/logs");
+    // The live tail refuses before it starts streaming.
+    expect_4xx(
+        &mut server,
+        "nested parentheses on the live tail",
+        http.get(format!("{}/api/v1/logs/tail", base))
+            .query(&[("query", shallow.as_str())]),
+    );
+    // A query DSL nested past the limit (but within JSON's own limit).
+    let mut dsl = json!({"match_all": {}});
+    for _ in 0..40 {
+        dsl = json!({"bool": {"must": [dsl]}});
+    }
+    let body = expect_4xx(
+        &mut server,
+        "bool nested 40 deep",
+        http.post(format!("{}/_search", es))
+            .json(&json!({"query": dsl})),
+    );
+    assert!(body.contains("max_query_depth"), "{body}");
+
+    // --- PromQL -----------------------------------------------------------
+    let deep_promql = nested(100_000, "1");
+    for path in [
+        "/api/v1/query",
+        "/api/v1/format_query",
+        "/api/v1/parse_query",
+        "/api/v1/query_exemplars",
+    ] {
+        let body = expect_4xx(
+            &mut server,
+            &format!("100,000 nested parentheses on {path}"),
+            http.post(format!("{}{path}", base))
+                .form(&[("query", deep_promql.as_str())]),
+        );
+        assert!(
+            body.contains("query.max_expression_depth"),
+            "{path}: {}",
+            &body[..body.len().min(400)]
+        );
+    }
+    for path in [
+        "/api/v1/series",
+        "/api/v1/labels",
+        "/api/v1/export",
+        "/federate",
+    ] {
+        expect_4xx(
+            &mut server,
+            &format!("nested match[] on {path}"),
+            http.post(format!("{}{path}", base))
+                .form(&[("match[]", deep_promql.as_str())]),
+        );
+    }
+    // The deepest expressions the limit admits (default 500) are parsed,
+    // evaluated, printed and serialised without trouble.
+    let deepest = [
+        nested(490, "sum(abuse_canary) * 2"),
+        vec!["1"; 498].join(" + "),
+        format!("{}1", "-".repeat(498)),
+        format!("{}abuse_canary{}", "abs(".repeat(490), ")".repeat(490)),
+    ];
+    for query in &deepest {
+        for path in [
+            "/api/v1/query",
+            "/api/v1/format_query",
+            "/api/v1/parse_query",
+        ] {
+            let response = http
+                .post(format!("{}{path}", base))
+                .form(&[("query", query.as_str())])
+                .send()
+                .unwrap();
+            let status = response.status().as_u16();
+            let text = response.text().unwrap();
+            assert_eq!(
+                status,
+                200,
+                "{path} {}: {}",
+                &query[..40],
+                &text[..text.len().min(300)]
+            );
+        }
+        server.check_alive("the deepest admitted expression");
+    }
+    let sum: Value = http
+        .post(format!("{}/api/v1/query", base))
+        .form(&[("query", deepest[1].as_str())])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(sum["data"]["result"][1], "498", "{sum}");
+
+    // Long operator chains are as deep as nested parentheses.
+    let chain = vec!["1"; 100_000].join("+");
+    expect_4xx(
+        &mut server,
+        "a chain of 100,000 additions",
+        http.post(format!("{}/api/v1/query", base))
+            .form(&[("query", chain.as_str())]),
+    );
+    let unary = "-".repeat(100_000) + "1";
+    expect_4xx(
+        &mut server,
+        "100,000 unary minuses",
+        http.post(format!("{}/api/v1/query", base))
+            .form(&[("query", unary.as_str())]),
+    );
+    // Time arithmetic at the edges.
+    let body = expect_4xx(
+        &mut server,
+        "query_range from -1e19 to 1e19 every second",
+        http.get(format!("{}/api/v1/query_range", base)).query(&[
+            ("query", "1"),
+            ("start", "-1e19"),
+            ("end", "1e19"),
+            ("step", "1"),
+        ]),
+    );
+    assert!(body.contains("11,000 points"), "{body}");
+    expect_4xx(
+        &mut server,
+        "a subquery of 3 billion steps",
+        http.get(format!("{}/api/v1/query", base))
+            .query(&[("query", "max_over_time(vector(1)[100y:1ms])")]),
+    );
+    for (query, time) in [
+        ("abuse_canary offset 100000000y", "1e19"),
+        ("abuse_canary offset -100000000y", "-1e19"),
+        ("rate(abuse_canary[100000000y])", "1e19"),
+        ("abuse_canary @ 9e15", "1"),
+    ] {
+        let response = http
+            .get(format!("{}/api/v1/query", base))
+            .query(&[("query", query), ("time", time)])
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        assert!(
+            status == 200 || (400..500).contains(&status),
+            "{query}: {status}"
+        );
+        server.check_alive(query);
+    }
+
+    // --- Everything acknowledged before is still there ------------------
+    let result = get_json(&format!(
+        "{}/api/v1/query?query=abuse_canary&time={}",
+        base,
+        now as f64 / 1000.0
+    ));
+    assert_eq!(result["data"]["result"][0]["value"][1], "42", "{result}");
+    let found: Value = http
+        .post(format!("{}/canary/_search", es))
+        .json(&json!({"query": {"match": {"message": "still"}}}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["hits"]["total"]["value"], 1, "{found}");
+    server.check_alive("the final reads");
+}
