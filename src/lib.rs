@@ -98,7 +98,6 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
         .map_err(|err| anyhow::anyhow!("cannot listen on {addr} for {what}: {err}"))
 }
 
-/// Open the stores, bind every listener and serve until [`RunningServer::shutdown`].
 /// Refuse to expose a listener beyond loopback without credentials, unless
 /// the operator said so (`server.insecure_listen`, `--insecure-listen`).
 fn check_exposure(config: &Config, credentials: bool) -> anyhow::Result<()> {
@@ -125,11 +124,16 @@ fn check_exposure(config: &Config, credentials: bool) -> anyhow::Result<()> {
     )
 }
 
+/// Open the stores, bind every listener and serve until [`RunningServer::shutdown`].
 pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let config = Arc::new(config);
     let auth =
         Arc::new(api::auth::Authenticator::from_config(&config.auth).map_err(anyhow::Error::msg)?);
     check_exposure(&config, auth.enabled())?;
+    let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+        (Some(cert), Some(key)) => Some(api::tls::TlsFiles::read(cert, key)?),
+        _ => None,
+    };
     // Node-wide parser limits (like Elasticsearch's static settings).
     query::promql::set_max_expression_depth(config.query.max_expression_depth);
     query::logs::ast::set_max_query_depth(config.logs.max_query_depth);
@@ -178,9 +182,6 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config.limits.max_body_size.as_usize(),
         metrics.clone(),
     ));
-    let auth =
-        Arc::new(api::auth::Authenticator::from_config(&config.auth).map_err(anyhow::Error::msg)?);
-    check_exposure(&config, auth.enabled())?;
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
@@ -214,41 +215,58 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         }
     };
     let mut tasks = Vec::new();
-    let app = api::router(state.clone());
-    let stop = signal(&shutdown);
-    tasks.push(tokio::spawn(async move {
-        if let Err(err) = axum::serve(http, app).with_graceful_shutdown(stop).await {
-            tracing::error!(error = %err, "HTTP server failed");
-        }
-    }));
-    let app = api::otlp_http_router(state.clone());
-    let stop = signal(&shutdown);
-    tasks.push(tokio::spawn(async move {
-        if let Err(err) = axum::serve(otlp_http, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %err, "OTLP/HTTP server failed");
-        }
-    }));
-    let app = api::elasticsearch::router(state.clone());
-    let stop = signal(&shutdown);
-    tasks.push(tokio::spawn(async move {
-        if let Err(err) = axum::serve(elasticsearch, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %err, "Elasticsearch API server failed");
-        }
-    }));
+    let tls_config = tls
+        .as_ref()
+        .map(|files| files.server_config())
+        .transpose()?;
+    for (listener, app, name) in [
+        (http, api::router(state.clone()), "HTTP"),
+        (otlp_http, api::otlp_http_router(state.clone()), "OTLP/HTTP"),
+        (
+            elasticsearch,
+            api::elasticsearch::router(state.clone()),
+            "Elasticsearch API",
+        ),
+    ] {
+        let stop = signal(&shutdown);
+        let result = match &tls_config {
+            None => tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }),
+            Some(config) => {
+                let listener = api::tls::TlsListener::new(listener, config.clone())?;
+                tokio::spawn(async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                })
+            }
+        };
+        tasks.push(tokio::spawn(async move {
+            match result.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "{name} server failed"),
+                Err(err) => tracing::error!(error = %err, "{name} server task failed"),
+            }
+        }));
+    }
     let max_message = config.limits.max_body_size.as_usize();
     let grpc = api::otlp::MetricsGrpc::server(ingest, max_message);
     let logs_grpc = api::otlp::LogsGrpc::server(logs, max_message);
     let traces_grpc = api::otlp::TracesGrpc::server(traces, max_message);
     let stop = signal(&shutdown);
+    let mut grpc_server = tonic::transport::Server::builder();
+    if let Some(files) = &tls {
+        let identity = tonic::transport::Identity::from_pem(&files.cert_pem, &files.key_pem);
+        grpc_server = grpc_server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(|e| anyhow::anyhow!("OTLP/gRPC TLS: {e}"))?;
+    }
     tasks.push(tokio::spawn(async move {
         let incoming = tonic::transport::server::TcpIncoming::from(otlp_grpc);
-        if let Err(err) = tonic::transport::Server::builder()
+        if let Err(err) = grpc_server
             .layer(api::auth::GrpcAuthLayer { auth })
             .add_service(grpc)
             .add_service(logs_grpc)

@@ -10,6 +10,7 @@ pub mod params;
 pub mod prometheus;
 pub mod query;
 pub mod status;
+pub mod tls;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

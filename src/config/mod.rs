@@ -122,6 +122,17 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub insecure_listen: bool,
+    /// PEM certificate chain and key; both set: every listener speaks TLS.
+    #[serde(default, deserialize_with = "optional_path")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "optional_path")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+/// An empty string is no path (TOML has no null).
+fn optional_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+    let text = String::deserialize(d)?;
+    Ok((!text.is_empty()).then(|| PathBuf::from(text)))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -304,6 +315,11 @@ impl Config {
             !self.storage.block_duration.is_zero(),
             "storage.block_duration",
             "must be greater than zero",
+        );
+        check(
+            self.server.tls_cert_file.is_some() == self.server.tls_key_file.is_some(),
+            "server.tls_cert_file",
+            "server.tls_cert_file and server.tls_key_file go together",
         );
         if let Err(message) = crate::api::auth::Authenticator::from_config(&self.auth) {
             check(false, "auth", &message);
