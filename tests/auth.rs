@@ -242,3 +242,73 @@ fn refuses_to_listen_beyond_loopback_without_credentials() {
     .expect_err("bad token refused");
     assert!(errors.to_string().contains("auth.tokens[x]"), "{errors}");
 }
+
+#[test]
+fn browsers_cannot_forge_cross_site_writes_or_rebind_hosts() {
+    let server = TestServer::start_with(&[(
+        "OXEYE_SERVER__ALLOWED_ORIGINS",
+        "[\"https://grafana.example\"]",
+    )]);
+    let http = client();
+    let flush = server.url("/api/v1/admin/flush");
+    let origin = format!("http://{}", server.http);
+    // A page elsewhere posting to Oxeye (a form or fetch): refused.
+    let response = http
+        .post(&flush)
+        .header("Origin", "https://evil.example")
+        .header("Sec-Fetch-Site", "cross-site")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert!(response.text().unwrap().contains("server.allowed_origins"));
+    let es = format!("http://{}/_bulk", server.elasticsearch);
+    assert_eq!(
+        status(
+            http.post(&es)
+                .header("Origin", "https://evil.example")
+                .header("Content-Type", "application/x-ndjson")
+                .body("{\"index\":{\"_index\":\"x\"}}\n{\"a\":1}\n")
+        ),
+        403
+    );
+    // The dashboard's own requests, a listed origin, and non-browser clients.
+    assert_eq!(
+        status(
+            http.post(&flush)
+                .header("Origin", &origin)
+                .header("Sec-Fetch-Site", "same-origin")
+        ),
+        200
+    );
+    assert_eq!(
+        status(
+            http.post(&flush)
+                .header("Origin", "https://grafana.example")
+        ),
+        200
+    );
+    assert_eq!(status(http.post(&flush)), 200);
+    // Reads stay open to cross-site pages (CORS still guards their answers).
+    assert_eq!(
+        status(
+            http.get(server.url("/api/v1/query?query=1"))
+                .header("Origin", "https://evil.example")
+        ),
+        200
+    );
+
+    // With allowed_hosts, a rebound DNS name gets nothing.
+    let strict =
+        TestServer::start_with(&[("OXEYE_SERVER__ALLOWED_HOSTS", "[\"oxeye.internal:9090\"]")]);
+    let url = strict.url("/api/v1/query?query=1");
+    // reqwest sends the address it connects to (127.0.0.1:port), unlisted.
+    assert_eq!(status(http.get(&url)), 403);
+    assert_eq!(
+        status(http.get(&url).header("Host", "oxeye.internal:9090")),
+        200
+    );
+    assert_eq!(
+        status(http.get(&url).header("Host", "attacker.example")),
+        403
+    );
+}

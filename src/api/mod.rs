@@ -2,6 +2,7 @@
 //! share [`AppState`] and map errors through [`crate::error::Error`].
 
 pub mod auth;
+pub mod browser;
 pub mod elasticsearch;
 pub mod jaeger;
 pub mod logs;
@@ -76,6 +77,10 @@ pub fn router(state: AppState) -> Router {
                 elasticsearch: false,
             },
             auth::require,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(browser::BrowserPolicy::from_config(&state.config.server)),
+            browser::guard,
         ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

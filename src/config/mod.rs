@@ -122,6 +122,8 @@ pub struct ServerConfig {
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub insecure_listen: bool,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
     /// PEM certificate chain and key; both set: every listener speaks TLS.
     #[serde(default, deserialize_with = "optional_path")]
     pub tls_cert_file: Option<PathBuf>,

@@ -122,6 +122,12 @@ pub fn router(state: AppState) -> Router {
             },
             super::auth::require,
         ))
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::new(super::browser::BrowserPolicy::from_config(
+                &state.config.server,
+            )),
+            super::browser::guard,
+        ))
         .layer(middleware::map_response(product_header))
         .layer(middleware::from_fn_with_state(
             state.clone(),
