@@ -118,9 +118,16 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn self_metrics(State(state): State<AppState>) -> Response {
-    let body = state
-        .metrics
-        .render(&state.store, &state.logs.store, &state.traces.store);
+    // Rendering walks the data directories for sizes: off the runtime.
+    let body = tokio::task::spawn_blocking(move || {
+        state
+            .metrics
+            .render(&state.store, &state.logs.store, &state.traces.store)
+    })
+    .await;
+    let Ok(body) = body else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "metrics worker failed\n").into_response();
+    };
     (
         [(
             header::CONTENT_TYPE,

@@ -98,6 +98,7 @@ pub struct LogsConfig {
     pub max_fields_per_index: usize,
     pub max_bulk_documents: usize,
     pub max_query_depth: usize,
+    pub max_msearch_searches: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -418,6 +419,7 @@ impl Config {
             ("logs.max_fields_per_index", self.logs.max_fields_per_index),
             ("logs.keyword_ignore_above", self.logs.keyword_ignore_above),
             ("logs.max_query_depth", self.logs.max_query_depth),
+            ("logs.max_msearch_searches", self.logs.max_msearch_searches),
             (
                 "query.max_expression_depth",
                 self.query.max_expression_depth,

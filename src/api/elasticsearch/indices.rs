@@ -66,7 +66,7 @@ pub(super) async fn field_caps(
     body: Bytes,
 ) -> Response {
     let index = index.map(|Path(index)| index).unwrap_or_default();
-    let body = match json_body(&state, &headers, &body) {
+    let body = match json_body(&state, &headers, &body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -224,7 +224,7 @@ pub(super) async fn create_index(
     if index.starts_with('_') {
         return unknown_path(&index);
     }
-    let body = match json_body(&state, &headers, &body) {
+    let body = match json_body(&state, &headers, &body).await {
         Ok(b) => b.unwrap_or(json!({})),
         Err(r) => return r,
     };

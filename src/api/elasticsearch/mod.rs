@@ -204,34 +204,75 @@ async fn ok_empty() -> StatusCode {
 }
 
 /// Decompressed request body (gzip allowed), bounded by `limits.max_body_size`.
-fn body_bytes(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Response> {
+/// Decompression runs on a blocking thread (a 32 MiB gzip body is work).
+async fn body_bytes(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Vec<u8>, Response> {
     let encoding = headers
         .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    otlp::decompress(encoding, body, state.config.limits.max_body_size.as_usize())
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (body, limit) = (body.clone(), state.config.limits.max_body_size.as_usize());
+    blocking(move || otlp::decompress(encoding.as_deref(), &body, limit))
+        .await?
         .map_err(|err| es_error(err.http_status(), "parse_exception", &err.to_string()))
 }
 
-fn json_body(
+/// The request body as JSON (`None` when empty), parsed on a blocking thread.
+async fn json_body(
     state: &AppState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: &Bytes,
 ) -> Result<Option<Value>, Response> {
-    let bytes = body_bytes(state, headers, body)?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    serde_json::from_slice(&bytes).map(Some).map_err(|err| {
-        es_error(
-            StatusCode::BAD_REQUEST,
-            "x_content_parse_exception",
-            &format!(
-                "[{}:{}] failed to parse request body: {err}",
-                err.line(),
-                err.column()
-            ),
-        )
+    with_json_body(state, headers, body, Ok).await
+}
+
+/// Decompress and parse the body as JSON, then hand it to `f`, all on one
+/// blocking thread, where the (possibly huge) JSON tree is also dropped.
+async fn with_json_body<T: Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    f: impl FnOnce(Option<Value>) -> Result<T, Response> + Send + 'static,
+) -> Result<T, Response> {
+    let bytes = body_bytes(state, headers, body).await?;
+    blocking(move || {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return f(None);
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|err| {
+            es_error(
+                StatusCode::BAD_REQUEST,
+                "x_content_parse_exception",
+                &format!(
+                    "[{}:{}] failed to parse request body: {err}",
+                    err.line(),
+                    err.column()
+                ),
+            )
+        })?;
+        f(Some(value))
     })
+    .await?
+}
+
+/// A `query.max_concurrent` slot for a search, to be moved into the
+/// blocking work so that it lasts as long as the work does.
+async fn search_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    state
+        .query_slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| {
+            es_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "exception",
+                "shutting down",
+            )
+        })
 }
 
 async fn blocking<T: Send + 'static>(

@@ -10,25 +10,22 @@ pub(super) async fn search_docs(
     body: Bytes,
 ) -> Response {
     let index = index.map(|Path(index)| index).unwrap_or_default();
-    let body = match json_body(&state, &headers, &body) {
-        Ok(b) => b,
+    let ignore = flag(&params, "ignore_unavailable");
+    let parse = move |body: Option<Value>| {
+        SearchRequest::parse(body.as_ref(), &params).map_err(query_error)
+    };
+    let req = match with_json_body(&state, &headers, &body, parse).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let req = match SearchRequest::parse(body.as_ref(), &params) {
-        Ok(r) => r,
-        Err(err) => return query_error(err),
-    };
-    let Ok(_permit) = state.query_slots.clone().acquire_owned().await else {
-        return es_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "exception",
-            "shutting down",
-        );
+    let slot = match search_slot(&state).await {
+        Ok(slot) => slot,
+        Err(r) => return r,
     };
     let store = state.logs.store.clone();
     let limits = limits(&state);
-    let ignore = flag(&params, "ignore_unavailable");
     let result = blocking(move || {
+        let _slot = slot;
         let indices = resolve(&store, &index, ignore).map_err(Err)?;
         search::search(&store, &indices, &req, limits, now_ms()).map_err(Ok)
     })
@@ -41,6 +38,49 @@ pub(super) async fn search_docs(
     }
 }
 
+/// One search of an `_msearch` body: its header and request.
+type SearchPair = (Value, Value);
+
+/// The header/body line pairs of an `_msearch` body.
+fn msearch_pairs(bytes: &[u8], max: usize) -> Result<Vec<SearchPair>, Response> {
+    let mut pairs = Vec::new();
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
+    while let Some(header_line) = lines.next() {
+        if pairs.len() >= max {
+            return Err(es_error(
+                StatusCode::BAD_REQUEST,
+                "illegal_argument_exception",
+                &format!("_msearch holds more than {max} searches (logs.max_msearch_searches)"),
+            ));
+        }
+        let header: Value = serde_json::from_slice(header_line).map_err(|err| {
+            es_error(
+                StatusCode::BAD_REQUEST,
+                "parse_exception",
+                &format!("_msearch header line is not JSON: {err}"),
+            )
+        })?;
+        let Some(body_line) = lines.next() else {
+            return Err(es_error(
+                StatusCode::BAD_REQUEST,
+                "parse_exception",
+                "_msearch header without a body line",
+            ));
+        };
+        let body: Value = serde_json::from_slice(body_line).map_err(|err| {
+            es_error(
+                StatusCode::BAD_REQUEST,
+                "parse_exception",
+                &format!("_msearch body line is not JSON: {err}"),
+            )
+        })?;
+        pairs.push((header, body));
+    }
+    Ok(pairs)
+}
+
 pub(super) async fn msearch(
     State(state): State<AppState>,
     default_index: Option<Path<String>>,
@@ -49,56 +89,22 @@ pub(super) async fn msearch(
     body: Bytes,
 ) -> Response {
     let default_index = default_index.map(|Path(index)| index).unwrap_or_default();
-    let bytes = match body_bytes(&state, &headers, &body) {
+    let bytes = match body_bytes(&state, &headers, &body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let mut pairs = Vec::new();
-    let mut lines = bytes
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace));
-    while let Some(header_line) = lines.next() {
-        let header: Value = match serde_json::from_slice(header_line) {
-            Ok(v) => v,
-            Err(err) => {
-                return es_error(
-                    StatusCode::BAD_REQUEST,
-                    "parse_exception",
-                    &format!("_msearch header line is not JSON: {err}"),
-                )
-            }
-        };
-        let Some(body_line) = lines.next() else {
-            return es_error(
-                StatusCode::BAD_REQUEST,
-                "parse_exception",
-                "_msearch header without a body line",
-            );
-        };
-        let body: Value = match serde_json::from_slice(body_line) {
-            Ok(v) => v,
-            Err(err) => {
-                return es_error(
-                    StatusCode::BAD_REQUEST,
-                    "parse_exception",
-                    &format!("_msearch body line is not JSON: {err}"),
-                )
-            }
-        };
-        pairs.push((header, body));
-    }
-    let Ok(_permit) = state.query_slots.clone().acquire_owned().await else {
-        return es_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "exception",
-            "shutting down",
-        );
+    let slot = match search_slot(&state).await {
+        Ok(slot) => slot,
+        Err(r) => return r,
     };
     let store = state.logs.store.clone();
     let limits = limits(&state);
+    let max_searches = state.config.logs.max_msearch_searches;
     let started = std::time::Instant::now();
     let responses = blocking(move || {
-        pairs
+        let _slot = slot;
+        let pairs = msearch_pairs(&bytes, max_searches)?;
+        Ok(pairs
             .into_iter()
             .map(|(header, body)| {
                 let index = match header.get("index") {
@@ -135,15 +141,15 @@ pub(super) async fn msearch(
                     Err(err) => error_body(StatusCode::BAD_REQUEST, err.kind, &err.reason, None),
                 }
             })
-            .collect::<Vec<Value>>()
+            .collect::<Vec<Value>>())
     })
     .await;
     match responses {
-        Ok(responses) => es_json(
+        Ok(Ok(responses)) => es_json(
             StatusCode::OK,
             json!({"took": started.elapsed().as_millis() as u64, "responses": responses}),
         ),
-        Err(r) => r,
+        Ok(Err(r)) | Err(r) => r,
     }
 }
 
@@ -155,22 +161,27 @@ pub(super) async fn count(
     body: Bytes,
 ) -> Response {
     let index = index.map(|Path(index)| index).unwrap_or_default();
-    let body = match json_body(&state, &headers, &body) {
-        Ok(b) => b,
+    let ignore = flag(&params, "ignore_unavailable");
+    let parse = move |body: Option<Value>| {
+        let query = match (params.get("q"), body.as_ref().and_then(|b| b.get("query"))) {
+            (Some(q), _) => lucene::parse(q, &[], false),
+            (None, Some(q)) => dsl::parse(q),
+            (None, None) => Ok(LogQuery::All),
+        };
+        query.map_err(query_error)
+    };
+    let query = match with_json_body(&state, &headers, &body, parse).await {
+        Ok(q) => q,
         Err(r) => return r,
     };
-    let query = match (params.get("q"), body.as_ref().and_then(|b| b.get("query"))) {
-        (Some(q), _) => lucene::parse(q, &[], false),
-        (None, Some(q)) => dsl::parse(q),
-        (None, None) => Ok(LogQuery::All),
-    };
-    let query = match query {
-        Ok(q) => q,
-        Err(err) => return query_error(err),
+    // A count is a search: it takes a query.max_concurrent slot too.
+    let slot = match search_slot(&state).await {
+        Ok(slot) => slot,
+        Err(r) => return r,
     };
     let store = state.logs.store.clone();
-    let ignore = flag(&params, "ignore_unavailable");
     let result = blocking(move || {
+        let _slot = slot;
         let indices = resolve(&store, &index, ignore).map_err(Err)?;
         search::count(&store, &indices, query, now_ms()).map_err(Ok)
     })

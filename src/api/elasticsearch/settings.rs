@@ -72,7 +72,7 @@ pub(super) async fn put_setting(
     let Some(key) = setting_key(&kind, &name) else {
         return unknown_path(&format!("{kind}/{name}"));
     };
-    let body = match json_body(&state, &headers, &body) {
+    let body = match json_body(&state, &headers, &body).await {
         Ok(b) => b.unwrap_or(json!({})),
         Err(r) => return r,
     };
@@ -119,7 +119,7 @@ macro_rules! named_setting {
             headers: HeaderMap,
             body: Bytes,
         ) -> Response {
-            let body = match json_body(&state, &headers, &body) {
+            let body = match json_body(&state, &headers, &body).await {
                 Ok(b) => b.unwrap_or(json!({})),
                 Err(r) => return r,
             };

@@ -10,7 +10,7 @@ pub(super) async fn bulk(
     body: Bytes,
 ) -> Response {
     let index = index.map(|Path(index)| index);
-    let bytes = match body_bytes(&state, &headers, &body) {
+    let bytes = match body_bytes(&state, &headers, &body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -95,7 +95,7 @@ pub(super) async fn write_one(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let source = match json_body(&state, &headers, &body) {
+    let source = match json_body(&state, &headers, &body).await {
         Ok(Some(Value::Object(map))) => map,
         Ok(_) => {
             return es_error(
