@@ -157,31 +157,41 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             .fsync_observer
             .set(Box::new(move |seconds| metrics.observe_fsync(seconds)));
     }
-    let ingest = Arc::new(MetricsIngest::new(
-        store.clone(),
-        LabelCheck::from_limits(&config.limits),
-        config.limits.max_body_size.as_usize(),
-        metrics.clone(),
-    ));
-    let logs = Arc::new(LogsIngest::new(
-        log_store.clone(),
-        config.limits.max_body_size.as_usize(),
-        config.logs.max_bulk_documents,
-        config.logs.otlp_index.clone(),
-        metrics.clone(),
-    ));
+    let budget = ingest::otlp::budget::Budget::from_config(&config.limits);
+    let ingest = Arc::new(
+        MetricsIngest::new(
+            store.clone(),
+            LabelCheck::from_limits(&config.limits),
+            config.limits.max_body_size.as_usize(),
+            metrics.clone(),
+        )
+        .with_budget(budget),
+    );
+    let logs = Arc::new(
+        LogsIngest::new(
+            log_store.clone(),
+            config.limits.max_body_size.as_usize(),
+            config.logs.max_bulk_documents,
+            config.logs.otlp_index.clone(),
+            metrics.clone(),
+        )
+        .with_budget(budget),
+    );
     let span_metrics = config.traces.span_metrics.then(|| {
         SpanMetrics::new(
             config.traces.span_metrics_buckets_ms.clone(),
             config.traces.span_metrics_max_series,
         )
     });
-    let traces = Arc::new(TracesIngest::new(
-        trace_store.clone(),
-        span_metrics.clone(),
-        config.limits.max_body_size.as_usize(),
-        metrics.clone(),
-    ));
+    let traces = Arc::new(
+        TracesIngest::new(
+            trace_store.clone(),
+            span_metrics.clone(),
+            config.limits.max_body_size.as_usize(),
+            metrics.clone(),
+        )
+        .with_budget(budget),
+    );
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),

@@ -488,3 +488,89 @@ fn health_checks_answer_while_a_32_mib_gzip_bulk_is_processed() {
     );
     server.check_alive("the 32 MiB bulk");
 }
+
+fn post_otlp_json(server: &Server, path: &str, body: &Value) -> (u16, String) {
+    let response = client()
+        .post(format!("{}{path}", server.base))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().unwrap_or_default())
+}
+
+/// Small OTLP bodies that would translate into huge series sets or
+/// documents are refused before anything is built.
+#[test]
+fn otlp_amplification_is_refused_before_translation() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = spawn(&root.path().join("data"));
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        .to_string();
+    let histogram = |bounds: usize, attr: usize| {
+        json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+            "name": "amplified",
+            "histogram": {"aggregationTemporality": 2, "dataPoints": [{
+                "timeUnixNano": now_ns,
+                "attributes": [{"key": "big", "value": {"stringValue": "x".repeat(attr)}}],
+                "count": "1",
+                "explicitBounds": vec![1.0; bounds],
+                "bucketCounts": vec!["0"; bounds + 1],
+            }]}
+        }]}]}]})
+    };
+    let (status, body) = post_otlp_json(&server, "/v1/metrics", &histogram(200_000, 1));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("max_series_per_request"), "{body}");
+    server.check_alive("a histogram point with 200,000 buckets");
+    let (status, body) = post_otlp_json(&server, "/v1/metrics", &histogram(1_000, 300_000));
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("max_translated_size"), "{body}");
+    server.check_alive("1,000 buckets × 300 KB of attributes");
+
+    let logs = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "big", "value": {"stringValue": "y".repeat(1 << 20)}}]},
+        "scopeLogs": [{"logRecords": vec![json!({"timeUnixNano": now_ns, "body": {"stringValue": "hi"}}); 500]}],
+    }]});
+    let (status, body) = post_otlp_json(&server, "/v1/logs", &logs);
+    assert_eq!(status, 413, "{body}");
+    assert!(body.contains("max_translated_size"), "{body}");
+    server.check_alive("500 log records sharing a 1 MiB resource");
+
+    // Extreme exponential-histogram scale and offsets are arithmetic, not a crash.
+    let exp = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+        "name": "extreme",
+        "exponentialHistogram": {"aggregationTemporality": 2, "dataPoints": [{
+            "timeUnixNano": now_ns, "count": "2", "scale": i32::MIN, "zeroCount": "0",
+            "positive": {"offset": i32::MAX, "bucketCounts": ["1", "1"]},
+            "negative": {"offset": i32::MIN, "bucketCounts": ["0"]},
+        }]}
+    }]}]}]});
+    let (status, body) = post_otlp_json(&server, "/v1/metrics", &exp);
+    assert!(status == 200 || status == 400, "{status} {body}");
+    server.check_alive("an exponential histogram at i32 edges");
+
+    // An exemplar over Prometheus' 128-character label limit is dropped;
+    // its sample is kept.
+    let gauge = json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": [{
+        "name": "with_exemplar",
+        "gauge": {"dataPoints": [{
+            "timeUnixNano": now_ns, "asDouble": 3.0,
+            "exemplars": [{"timeUnixNano": now_ns, "asDouble": 3.0,
+                "filteredAttributes": [{"key": "user", "value": {"stringValue": "z".repeat(200)}}]}],
+        }]}
+    }]}]}]});
+    let (status, body) = post_otlp_json(&server, "/v1/metrics", &gauge);
+    assert_eq!(status, 200, "{body}");
+    let value = get_json(&format!("{}/api/v1/query?query=with_exemplar", server.base));
+    assert_eq!(value["data"]["result"][0]["value"][1], "3", "{value}");
+    let exemplars = get_json(&format!(
+        "{}/api/v1/query_exemplars?query=with_exemplar&start=0&end=9e9",
+        server.base
+    ));
+    assert_eq!(exemplars["data"], json!([]), "{exemplars}");
+}

@@ -180,6 +180,8 @@ pub struct LimitsConfig {
     pub max_label_value_length: usize,
     pub max_active_series: usize,
     pub max_exemplars: usize,
+    pub max_items_per_request: usize,
+    pub max_translated_size: ByteSize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -419,6 +421,10 @@ impl Config {
             ("logs.max_fields_per_index", self.logs.max_fields_per_index),
             ("logs.keyword_ignore_above", self.logs.keyword_ignore_above),
             ("logs.max_query_depth", self.logs.max_query_depth),
+            (
+                "limits.max_items_per_request",
+                self.limits.max_items_per_request,
+            ),
             ("logs.max_msearch_searches", self.logs.max_msearch_searches),
             (
                 "query.max_expression_depth",

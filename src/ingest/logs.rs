@@ -19,6 +19,8 @@ pub struct LogsIngest {
     pub max_bulk_documents: usize,
     pub otlp_index: String,
     metrics: Arc<SelfMetrics>,
+    /// Per-request OTLP translation limits.
+    budget: crate::ingest::otlp::budget::Budget,
 }
 
 /// The outcome of an OTLP export.
@@ -44,6 +46,12 @@ impl LogsSummary {
 }
 
 impl LogsIngest {
+    /// Apply per-request OTLP limits (the default has none).
+    pub fn with_budget(mut self, budget: crate::ingest::otlp::budget::Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+
     pub fn new(
         store: Arc<LogStore>,
         max_body: usize,
@@ -57,6 +65,7 @@ impl LogsIngest {
             max_bulk_documents,
             otlp_index,
             metrics,
+            budget: Default::default(),
         }
     }
 
@@ -148,6 +157,7 @@ impl LogsIngest {
         request: &ExportLogsServiceRequest,
         now_ms: i64,
     ) -> Result<LogsSummary, IngestError> {
+        self.budget.check_logs(request)?;
         let translated = translate(request, &self.otlp_index, now_ms.saturating_mul(1_000_000));
         let mut summary = LogsSummary {
             rejected: translated.rejected,

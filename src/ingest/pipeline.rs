@@ -58,9 +58,17 @@ pub struct MetricsIngest {
     pub max_body: usize,
     deltas: DeltaState,
     metrics: Arc<SelfMetrics>,
+    /// Per-request OTLP translation limits.
+    budget: crate::ingest::otlp::budget::Budget,
 }
 
 impl MetricsIngest {
+    /// Apply per-request OTLP limits (the default has none).
+    pub fn with_budget(mut self, budget: crate::ingest::otlp::budget::Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+
     pub fn new(
         store: Arc<MetricsStore>,
         check: LabelCheck,
@@ -73,6 +81,7 @@ impl MetricsIngest {
             max_body,
             deltas: DeltaState::default(),
             metrics,
+            budget: Default::default(),
         }
     }
 
@@ -131,6 +140,7 @@ impl MetricsIngest {
         request: &ExportMetricsServiceRequest,
         now_ms: i64,
     ) -> Result<WriteSummary, IngestError> {
+        self.budget.check_metrics(request)?;
         let mut translated = translate(request, &self.check, &self.deltas, now_ms);
         if translated.series_count() > self.check.max_series_per_request {
             return Err(IngestError::BadRequest(format!(

@@ -16,6 +16,8 @@ pub struct TracesIngest {
     pub span_metrics: Option<Arc<SpanMetrics>>,
     pub max_body: usize,
     metrics: Arc<SelfMetrics>,
+    /// Per-request OTLP translation limits.
+    budget: crate::ingest::otlp::budget::Budget,
 }
 
 /// The outcome of an OTLP export.
@@ -41,6 +43,12 @@ impl TracesSummary {
 }
 
 impl TracesIngest {
+    /// Apply per-request OTLP limits (the default has none).
+    pub fn with_budget(mut self, budget: crate::ingest::otlp::budget::Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+
     pub fn new(
         store: Arc<TraceStore>,
         span_metrics: Option<Arc<SpanMetrics>>,
@@ -52,6 +60,7 @@ impl TracesIngest {
             span_metrics,
             max_body,
             metrics,
+            budget: Default::default(),
         }
     }
 
@@ -61,6 +70,7 @@ impl TracesIngest {
         request: ExportTraceServiceRequest,
         now_ms: i64,
     ) -> Result<TracesSummary, IngestError> {
+        self.budget.check_traces(&request)?;
         let translated = translate(request);
         let summary = TracesSummary {
             accepted: translated.spans.len() as u64,

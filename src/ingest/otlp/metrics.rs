@@ -485,13 +485,26 @@ impl ClassicHistogram {
 fn exponential_buckets(
     point: &opentelemetry_proto::tonic::metrics::v1::ExponentialHistogramDataPoint,
 ) -> Vec<(f64, u64)> {
-    let base = 2f64.powf(2f64.powi(-point.scale));
+    // Scale and offsets come from the request: any i32. Exponents are taken
+    // in f64, so no value overflows (extreme ones give 0 or infinity).
+    let base = match point.scale.checked_neg() {
+        Some(neg) => 2f64.powf(2f64.powi(neg)),
+        None => 2f64.powf(2f64.powf(-f64::from(point.scale))),
+    };
+    let bound = |offset: i32, k: usize, plus: i32| {
+        let index = i32::try_from(k)
+            .ok()
+            .and_then(|k| offset.checked_add(k)?.checked_add(plus));
+        match index {
+            Some(index) => base.powi(index),
+            None => base.powf(f64::from(offset) + k as f64 + f64::from(plus)),
+        }
+    };
     let mut out = Vec::new();
     if let Some(negative) = &point.negative {
         // Bucket i holds (-base^(i+1), -base^i]; most negative first.
         for (k, count) in negative.bucket_counts.iter().enumerate().rev() {
-            let index = negative.offset + k as i32;
-            out.push((-base.powi(index), *count));
+            out.push((-bound(negative.offset, k, 0), *count));
         }
     }
     if point.zero_count > 0 || point.zero_threshold > 0.0 {
@@ -500,8 +513,7 @@ fn exponential_buckets(
     if let Some(positive) = &point.positive {
         // Bucket i holds (base^i, base^(i+1)].
         for (k, count) in positive.bucket_counts.iter().enumerate() {
-            let index = positive.offset + k as i32;
-            out.push((base.powi(index + 1), *count));
+            out.push((bound(positive.offset, k, 1), *count));
         }
     }
     out

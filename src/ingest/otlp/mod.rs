@@ -1,6 +1,7 @@
 //! OTLP receivers: request bodies (protobuf or JSON, optionally gzip) in,
 //! signal-specific translation out.
 
+pub mod budget;
 pub mod logs;
 pub mod metrics;
 pub mod traces;

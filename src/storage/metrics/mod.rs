@@ -81,11 +81,17 @@ pub struct SeriesWrite<'a> {
 /// The first rejections of an append are described in full; the rest counted.
 const MAX_REJECTION_MESSAGES: usize = 10;
 
+/// Prometheus' `ExemplarMaxLabelSetLength`: names and values of an
+/// exemplar's labels together, in characters.
+pub const EXEMPLAR_MAX_LABEL_RUNES: usize = 128;
+
 #[derive(Debug, Default)]
 pub struct AppendOutcome {
     pub samples_accepted: u64,
     pub series_created: u64,
     pub exemplars_accepted: u64,
+    /// Exemplars over [`EXEMPLAR_MAX_LABEL_RUNES`] (their samples are kept).
+    pub exemplars_dropped: u64,
     pub rejected: HashMap<RejectReason, u64>,
     pub messages: Vec<String>,
 }
@@ -544,6 +550,24 @@ impl MetricsStore {
                     min_t = min_t.min(t);
                 }
                 for exemplar in write.exemplars {
+                    // Prometheus' limit on an exemplar's labels (names and
+                    // values together, in characters); such exemplars are
+                    // dropped, their samples kept.
+                    let length: usize = exemplar
+                        .labels
+                        .iter()
+                        .map(|l| l.name.chars().count() + l.value.chars().count())
+                        .sum();
+                    if length > EXEMPLAR_MAX_LABEL_RUNES {
+                        outcome.exemplars_dropped += 1;
+                        if outcome.messages.len() < MAX_REJECTION_MESSAGES {
+                            outcome.messages.push(format!(
+                                "exemplar of {} dropped: its labels are {length} characters, more than {EXEMPLAR_MAX_LABEL_RUNES}",
+                                entry.labels
+                            ));
+                        }
+                        continue;
+                    }
                     state.records.add_exemplar(id, exemplar);
                     new_exemplars.push((id, exemplar.clone()));
                 }
