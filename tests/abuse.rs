@@ -574,3 +574,107 @@ fn otlp_amplification_is_refused_before_translation() {
     ));
     assert_eq!(exemplars["data"], json!([]), "{exemplars}");
 }
+
+/// Documents shaped to hurt the mapping: field explosions are refused as
+/// they are found, control characters in field names and oversized ids are
+/// per-item errors, and good items in the same bulk are kept.
+#[test]
+fn hostile_documents_fail_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = spawn(&root.path().join("data"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // 200,000 new fields in one document (logs.max_fields_per_index = 1000).
+    let mut wide = serde_json::Map::new();
+    wide.insert("@timestamp".into(), json!(now));
+    for i in 0..200_000 {
+        wide.insert(format!("f{i}"), json!(i));
+    }
+    let mut bulk = String::new();
+    for (action, doc) in [
+        (json!({"index": {"_index": "shapes"}}), Value::Object(wide)),
+        (
+            json!({"index": {"_index": "shapes", "_id": "x".repeat(600)}}),
+            json!({"@timestamp": now, "m": 1}),
+        ),
+        (
+            json!({"index": {"_index": "shapes"}}),
+            json!({"@timestamp": now, "bad\u{0}name": 1}),
+        ),
+        (
+            json!({"index": {"_index": "shapes"}}),
+            json!({"@timestamp": now, "nested": {"a\u{1}b": 1}}),
+        ),
+        (
+            json!({"index": {"_index": "shapes", "_id": "good"}}),
+            json!({"@timestamp": now, "message": "kept"}),
+        ),
+    ] {
+        bulk.push_str(&action.to_string());
+        bulk.push('\n');
+        bulk.push_str(&doc.to_string());
+        bulk.push('\n');
+    }
+    let response = client()
+        .post(format!("{}/_bulk?refresh=true", server.es))
+        .header("Content-Type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let result: Value = response.json().unwrap();
+    let items = result["items"].as_array().unwrap();
+    let status = |i: usize| items[i]["index"]["status"].as_u64().unwrap();
+    let reason = |i: usize| {
+        items[i]["index"]["error"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(status(0), 400);
+    assert!(
+        reason(0).contains("logs.max_fields_per_index"),
+        "{}",
+        reason(0)
+    );
+    assert_eq!(status(1), 400);
+    assert!(
+        reason(1).contains("no longer than 512 bytes"),
+        "{}",
+        reason(1)
+    );
+    assert_eq!(status(2), 400);
+    assert_eq!(status(3), 400);
+    assert!(reason(3).contains("control character"), "{}", reason(3));
+    assert_eq!(status(4), 201, "{}", items[4]);
+    server.check_alive("a bulk of hostile documents");
+    let response = client()
+        .put(format!("{}/shapes/_doc/{}", server.es, "y".repeat(600)))
+        .json(&json!({"@timestamp": now}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let mapping: Value = client()
+        .get(format!("{}/shapes/_mapping", server.es))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let fields = mapping["shapes"]["mappings"]["properties"]
+        .as_object()
+        .unwrap();
+    assert!(
+        fields.len() < 10,
+        "failed documents added fields: {}",
+        fields.len()
+    );
+    let found: Value = client()
+        .get(format!("{}/shapes/_doc/good", server.es))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(found["_source"]["message"], "kept", "{found}");
+}

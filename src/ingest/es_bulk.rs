@@ -134,6 +134,14 @@ pub fn parse(
             ));
             continue;
         }
+        if let Some(Err(reason)) = id.as_deref().map(crate::model::log::check_id) {
+            items.push(fail(
+                400,
+                "action_request_validation_exception",
+                format!("Validation Failed: 1: {reason};"),
+            ));
+            continue;
+        }
         match serde_json::from_slice::<Value>(source) {
             Ok(Value::Object(map)) => {
                 let mut doc = LogDoc::new(index, id, op, map);

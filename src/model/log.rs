@@ -113,6 +113,24 @@ pub fn format_timestamp_ms(ns: i64) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// Elasticsearch's limit on `_id`, in bytes.
+pub const MAX_ID_BYTES: usize = 512;
+
+/// Elasticsearch's `_id` rule, with its message.
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "id [{}...] is too long, must be no longer than {MAX_ID_BYTES} bytes but was: {}",
+            id.chars().take(32).collect::<String>(),
+            id.len()
+        ));
+    }
+    if id.is_empty() {
+        return Err("if _id is specified it must not be empty".into());
+    }
+    Ok(())
+}
+
 /// Elasticsearch's index name rules.
 pub fn valid_index_name(name: &str) -> Result<(), String> {
     let problem = if name.is_empty() {

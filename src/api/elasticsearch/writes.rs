@@ -106,6 +106,13 @@ pub(super) async fn write_one(
         }
         Err(r) => return r,
     };
+    if let Some(Err(reason)) = id.as_deref().map(crate::model::log::check_id) {
+        return es_error(
+            StatusCode::BAD_REQUEST,
+            "action_request_validation_exception",
+            &format!("Validation Failed: 1: {reason};"),
+        );
+    }
     let ingest = state.logs.clone();
     let doc = LogDoc::new(index, id, op, source);
     let outcome = match blocking(move || ingest.one(doc, now_ms())).await {

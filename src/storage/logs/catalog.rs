@@ -4,7 +4,7 @@
 //! Elasticsearch gives; everything else is coerced to the field's type here,
 //! once, so the index only ever sees one type per field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -176,21 +176,11 @@ impl Catalog {
     ) -> Result<TypedDoc, DocError> {
         let meta = self.ensure_index(index, now_ms);
         let mut out = TypedDoc::default();
-        let mut added: Vec<(String, FieldMapping)> = Vec::new();
+        let mut added =
+            NewFields::with_room(max_fields.saturating_sub(meta.fields.len()), max_fields);
         type_into(meta, source, &mut out, &mut added)?;
-        if !added.is_empty() {
-            added.sort_by(|a, b| a.0.cmp(&b.0));
-            added.dedup_by(|a, b| a.0 == b.0);
-            if meta.fields.len() + added.len() > max_fields {
-                return Err(DocError {
-                    kind: "illegal_argument_exception",
-                    reason: format!(
-                        "Limit of total fields [{max_fields}] has been exceeded while adding new fields [{}] (logs.max_fields_per_index)",
-                        added.len()
-                    ),
-                });
-            }
-            meta.fields.extend(added);
+        if !added.list.is_empty() {
+            meta.fields.extend(added.list);
             self.dirty = true;
         }
         Ok(out)
@@ -206,9 +196,11 @@ impl Catalog {
     ) -> Option<Result<TypedDoc, DocError>> {
         let meta = self.indices.get(index)?;
         let mut out = TypedDoc::default();
-        let mut added = Vec::new();
+        // No room: the first new field ends the walk; the caller retries
+        // under the write lock.
+        let mut added = NewFields::with_room(0, usize::MAX);
         let result = type_into(meta, source, &mut out, &mut added);
-        if !added.is_empty() {
+        if added.wanted {
             return None;
         }
         Some(result.map(|()| out))
@@ -286,22 +278,83 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 }
 
 /// Type every top-level field of a document; new fields go to `added`.
+/// Fields a document adds to its index's mapping, found during the walk:
+/// looked up by hash (a document with many new fields costs linear time) and
+/// counted against the index's field limit as they are found.
+struct NewFields {
+    list: Vec<(String, FieldMapping)>,
+    index: HashMap<String, usize>,
+    /// How many more fields the index may take.
+    room: usize,
+    max_fields: usize,
+    /// A field was needed beyond `room`.
+    wanted: bool,
+}
+
+impl NewFields {
+    fn with_room(room: usize, max_fields: usize) -> NewFields {
+        NewFields {
+            list: Vec::new(),
+            index: HashMap::new(),
+            room,
+            max_fields,
+            wanted: false,
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<&FieldMapping> {
+        self.index.get(path).map(|&i| &self.list[i].1)
+    }
+
+    fn add(&mut self, path: &str, mapping: FieldMapping) -> Result<(), DocError> {
+        if self.index.contains_key(path) {
+            return Ok(());
+        }
+        if self.list.len() >= self.room {
+            self.wanted = true;
+            return Err(DocError {
+                kind: "illegal_argument_exception",
+                reason: format!(
+                    "Limit of total fields [{}] has been exceeded while adding new fields [{}] (logs.max_fields_per_index)",
+                    self.max_fields,
+                    self.list.len() + 1
+                ),
+            });
+        }
+        self.index.insert(path.to_owned(), self.list.len());
+        self.list.push((path.to_owned(), mapping));
+        Ok(())
+    }
+}
+
+/// Field names that would break paths: empty, or holding NUL or the
+/// path separator tantivy uses inside JSON fields (U+0001).
+fn check_field_name(name: &str) -> Result<(), DocError> {
+    if name.is_empty() || name.contains(['\0', '\u{1}']) {
+        return Err(DocError::parsing(format!(
+            "field name {name:?} is empty or holds a control character (NUL or U+0001)"
+        )));
+    }
+    Ok(())
+}
+
 fn type_into(
     meta: &IndexMeta,
     source: &Map<String, Value>,
     out: &mut TypedDoc,
-    added: &mut Vec<(String, FieldMapping)>,
+    added: &mut NewFields,
 ) -> Result<(), DocError> {
     for (key, value) in source {
+        check_field_name(key)?;
         if out.body.is_none() && BODY_FIELDS.contains(&key.as_str()) {
             if let Value::String(text) = value {
                 let known = meta.fields.get(key.as_str());
                 if known.is_none_or(|m| m.kind == FieldKind::Text) {
                     if known.is_none() {
-                        added.push((
-                            key.clone(),
+                        added.add(
+                            key,
                             FieldMapping::dynamic(FieldKind::Text, "match_only_text", false),
-                        ));
+                        )?;
                     }
                     out.body = Some(text.clone());
                     out.body_field = Some(key.clone());
@@ -321,13 +374,10 @@ fn walk(
     path: &mut String,
     value: &Value,
     out: &mut TypedDoc,
-    added: &mut Vec<(String, FieldMapping)>,
+    added: &mut NewFields,
 ) -> Result<(), DocError> {
     // Borrowed, not cloned: this runs for every leaf of every document.
-    let known: Option<&FieldMapping> = meta
-        .fields
-        .get(path.as_str())
-        .or_else(|| added.iter().find(|(p, _)| p == path).map(|(_, m)| m));
+    let known: Option<&FieldMapping> = meta.fields.get(path.as_str()).or_else(|| added.get(path));
     match value {
         Value::Null => Ok(()),
         Value::Array(items) => {
@@ -344,14 +394,15 @@ fn walk(
                         m.es_type
                     )))
                 }
-                None => added.push((
-                    path.to_owned(),
+                None => added.add(
+                    path,
                     FieldMapping::dynamic(FieldKind::Object, "object", false),
-                )),
+                )?,
                 _ => {}
             }
             let len = path.len();
             for (key, child) in map {
+                check_field_name(key)?;
                 path.push('.');
                 path.push_str(key);
                 walk(meta, path, child, out, added)?;
@@ -365,7 +416,7 @@ fn walk(
                 None => {
                     let m = dynamic_mapping(path, scalar);
                     let typed = coerce(path, &m, scalar)?;
-                    added.push((path.to_owned(), m));
+                    added.add(path, m)?;
                     typed
                 }
             };
