@@ -190,7 +190,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config.limits.max_body_size.as_usize(),
             metrics.clone(),
         )
-        .with_budget(budget),
+        .with_budget(budget)
+        .with_grace(
+            i64::try_from(config.limits.creation_grace_period.as_millis()).unwrap_or(i64::MAX),
+        ),
     );
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {

@@ -678,3 +678,102 @@ fn hostile_documents_fail_alone() {
         .unwrap();
     assert_eq!(found["_source"]["message"], "kept", "{found}");
 }
+
+/// Items stamped outside `[now − retention, now + creation_grace_period]`
+/// are rejected one by one with a reason; nothing is created for them.
+#[test]
+fn items_outside_the_time_window_are_rejected_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut server = spawn(&data);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 86_400_000i64;
+    // Metrics: one good sample, one a day ahead, one past retention (15d),
+    // one at the end of time.
+    let body = remote_write_body(&[
+        (
+            vec![("__name__", "window"), ("at", "now")],
+            vec![(now - 1000, 1.0)],
+        ),
+        (
+            vec![("__name__", "window"), ("at", "ahead")],
+            vec![(now + day, 2.0)],
+        ),
+        (
+            vec![("__name__", "window"), ("at", "old")],
+            vec![(now - 30 * day, 3.0)],
+        ),
+        (
+            vec![("__name__", "window"), ("at", "end")],
+            vec![(i64::MAX, 4.0)],
+        ),
+    ]);
+    let (status, text) = post_remote_write(&server.base, body);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("too far in the future"), "{text}");
+    assert!(text.contains("older than storage.retention"), "{text}");
+    let stored = export(&server.base, "window");
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0].0["at"], "now");
+    server.check_alive("samples outside the window");
+
+    // Logs: 1,000 records on 1,000 different future days make no partitions.
+    let mut bulk = String::new();
+    for i in 0..1000 {
+        bulk.push_str("{\"index\":{\"_index\":\"future\"}}\n");
+        bulk.push_str(&json!({"@timestamp": now + (i + 1) * day, "m": i}).to_string());
+        bulk.push('\n');
+    }
+    bulk.push_str("{\"index\":{\"_index\":\"future\"}}\n");
+    bulk.push_str(&json!({"@timestamp": now, "m": "present"}).to_string());
+    bulk.push('\n');
+    let result: Value = client()
+        .post(format!("{}/_bulk?refresh=true", server.es))
+        .header("Content-Type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let items = result["items"].as_array().unwrap();
+    let rejected = items.iter().filter(|i| i["index"]["status"] == 400).count();
+    assert_eq!(rejected, 1000);
+    assert!(items[0]["index"]["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("too far in the future"));
+    assert_eq!(items[1000]["index"]["status"], 201);
+    let partitions = std::fs::read_dir(data.join("logs/partitions"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(
+        partitions <= 2,
+        "{partitions} partitions for one day of data"
+    );
+    server.check_alive("records on 1,000 future days");
+
+    // Spans: one far in the future is rejected with a reason.
+    let otlp = json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "timely"}}]},
+        "scopeSpans": [{"spans": [
+            {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+             "name": "now", "kind": 2,
+             "startTimeUnixNano": ((now - 100) * 1_000_000).to_string(),
+             "endTimeUnixNano": (now * 1_000_000).to_string()},
+            {"traceId": "0af7651916cd43dd8448eb211c80319d", "spanId": "b7ad6b7169203332",
+             "name": "later", "kind": 2,
+             "startTimeUnixNano": "16000000000000000000",
+             "endTimeUnixNano": "16000000000000000001"}]}]}]});
+    let (status, body) = post_otlp_json(&server, "/v1/traces", &otlp);
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedSpans"], 1, "{body}");
+    assert!(body["partialSuccess"]["errorMessage"]
+        .as_str()
+        .unwrap()
+        .contains("too far in the future"));
+    server.check_alive("a span in the year 2477");
+}

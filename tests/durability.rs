@@ -36,6 +36,7 @@ fn spawn_oxeye(data: &Path) -> Process {
         .args(["--otlp-http", &format!("127.0.0.1:{otlp_port}")])
         .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
         .env("OXEYE_LOG__LEVEL", "info")
+        .env("OXEYE_STORAGE__RETENTION", FIXED_TIME_RETENTION)
         // Commit often, so a kill lands between commits (committed + WAL-only records).
         .env("OXEYE_LOGS__COMMIT_INTERVAL", "300ms")
         // Cut span blocks often too (maintenance runs with the span metrics).

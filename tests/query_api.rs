@@ -234,7 +234,12 @@ fn status_and_utility_endpoints() {
         "{body}"
     );
     let (_, body) = get(&server, "/api/v1/status/runtimeinfo", &[]);
-    assert_eq!(body["data"]["storageRetention"], "15days");
+    // The tests' retention (FIXED_TIME_RETENTION), as Oxeye prints durations.
+    let retention = humantime::parse_duration(FIXED_TIME_RETENTION).unwrap();
+    assert_eq!(
+        body["data"]["storageRetention"],
+        humantime::format_duration(retention).to_string()
+    );
     let (_, body) = get(&server, "/api/v1/status/flags", &[]);
     assert_eq!(body["data"]["query.lookback_delta"], "5m");
     let (_, body) = get(&server, "/api/v1/status/config", &[]);

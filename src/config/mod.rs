@@ -182,6 +182,8 @@ pub struct LimitsConfig {
     pub max_exemplars: usize,
     pub max_items_per_request: usize,
     pub max_translated_size: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub creation_grace_period: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

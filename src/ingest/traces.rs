@@ -18,6 +18,8 @@ pub struct TracesIngest {
     metrics: Arc<SelfMetrics>,
     /// Per-request OTLP translation limits.
     budget: crate::ingest::otlp::budget::Budget,
+    /// How far past now a span may end (`limits.creation_grace_period`).
+    accept_ahead_ms: i64,
 }
 
 /// The outcome of an OTLP export.
@@ -49,6 +51,12 @@ impl TracesIngest {
         self
     }
 
+    /// Reject spans ending later than now + `ahead_ms` (the default accepts any).
+    pub fn with_grace(mut self, ahead_ms: i64) -> Self {
+        self.accept_ahead_ms = ahead_ms;
+        self
+    }
+
     pub fn new(
         store: Arc<TraceStore>,
         span_metrics: Option<Arc<SpanMetrics>>,
@@ -61,6 +69,44 @@ impl TracesIngest {
             max_body,
             metrics,
             budget: Default::default(),
+            accept_ahead_ms: i64::MAX,
+        }
+    }
+
+    /// Spans that ended before the retention window or end later than
+    /// now + `limits.creation_grace_period` are rejected with a reason.
+    fn check_times(&self, translated: &mut crate::ingest::otlp::traces::Translated, now_ms: i64) {
+        let ns = |ms: i64| ms.saturating_mul(1_000_000);
+        let oldest = ns(now_ms.saturating_sub(self.store.options.retention_ms));
+        let newest = ns(now_ms.saturating_add(self.accept_ahead_ms));
+        let before = translated.spans.len();
+        let mut first_problem = None;
+        translated.spans.retain(|span| {
+            let problem = if span.end_ns < oldest {
+                Some("ended before the retention window (traces.retention)")
+            } else if span.end_ns > newest {
+                Some("ends too far in the future (limits.creation_grace_period)")
+            } else {
+                None
+            };
+            if let (Some(problem), None) = (problem, &first_problem) {
+                first_problem = Some(format!(
+                    "span {} {problem}",
+                    crate::model::span::hex(&span.span_id)
+                ));
+            }
+            problem.is_none()
+        });
+        let dropped = before - translated.spans.len();
+        if dropped > 0 {
+            translated.rejected += dropped as u64;
+            if let Some(message) = first_problem {
+                translated.messages.push(if dropped > 1 {
+                    format!("{message} (and {} more)", dropped - 1)
+                } else {
+                    message
+                });
+            }
         }
     }
 
@@ -71,7 +117,8 @@ impl TracesIngest {
         now_ms: i64,
     ) -> Result<TracesSummary, IngestError> {
         self.budget.check_traces(&request)?;
-        let translated = translate(request);
+        let mut translated = translate(request);
+        self.check_times(&mut translated, now_ms);
         let summary = TracesSummary {
             accepted: translated.spans.len() as u64,
             rejected: translated.rejected,

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use oxeye::config::{Config, ConfigSources};
 
+/// Metrics retention for tests that write fixed (2023) timestamps.
+pub const FIXED_TIME_RETENTION: &str = "36500d";
+
 /// An in-process server; shut down (and its data kept until drop) on drop.
 pub struct TestServer {
     pub http: SocketAddr,
@@ -28,6 +31,13 @@ pub fn config(data: &Path, overrides: &[(&str, &str)]) -> Config {
         ("OXEYE_SERVER__OTLP_HTTP".into(), "127.0.0.1:0".into()),
         ("OXEYE_SERVER__ELASTICSEARCH".into(), "127.0.0.1:0".into()),
         ("OXEYE_STORAGE__DATA_DIR".into(), data.display().to_string()),
+        // Many tests write fixed timestamps from November 2023: keep them
+        // inside the metrics retention window (samples older than it are
+        // rejected).
+        (
+            "OXEYE_STORAGE__RETENTION".into(),
+            FIXED_TIME_RETENTION.into(),
+        ),
     ];
     for (key, value) in overrides {
         env.push((key.to_string(), value.to_string()));

@@ -55,6 +55,9 @@ pub enum LogStoreError {
 pub struct LogStoreOptions {
     pub dir: PathBuf,
     pub retention_ms: i64,
+    /// Records stamped later than now + this are rejected (no partitions
+    /// for far-future days).
+    pub accept_ahead_ms: i64,
     pub partition_ms: i64,
     pub writer_memory: usize,
     pub keyword_ignore_above: usize,
@@ -77,6 +80,7 @@ impl LogStoreOptions {
         LogStoreOptions {
             dir: config.storage.data_dir.join("logs"),
             retention_ms: ms(config.logs.retention),
+            accept_ahead_ms: ms(config.limits.creation_grace_period),
             partition_ms: ms(config.logs.partition),
             writer_memory: config.logs.writer_memory.as_usize(),
             keyword_ignore_above: config.logs.keyword_ignore_above,
@@ -284,6 +288,7 @@ impl LogStore {
         now_ms: i64,
     ) -> Result<Vec<ItemOutcome>, LogStoreError> {
         let oldest_ms = now_ms.saturating_sub(self.options.retention_ms);
+        let newest_ms = now_ms.saturating_add(self.options.accept_ahead_ms);
         let mut outcomes = Vec::with_capacity(docs.len());
         let mut accepted: Vec<Accepted> = Vec::new();
         {
@@ -316,6 +321,17 @@ impl LogStore {
                 };
                 if let Err(reason) = valid_index_name(&doc.index) {
                     outcomes.push(fail(400, "invalid_index_name_exception", reason));
+                    continue;
+                }
+                if ts / 1_000_000 > newest_ms {
+                    outcomes.push(fail(
+                        400,
+                        "illegal_argument_exception",
+                        format!(
+                            "document timestamp {} is too far in the future (limits.creation_grace_period)",
+                            crate::model::log::format_timestamp_ms(ts)
+                        ),
+                    ));
                     continue;
                 }
                 if ts / 1_000_000 < oldest_ms {

@@ -55,6 +55,8 @@ pub enum RejectReason {
     OutOfOrder,
     Duplicate,
     SeriesLimit,
+    TooOld,
+    TooFarInFuture,
 }
 
 impl RejectReason {
@@ -63,6 +65,8 @@ impl RejectReason {
             RejectReason::OutOfOrder => "out_of_order",
             RejectReason::Duplicate => "duplicate_timestamp",
             RejectReason::SeriesLimit => "series_limit",
+            RejectReason::TooOld => "too_old",
+            RejectReason::TooFarInFuture => "too_far_in_future",
         }
     }
 }
@@ -128,6 +132,9 @@ pub struct StoreOptions {
     pub wal_segment_size: u64,
     pub fsync: FsyncPolicy,
     pub fsync_interval: Duration,
+    /// Samples are accepted within `[now − retention, now + ahead_ms]` when
+    /// set (the server); `None` accepts any time (tests, benchmarks, tools).
+    pub accept_ahead_ms: Option<i64>,
 }
 
 impl StoreOptions {
@@ -135,6 +142,7 @@ impl StoreOptions {
     pub fn new(dir: &Path) -> StoreOptions {
         StoreOptions {
             dir: dir.to_owned(),
+            accept_ahead_ms: None,
             ..StoreOptions::from_config(&Config::default_config())
         }
     }
@@ -151,6 +159,7 @@ impl StoreOptions {
             wal_segment_size: config.wal.segment_size.0,
             fsync: config.wal.fsync,
             fsync_interval: config.wal.fsync_interval,
+            accept_ahead_ms: Some(ms(config.limits.creation_grace_period)),
         }
     }
 }
@@ -165,6 +174,7 @@ pub struct StoreStats {
     pub rejected_out_of_order: AtomicU64,
     pub rejected_duplicate: AtomicU64,
     pub rejected_series_limit: AtomicU64,
+    pub rejected_time_bounds: AtomicU64,
     pub blocks_written: AtomicU64,
     pub blocks_deleted: AtomicU64,
 }
@@ -472,6 +482,16 @@ impl MetricsStore {
         metadata: &[MetricMetadata],
     ) -> Result<AppendOutcome, StorageError> {
         let mut outcome = AppendOutcome::default();
+        let (oldest, newest) = match self.options.accept_ahead_ms {
+            Some(ahead) => {
+                let now = crate::now_ms();
+                (
+                    now.saturating_sub(self.options.retention_ms),
+                    now.saturating_add(ahead),
+                )
+            }
+            None => (i64::MIN, i64::MAX),
+        };
         let mut new_series: Vec<(u32, Arc<Labels>)> = Vec::new();
         let mut new_exemplars: Vec<(u32, Exemplar)> = Vec::new();
         let mut last_seq = 0;
@@ -515,6 +535,23 @@ impl MetricsStore {
                 let entry = &mut state.series[id as usize];
                 for sample in write.samples {
                     let (t, v) = (sample.t, sample.v);
+                    if t < oldest || t > newest {
+                        let (reason, what) = if t < oldest {
+                            (RejectReason::TooOld, "older than storage.retention")
+                        } else {
+                            (
+                                RejectReason::TooFarInFuture,
+                                "too far in the future (limits.creation_grace_period)",
+                            )
+                        };
+                        outcome.reject(reason, || {
+                            format!(
+                                "sample at timestamp {t} for series {} is {what}",
+                                entry.labels
+                            )
+                        });
+                        continue;
+                    }
                     if t > entry.last_t {
                         entry.head.append_in_order(t, v);
                         entry.last_t = t;
@@ -618,6 +655,9 @@ impl MetricsStore {
                 RejectReason::OutOfOrder => &self.stats.rejected_out_of_order,
                 RejectReason::Duplicate => &self.stats.rejected_duplicate,
                 RejectReason::SeriesLimit => &self.stats.rejected_series_limit,
+                RejectReason::TooOld | RejectReason::TooFarInFuture => {
+                    &self.stats.rejected_time_bounds
+                }
             };
             counter.fetch_add(*count, Ordering::Relaxed);
         }
