@@ -2,7 +2,67 @@
 //! stores built on it.
 
 pub mod codec;
+pub mod faults;
 pub mod logs;
 pub mod metrics;
 pub mod traces;
 pub mod wal;
+
+use std::io;
+use std::path::Path;
+
+/// Replace `path` with `bytes` so that a crash leaves the old or the new
+/// file, never a mix: write a temporary file, fsync it, rename it over
+/// `path`, then fsync the directory so that the rename itself is durable
+/// (before anything that could rebuild the file, such as WAL segments, is
+/// deleted).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    faults::check("rename")?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Whether an error (or one it wraps) is a resource shortage that says
+/// nothing about the data: too many open files, out of memory, out of map
+/// areas, interrupted. Opening a block or partition that fails this way must
+/// stop start-up, not move healthy data aside as corrupt.
+pub fn is_transient(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            // EINTR, EAGAIN, ENOMEM, ENFILE, EMFILE
+            if matches!(io.raw_os_error(), Some(4 | 11 | 12 | 23 | 24))
+                || io.kind() == io::ErrorKind::OutOfMemory
+            {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_told_from_corruption() {
+        let emfile = io::Error::from_raw_os_error(24);
+        assert!(is_transient(&emfile));
+        let wrapped =
+            crate::storage::metrics::block::BlockError::Io(io::Error::from_raw_os_error(12));
+        assert!(is_transient(&wrapped));
+        assert!(!is_transient(&io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad"
+        )));
+        assert!(!is_transient(&io::Error::from(io::ErrorKind::NotFound)));
+    }
+}

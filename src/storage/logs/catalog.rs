@@ -131,11 +131,8 @@ impl Catalog {
 
     /// Write atomically (temporary file + rename).
     pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        crate::storage::write_atomically(path, &bytes)?;
         self.dirty = false;
         Ok(())
     }

@@ -209,6 +209,8 @@ impl LogStore {
                 Ok(p) => {
                     partitions.insert(start, Arc::new(p));
                 }
+                // Out of file descriptors or memory: the partition is fine; stop.
+                Err(err) if crate::storage::is_transient(&err) => return Err(err),
                 Err(err) => {
                     let aside = parts_dir.join(format!("corrupt-{name}"));
                     tracing::error!(partition = %name, error = %err, moved_to = %aside.display(),

@@ -130,35 +130,63 @@ pub fn write_block(
             Arc::new(BinaryArray::from_iter_values(chunks.iter())),
         ],
     )?;
-    let name = format!(
-        "{:013}-{:013}-{:08}",
-        meta.min_t.max(0),
-        meta.max_t.max(0),
+    // Names are unique whatever the timestamps: signed times (negative ones
+    // spelled `m…`), and a counter if a block of the same span and
+    // checkpoint exists (two cuts of out-of-order data can make one).
+    let time = |t: i64| {
+        if t >= 0 {
+            format!("{t:013}")
+        } else {
+            format!("m{:013}", t.unsigned_abs())
+        }
+    };
+    let base = format!(
+        "{}-{}-{:08}",
+        time(meta.min_t),
+        time(meta.max_t),
         wal_checkpoint
     );
+    let mut name = base.clone();
+    let mut n = 1;
+    while blocks_dir.join(&name).exists() {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
     let tmp = blocks_dir.join(format!("tmp-{name}"));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
     }
-    fs::create_dir_all(&tmp)?;
-    {
-        let file = File::create(tmp.join(CHUNKS_FILE))?;
-        let mut writer = FileWriter::try_new(BufWriter::new(file), &schema())?;
-        writer.write(&batch)?;
-        writer.finish()?;
-        let file = writer
-            .into_inner()?
-            .into_inner()
-            .map_err(|e| e.into_error())?;
-        file.sync_all()?;
-    }
-    let meta_file = File::create(tmp.join(META_FILE))?;
-    serde_json::to_writer_pretty(&meta_file, &meta)?;
-    meta_file.sync_all()?;
-    File::open(&tmp)?.sync_all()?;
     let dest = blocks_dir.join(&name);
-    fs::rename(&tmp, &dest)?;
-    File::open(blocks_dir)?.sync_all()?;
+    let written = (|| -> Result<(), BlockError> {
+        fs::create_dir_all(&tmp)?;
+        {
+            crate::storage::faults::check("block.write")?;
+            let file = File::create(tmp.join(CHUNKS_FILE))?;
+            let mut writer = FileWriter::try_new(BufWriter::new(file), &schema())?;
+            writer.write(&batch)?;
+            writer.finish()?;
+            let file = writer
+                .into_inner()?
+                .into_inner()
+                .map_err(|e| e.into_error())?;
+            file.sync_all()?;
+        }
+        let meta_file = File::create(tmp.join(META_FILE))?;
+        serde_json::to_writer_pretty(&meta_file, &meta)?;
+        meta_file.sync_all()?;
+        File::open(&tmp)?.sync_all()?;
+        crate::storage::faults::check("block.rename")?;
+        fs::rename(&tmp, &dest)?;
+        File::open(blocks_dir)?.sync_all()?;
+        Ok(())
+    })();
+    if let Err(err) = written {
+        // Leave nothing half-written behind (start-up would remove it too).
+        if tmp.exists() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        return Err(err);
+    }
     Ok(dest)
 }
 
@@ -328,6 +356,8 @@ pub fn open_all(blocks_dir: &Path) -> Result<Vec<Block>, BlockError> {
         }
         match Block::open(&entry.path()) {
             Ok(block) => blocks.push(block),
+            // Out of file descriptors or memory: the block is fine; stop.
+            Err(err) if crate::storage::is_transient(&err) => return Err(err),
             Err(err) => {
                 tracing::error!(block = %name, error = %err, "unreadable block moved aside");
                 fs::rename(entry.path(), blocks_dir.join(format!("corrupt-{name}")))?;

@@ -57,8 +57,23 @@ impl MetricsStore {
     }
 
     fn cut_locked(&self) -> Result<CutReport, StorageError> {
+        // 0. A cut that failed earlier (disk full, …) left its frozen head
+        //    readable and its WAL segments in place: write it first, and take
+        //    no new head until it is in blocks.
+        let pending = self.frozen.read().clone();
+        let earlier = match pending {
+            Some(frozen) => {
+                let report = self.write_frozen(&frozen)?;
+                tracing::info!(
+                    blocks = report.blocks.len(),
+                    "an earlier failed head cut is now written"
+                );
+                report
+            }
+            None => CutReport::default(),
+        };
         // 1. Swap the head out and rotate the WAL atomically w.r.t. appends.
-        let (frozen, checkpoint, postings_upto) = {
+        let frozen = {
             let mut head = self.head.write();
             let checkpoint = self.wal.cut()?;
             let mut taken = Vec::new();
@@ -69,9 +84,13 @@ impl MetricsStore {
             }
             // max_t stays: the out-of-order window keeps counting from it.
             head.min_t = i64::MAX;
-            let frozen = Arc::new(Frozen { series: taken });
+            let frozen = Arc::new(Frozen {
+                series: taken,
+                checkpoint,
+                postings_upto: head.series.len() as u32,
+            });
             *self.frozen.write() = Some(frozen.clone());
-            (frozen, checkpoint, head.series.len() as u32)
+            frozen
         };
         // Exemplars live only in the WAL; carry them into the new segment.
         let mut exemplar_record = RecordBuilder::default();
@@ -82,13 +101,25 @@ impl MetricsStore {
             self.wal.append(record)?;
         }
         self.wal.sync_all()?;
+        let mut report = self.write_frozen(&frozen)?;
+        report.blocks.extend(earlier.blocks);
+        report.series += earlier.series;
+        report.samples += earlier.samples;
+        Ok(report)
+    }
 
+    /// Steps 2–4 of a cut: index checkpoint, blocks, publication, WAL
+    /// cleanup. On failure nothing is half-done: blocks written by this
+    /// attempt are removed again (a block on disk tells replay to skip the
+    /// WAL before its checkpoint, so a partial set would lose the rest), the
+    /// frozen head stays readable, and the WAL segments stay.
+    fn write_frozen(&self, frozen: &Frozen) -> Result<CutReport, StorageError> {
         // 2. Persist the index before blocks whose checkpoint lets replay
         //    skip the WAL segments that could rebuild it.
         {
             let head = self.head.read();
             self.index
-                .checkpoint_postings(&head.postings, postings_upto)?;
+                .checkpoint_postings(&head.postings, frozen.postings_upto)?;
         }
 
         // 3. One block per aligned time window.
@@ -116,13 +147,34 @@ impl MetricsStore {
         }
         let blocks_dir = self.options.dir.join("blocks");
         let mut new_blocks = Vec::new();
+        let mut written = Vec::new();
         for series in windows.values() {
-            let dir = block::write_block(&blocks_dir, series, checkpoint)?;
-            let block = Block::open(&dir)?;
-            report.blocks.push(block.name.clone());
-            new_blocks.push(Arc::new(block));
-            self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
+            let opened = block::write_block(&blocks_dir, series, frozen.checkpoint)
+                .map_err(StorageError::from)
+                .and_then(|dir| {
+                    written.push(dir.clone());
+                    Block::open(&dir).map_err(StorageError::from)
+                });
+            match opened {
+                Ok(block) => {
+                    report.blocks.push(block.name.clone());
+                    new_blocks.push(Arc::new(block));
+                }
+                Err(err) => {
+                    drop(new_blocks);
+                    for dir in &written {
+                        if let Err(remove) = std::fs::remove_dir_all(dir) {
+                            tracing::error!(block = %dir.display(), error = %remove, "cannot remove a block of a failed head cut");
+                        }
+                    }
+                    tracing::error!(error = %err, "head cut failed; the head stays in memory and in the WAL, and the cut is retried");
+                    return Err(err);
+                }
+            }
         }
+        self.stats
+            .blocks_written
+            .fetch_add(new_blocks.len() as u64, Ordering::Relaxed);
         // 4. Publish the blocks, then drop the frozen head (readers check
         //    frozen before blocks, so they never miss the data).
         {
@@ -132,7 +184,7 @@ impl MetricsStore {
             *self.frozen.write() = None;
         }
         if !report.blocks.is_empty() {
-            self.wal.remove_before(checkpoint)?;
+            self.wal.remove_before(frozen.checkpoint)?;
         }
         Ok(report)
     }

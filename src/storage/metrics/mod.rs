@@ -324,6 +324,11 @@ impl SeriesEntry {
 /// The head taken out by a cut, readable until its blocks are loaded.
 struct Frozen {
     series: Vec<(u32, HeadSeries)>,
+    /// First WAL segment written after the swap: the segments before it
+    /// hold this data until its blocks are published.
+    checkpoint: u64,
+    /// Series count at the swap (postings to checkpoint with it).
+    postings_upto: u32,
 }
 
 /// Exemplars in arrival order, oldest dropped first.

@@ -424,6 +424,8 @@ pub fn open_all(dir: &Path) -> Result<Vec<SpanBlock>, BlockError> {
         }
         match SpanBlock::open(&entry.path()) {
             Ok(block) => blocks.push(block),
+            // Out of file descriptors or memory: the block is fine; stop.
+            Err(err) if crate::storage::is_transient(&err) => return Err(err),
             Err(err) => {
                 let aside = dir.join(format!("corrupt-{name}"));
                 tracing::error!(block = %name, error = %err, moved_to = %aside.display(),

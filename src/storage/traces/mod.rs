@@ -347,19 +347,21 @@ impl TraceStore {
     }
 
     fn save_catalog(&self) -> Result<(), TraceStoreError> {
-        let mut catalog = self.catalog.write();
-        if !catalog.dirty {
-            return Ok(());
-        }
+        // Serialised under the lock, written and fsync'd without it; a
+        // change made meanwhile marks the catalogue dirty again.
+        let bytes = {
+            let mut catalog = self.catalog.write();
+            if !catalog.dirty {
+                return Ok(());
+            }
+            catalog.dirty = false;
+            serde_json::to_vec(&*catalog).map_err(std::io::Error::other)?
+        };
         let path = self.options.dir.join("catalog.json");
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(&*catalog).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
-        catalog.dirty = false;
+        if let Err(err) = crate::storage::write_atomically(&path, &bytes) {
+            self.catalog.write().dirty = true;
+            return Err(err.into());
+        }
         Ok(())
     }
 

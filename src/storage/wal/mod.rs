@@ -51,6 +51,11 @@ pub struct Wal {
     /// find their record already synced.
     sync_lock: Mutex<()>,
     synced_seq: AtomicU64,
+    /// Set by the first failed write or fsync. After it nothing is accepted:
+    /// bytes past the failure may be torn, and after a failed fsync the
+    /// kernel may have dropped dirty pages it will not report again, so no
+    /// later record could be acknowledged safely (PostgreSQL's rule).
+    failed: Mutex<Option<String>>,
     pub stats: Arc<WalStats>,
 }
 
@@ -112,6 +117,7 @@ impl Wal {
             }),
             sync_lock: Mutex::new(()),
             synced_seq: AtomicU64::new(0),
+            failed: Mutex::new(None),
             stats: Arc::new(WalStats::default()),
         };
         Ok((wal, report))
@@ -119,11 +125,13 @@ impl Wal {
 
     /// Append one record (not yet durable); returns its sequence number for [`Wal::sync`].
     pub fn append(&self, payload: &[u8]) -> io::Result<u64> {
+        self.check_failed()?;
         let mut writer = self.inner.lock();
         if writer.segment_len > 0
             && writer.segment_len + (payload.len() + HEADER_LEN) as u64 > self.segment_size
         {
-            self.rotate_locked(&mut writer)?;
+            let rotated = self.rotate_locked(&mut writer);
+            self.fail_on(rotated, "segment rotation")?;
         }
         let crc = crc32fast::hash(payload);
         writer
@@ -138,9 +146,36 @@ impl Wal {
             .fetch_add((payload.len() + HEADER_LEN) as u64, Ordering::Relaxed);
         self.stats.records_written.fetch_add(1, Ordering::Relaxed);
         if writer.pending.len() >= WRITE_THROUGH_BYTES {
-            write_pending(&mut writer)?;
+            let written = write_pending(&mut writer);
+            self.fail_on(written, "write")?;
         }
         Ok(writer.seq)
+    }
+
+    /// The error every call gets once the WAL has stopped.
+    fn check_failed(&self) -> io::Result<()> {
+        match &*self.failed.lock() {
+            None => Ok(()),
+            Some(why) => Err(io::Error::other(why.clone())),
+        }
+    }
+
+    /// Stop the WAL if `result` is a failure, and pass the failure on.
+    fn fail_on<T>(&self, result: io::Result<T>, what: &str) -> io::Result<T> {
+        result.map_err(|err| {
+            let why = format!(
+                "the write-ahead log in {} stopped accepting writes after a failed {what} ({err}); nothing after it was acknowledged; fix the cause (e.g. free disk space) and restart Oxeye",
+                self.dir.display()
+            );
+            tracing::error!("{why}");
+            self.failed.lock().get_or_insert(why);
+            io::Error::new(err.kind(), format!("WAL {what} failed: {err}"))
+        })
+    }
+
+    /// Why the WAL stopped, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
     }
 
     /// Make every record up to `seq` durable. Cheap when another writer's
@@ -153,13 +188,17 @@ impl Wal {
         if self.synced_seq.load(Ordering::Acquire) >= seq {
             return Ok(());
         }
+        self.check_failed()?;
         let (file, upto) = {
             let mut writer = self.inner.lock();
-            write_pending(&mut writer)?;
-            (writer.file.try_clone()?, writer.seq)
+            let written = write_pending(&mut writer);
+            self.fail_on(written, "write")?;
+            let file = writer.file.try_clone();
+            (self.fail_on(file, "file handle clone")?, writer.seq)
         };
         let started = Instant::now();
-        file.sync_data()?;
+        let synced = crate::storage::faults::check("wal.fsync").and_then(|()| file.sync_data());
+        self.fail_on(synced, "fsync")?;
         self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         let elapsed = started.elapsed();
         self.stats
@@ -181,8 +220,10 @@ impl Wal {
     /// Close the current segment and start a new one; returns the new
     /// segment's number. Records appended after this call land in it or later.
     pub fn cut(&self) -> io::Result<u64> {
+        self.check_failed()?;
         let mut writer = self.inner.lock();
-        self.rotate_locked(&mut writer)?;
+        let rotated = self.rotate_locked(&mut writer);
+        self.fail_on(rotated, "segment rotation")?;
         Ok(writer.segment)
     }
 
@@ -217,6 +258,7 @@ impl Wal {
 
     fn rotate_locked(&self, writer: &mut Writer) -> io::Result<()> {
         write_pending(writer)?;
+        crate::storage::faults::check("wal.fsync")?;
         writer.file.sync_data()?;
         let next = writer.segment + 1;
         writer.file = create_segment(&self.dir, next)?;
@@ -244,6 +286,7 @@ pub fn spawn_interval_sync(wal: std::sync::Weak<Wal>, every: Duration) {
 
 fn write_pending(writer: &mut Writer) -> io::Result<()> {
     if !writer.pending.is_empty() {
+        crate::storage::faults::check("wal.write")?;
         writer.file.write_all(&writer.pending)?;
         writer.pending.clear();
     }
@@ -397,6 +440,34 @@ mod tests {
         drop(wal);
         let (records, _, _) = replay(dir.path(), next);
         assert_eq!(records, vec![b"new".to_vec()]);
+    }
+
+    #[test]
+    fn a_failed_write_or_fsync_stops_the_wal_and_nothing_after_it_is_acknowledged() {
+        for point in ["wal.write", "wal.fsync"] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let (_, _, wal) = replay(dir.path(), 0);
+                let seq = wal.append(b"before").unwrap();
+                wal.sync(seq).unwrap();
+                crate::storage::faults::arm(point, 0, 1, io::ErrorKind::StorageFull);
+                let seq = wal.append(b"failing").unwrap();
+                let err = wal.sync(seq).unwrap_err();
+                assert!(err.to_string().contains("injected fault"), "{err}");
+                crate::storage::faults::clear();
+                // The disk works again, but the WAL does not pretend it does.
+                let err = wal.append(b"after").unwrap_err();
+                assert!(err.to_string().contains("restart Oxeye"), "{point}: {err}");
+                assert!(wal.failure().is_some());
+                assert!(wal.cut().is_err());
+            }
+            // Reopening replays what was acknowledged, and accepts again.
+            let (records, _, wal) = replay(dir.path(), 0);
+            assert_eq!(records[0], b"before");
+            assert!(!records.iter().any(|r| r == b"after"));
+            let seq = wal.append(b"again").unwrap();
+            wal.sync(seq).unwrap();
+        }
     }
 
     #[test]
