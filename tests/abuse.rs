@@ -777,3 +777,108 @@ fn items_outside_the_time_window_are_rejected_alone() {
         .contains("too far in the future"));
     server.check_alive("a span in the year 2477");
 }
+
+/// What clients can make the server keep is bounded: indices, stored
+/// templates and policies, live-tail subscribers, exports.
+#[test]
+fn growth_is_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = spawn_with(
+        &root.path().join("data"),
+        &[
+            ("OXEYE_LOGS__MAX_INDICES", "3"),
+            ("OXEYE_LOGS__MAX_TAIL_SUBSCRIBERS", "2"),
+            ("OXEYE_QUERY__MAX_SAMPLES", "10"),
+        ],
+    );
+    let http = client();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Indices: three are created, the fourth and fifth are refused per item.
+    let mut bulk = String::new();
+    for i in 0..5 {
+        bulk.push_str(&format!("{{\"index\":{{\"_index\":\"idx-{i}\"}}}}\n"));
+        bulk.push_str(&json!({"@timestamp": now, "i": i}).to_string());
+        bulk.push('\n');
+    }
+    let result: Value = http
+        .post(format!("{}/_bulk", server.es))
+        .header("Content-Type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let statuses: Vec<u64> = result["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"]["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![201, 201, 201, 400, 400], "{result}");
+    let response = http.put(format!("{}/idx-9", server.es)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().unwrap().contains("logs.max_indices"));
+
+    // Templates and policies: bounded in size (and count).
+    let big = json!({"index_patterns": ["x-*"], "template": {"settings": {"pad": "p".repeat(300 << 10)}}});
+    let response = http
+        .put(format!("{}/_index_template/huge", server.es))
+        .json(&big)
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 413);
+    for i in 0..1000 {
+        let response = http
+            .put(format!("{}/_ilm/policy/p{i}", server.es))
+            .json(&json!({"policy": {}}))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "policy {i}");
+    }
+    let response = http
+        .put(format!("{}/_ilm/policy/one-too-many", server.es))
+        .json(&json!({"policy": {}}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+
+    // Live tails: two open, the third is refused while they are.
+    let tails: Vec<_> = (0..2)
+        .map(|_| {
+            let response = http
+                .get(format!("{}/api/v1/logs/tail", server.base))
+                .send()
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            response
+        })
+        .collect();
+    let refused = http
+        .get(format!("{}/api/v1/logs/tail", server.base))
+        .send()
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 503);
+    assert!(refused
+        .text()
+        .unwrap()
+        .contains("logs.max_tail_subscribers"));
+    drop(tails);
+
+    // Exports: held to query.max_samples.
+    let samples: Vec<(i64, f64)> = (0..20)
+        .map(|i| (now - 60_000 + i * 1000, i as f64))
+        .collect();
+    let body = remote_write_body(&[(vec![("__name__", "exported")], samples)]);
+    assert_eq!(post_remote_write(&server.base, body).0, 204);
+    let response = http
+        .get(format!("{}/api/v1/export", server.base))
+        .query(&[("match[]", "exported")])
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().unwrap().contains("query.max_samples"));
+    server.check_alive("growth limits");
+}

@@ -140,7 +140,19 @@ async fn tail(
         }
     };
     let index = params.get("index").cloned().unwrap_or_else(|| "*".into());
-    let receiver = state.logs.store.subscribe();
+    let Some(receiver) = state
+        .logs
+        .store
+        .subscribe(state.config.logs.max_tail_subscribers)
+    else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "error", "errorType": "unavailable",
+                "error": format!("{} live tails are open already (logs.max_tail_subscribers)",
+                    state.config.logs.max_tail_subscribers)})),
+        )
+            .into_response();
+    };
     let stopping = state.stopping.clone();
     let stream = futures_util::stream::unfold(
         (receiver, stopping, query, index, Vec::<Event>::new()),

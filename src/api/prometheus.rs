@@ -259,12 +259,22 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let params = params(&method, &query, &headers, &body);
     let store = state.store.clone();
+    let max_samples = state.config.query.max_samples;
     let text = run_blocking(move || {
         let (sets, start, end) = params.selection(true)?;
         let mut out = String::new();
         let mut seen = std::collections::HashSet::new();
+        let mut samples = 0usize;
         for set in &sets {
             let mut found = store.select(set, start, end);
+            // The same budget as a query's: an export of everything is
+            // refused rather than built in memory.
+            samples = samples.saturating_add(found.iter().map(|s| s.samples.len()).sum());
+            if samples > max_samples {
+                return Err(Error::BadRequest(format!(
+                    "export would hold more than {max_samples} samples (query.max_samples); narrow match[] or start/end"
+                )));
+            }
             found.sort_by(|a, b| a.labels.cmp(&b.labels));
             for series in found {
                 if !seen.insert(series.labels.clone()) {

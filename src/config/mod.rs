@@ -99,6 +99,8 @@ pub struct LogsConfig {
     pub max_bulk_documents: usize,
     pub max_query_depth: usize,
     pub max_msearch_searches: usize,
+    pub max_tail_subscribers: usize,
+    pub max_indices: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -428,6 +430,8 @@ impl Config {
                 self.limits.max_items_per_request,
             ),
             ("logs.max_msearch_searches", self.logs.max_msearch_searches),
+            ("logs.max_tail_subscribers", self.logs.max_tail_subscribers),
+            ("logs.max_indices", self.logs.max_indices),
             (
                 "query.max_expression_depth",
                 self.query.max_expression_depth,

@@ -256,7 +256,11 @@ pub(super) async fn create_index(
         ),
         Ok(Err(reason)) => es_error(
             StatusCode::BAD_REQUEST,
-            "invalid_index_name_exception",
+            if reason.contains("logs.max_indices") {
+                "illegal_argument_exception"
+            } else {
+                "invalid_index_name_exception"
+            },
             &reason,
         ),
         Err(r) => r,

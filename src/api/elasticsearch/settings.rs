@@ -72,12 +72,41 @@ pub(super) async fn put_setting(
     let Some(key) = setting_key(&kind, &name) else {
         return unknown_path(&format!("{kind}/{name}"));
     };
+    let body_len = body.len();
     let body = match json_body(&state, &headers, &body).await {
         Ok(b) => b.unwrap_or(json!({})),
         Err(r) => return r,
     };
-    state.es_settings.lock().insert(key, body);
-    es_json(StatusCode::OK, json!({"acknowledged": true}))
+    match store_setting(&state, key, body, body_len) {
+        Ok(()) => es_json(StatusCode::OK, json!({"acknowledged": true})),
+        Err(r) => r,
+    }
+}
+
+/// Templates, ILM policies, pipelines and data streams kept at most (they
+/// live in memory; shippers re-create theirs at start-up).
+const MAX_SETTINGS: usize = 1000;
+/// Largest stored setting body, in bytes.
+const MAX_SETTING_BYTES: usize = 256 << 10;
+
+fn store_setting(state: &AppState, key: String, body: Value, len: usize) -> Result<(), Response> {
+    if len > MAX_SETTING_BYTES {
+        return Err(es_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "illegal_argument_exception",
+            &format!("[{key}] is {len} bytes, more than the {MAX_SETTING_BYTES} Oxeye keeps per template, policy or pipeline"),
+        ));
+    }
+    let mut settings = state.es_settings.lock();
+    if !settings.contains_key(&key) && settings.len() >= MAX_SETTINGS {
+        return Err(es_error(
+            StatusCode::BAD_REQUEST,
+            "illegal_argument_exception",
+            &format!("cannot store [{key}]: Oxeye keeps at most {MAX_SETTINGS} templates, policies, pipelines and data streams"),
+        ));
+    }
+    settings.insert(key, body);
+    Ok(())
 }
 
 pub(super) async fn delete_setting(
@@ -119,12 +148,15 @@ macro_rules! named_setting {
             headers: HeaderMap,
             body: Bytes,
         ) -> Response {
+            let body_len = body.len();
             let body = match json_body(&state, &headers, &body).await {
                 Ok(b) => b.unwrap_or(json!({})),
                 Err(r) => return r,
             };
-            state.es_settings.lock().insert(format!("{}/{name}", $kind), body);
-            es_json(StatusCode::OK, json!({"acknowledged": true}))
+            match store_setting(&state, format!("{}/{name}", $kind), body, body_len) {
+                Ok(()) => es_json(StatusCode::OK, json!({"acknowledged": true})),
+                Err(r) => r,
+            }
         }
         pub(super) async fn $delete(state: State<AppState>, Path(name): Path<String>) -> Response {
             if state.es_settings.lock().remove(&format!("{}/{name}", $kind)).is_some() {

@@ -50,6 +50,10 @@ pub enum LogStoreError {
     Index(#[from] tantivy::TantivyError),
 }
 
+/// Request batches the live tail keeps for its slowest subscriber; older
+/// ones are skipped for it (it is told how many).
+const TAIL_BATCHES: usize = 16;
+
 /// Store settings taken from [`Config`].
 #[derive(Debug, Clone)]
 pub struct LogStoreOptions {
@@ -62,6 +66,7 @@ pub struct LogStoreOptions {
     pub writer_memory: usize,
     pub keyword_ignore_above: usize,
     pub max_fields: usize,
+    pub max_indices: usize,
     pub wal_segment_size: u64,
     pub fsync: FsyncPolicy,
     pub fsync_interval: Duration,
@@ -85,6 +90,7 @@ impl LogStoreOptions {
             writer_memory: config.logs.writer_memory.as_usize(),
             keyword_ignore_above: config.logs.keyword_ignore_above,
             max_fields: config.logs.max_fields_per_index,
+            max_indices: config.logs.max_indices,
             wal_segment_size: config.wal.segment_size.0,
             fsync: config.wal.fsync,
             fsync_interval: config.wal.fsync_interval,
@@ -224,7 +230,9 @@ impl LogStore {
             Wal::open(&options.dir.join("wal"), options.wal_segment_size, 0, |p| {
                 records.push(p.to_vec())
             })?;
-        let (tail, _) = tokio::sync::broadcast::channel(1024);
+        // Batches a slow live-tail subscriber can hold back (each one request's
+        // documents): the memory one subscriber can pin is this many bodies.
+        let (tail, _) = tokio::sync::broadcast::channel(TAIL_BATCHES);
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
@@ -277,9 +285,13 @@ impl LogStore {
         Ok(store)
     }
 
-    /// Subscribe to every document stored from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<Vec<StoredDoc>>> {
-        self.tail.subscribe()
+    /// Subscribe to every document stored from now on, unless `max`
+    /// subscribers are already listening.
+    pub fn subscribe(
+        &self,
+        max: usize,
+    ) -> Option<tokio::sync::broadcast::Receiver<Arc<Vec<StoredDoc>>>> {
+        (self.tail.receiver_count() < max).then(|| self.tail.subscribe())
     }
 
     /// Store a batch. Each document is typed and checked on its own; the
@@ -349,10 +361,31 @@ impl LogStore {
                 }
                 let typed = match known[i].take() {
                     Some(result) => result,
-                    None => catalog
-                        .as_mut()
-                        .expect("the write lock is held when a document needs it")
-                        .type_document(&doc.index, &doc.source, now_ms, self.options.max_fields),
+                    None => {
+                        let catalog = catalog
+                            .as_mut()
+                            .expect("the write lock is held when a document needs it");
+                        if !catalog.indices.contains_key(&doc.index)
+                            && catalog.indices.len() >= self.options.max_indices
+                        {
+                            outcomes.push(fail(
+                                400,
+                                "illegal_argument_exception",
+                                format!(
+                                    "cannot create index [{}]: there are {} indices already (logs.max_indices)",
+                                    doc.index,
+                                    catalog.indices.len()
+                                ),
+                            ));
+                            continue;
+                        }
+                        catalog.type_document(
+                            &doc.index,
+                            &doc.source,
+                            now_ms,
+                            self.options.max_fields,
+                        )
+                    }
                 };
                 let typed = match typed {
                     Ok(typed) => typed,
@@ -620,6 +653,12 @@ impl LogStore {
         let mut catalog = self.catalog.write();
         if catalog.indices.contains_key(name) {
             return Ok(false);
+        }
+        if catalog.indices.len() >= self.options.max_indices {
+            return Err(format!(
+                "cannot create index [{name}]: there are {} indices already (logs.max_indices)",
+                catalog.indices.len()
+            ));
         }
         let meta = catalog.ensure_index(name, now_ms);
         for (path, mapping) in fields {

@@ -83,11 +83,24 @@ pub struct Catalog {
     dirty: bool,
 }
 
+/// Services the catalogue lists at most, and operations per service: span
+/// names with ids or raw URLs in them would otherwise grow it without bound.
+/// Spans beyond these are stored and searchable as usual, only not listed.
+const MAX_SERVICES: usize = 10_000;
+const MAX_OPERATIONS_PER_SERVICE: usize = 2_000;
+
 impl Catalog {
     fn add(&mut self, span: &Span) {
-        let ops = self.services.entry(span.service.clone()).or_default();
-        if !ops.contains(&(span.name.clone(), span.kind)) {
-            ops.insert((span.name.clone(), span.kind));
+        if !self.services.contains_key(&span.service) {
+            if self.services.len() >= MAX_SERVICES {
+                return;
+            }
+            self.services.insert(span.service.clone(), BTreeSet::new());
+        }
+        let ops = self.services.get_mut(&span.service).expect("present");
+        let operation = (span.name.clone(), span.kind);
+        if ops.len() < MAX_OPERATIONS_PER_SERVICE && !ops.contains(&operation) {
+            ops.insert(operation);
             self.dirty = true;
         }
     }
