@@ -182,6 +182,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config.traces.span_metrics_buckets_ms.clone(),
             config.traces.span_metrics_max_series,
         )
+        .with_label_limit(config.limits.max_label_value_length)
     });
     let traces = Arc::new(
         TracesIngest::new(

@@ -110,11 +110,20 @@ async fn healthy() -> &'static str {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        "Oxeye is Ready.\n".into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response()
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable\n").into_response();
     }
+    // A store whose WAL stopped takes no writes: not ready (still healthy,
+    // and still answering reads).
+    let stopped = [
+        state.store.wal_failure(),
+        state.logs.store.wal_failure(),
+        state.traces.store.wal_failure(),
+    ];
+    if let Some(why) = stopped.into_iter().flatten().next() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response();
+    }
+    "Oxeye is Ready.\n".into_response()
 }
 
 async fn self_metrics(State(state): State<AppState>) -> Response {

@@ -58,8 +58,12 @@ struct Entry {
 pub struct SpanMetrics {
     bounds_ms: Vec<f64>,
     max_series: usize,
+    /// Longest service or span name made into a label value
+    /// (`limits.max_label_value_length`, as for every other series).
+    max_label_value: usize,
     series: Mutex<HashMap<Key, Entry>>,
-    /// Spans not counted because `max_series` combinations exist already.
+    /// Spans not counted because `max_series` combinations exist already,
+    /// or because their service or span name is too long to be a label.
     pub dropped: std::sync::atomic::AtomicU64,
 }
 
@@ -68,17 +72,30 @@ impl SpanMetrics {
         Arc::new(SpanMetrics {
             bounds_ms,
             max_series,
+            max_label_value: usize::MAX,
             series: Mutex::new(HashMap::new()),
             dropped: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    /// Apply `limits.max_label_value_length` to the labels made from spans.
+    pub fn with_label_limit(mut self: Arc<Self>, max_label_value: usize) -> Arc<Self> {
+        if let Some(this) = Arc::get_mut(&mut self) {
+            this.max_label_value = max_label_value;
+        }
+        self
+    }
+
     /// Count spans as they are stored; returns how many were not counted
-    /// because of the series limit.
+    /// because of the series limit or the label length limit.
     pub fn observe(&self, spans: &[Span]) -> u64 {
         let mut dropped = 0;
         let mut series = self.series.lock();
         for span in spans {
+            if span.service.len() > self.max_label_value || span.name.len() > self.max_label_value {
+                dropped += 1;
+                continue;
+            }
             let key = Key {
                 service: span.service.clone(),
                 name: span.name.clone(),
@@ -236,6 +253,17 @@ mod tests {
             events: Vec::new(),
             links: Vec::new(),
         }
+    }
+
+    #[test]
+    fn span_names_too_long_for_a_label_are_not_counted() {
+        let metrics = SpanMetrics::new(vec![10.0], 100).with_label_limit(16);
+        let long = "GET /items/".to_owned() + &"9".repeat(5000);
+        assert_eq!(
+            metrics.observe(&[span(&long, 5, 0), span("short", 5, 0)]),
+            1
+        );
+        assert_eq!(metrics.series.lock().len(), 1);
     }
 
     #[test]

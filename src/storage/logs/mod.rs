@@ -199,6 +199,12 @@ const RECORD_DOCS: u8 = 1;
 const RECORD_DELETE_INDEX: u8 = 2;
 
 impl LogStore {
+    /// Why this store's WAL stopped accepting writes, if it did (a failed
+    /// write or fsync; see `storage::wal`).
+    pub fn wal_failure(&self) -> Option<String> {
+        self.wal.failure()
+    }
+
     pub fn open(options: LogStoreOptions) -> Result<Arc<LogStore>, LogStoreError> {
         let parts_dir = options.dir.join("partitions");
         std::fs::create_dir_all(&parts_dir)?;

@@ -360,6 +360,12 @@ pub struct CutReport {
 }
 
 impl MetricsStore {
+    /// Why this store's WAL stopped accepting writes, if it did (a failed
+    /// write or fsync; see `storage::wal`).
+    pub fn wal_failure(&self) -> Option<String> {
+        self.wal.failure()
+    }
+
     pub fn open(options: StoreOptions) -> Result<Arc<MetricsStore>, StorageError> {
         std::fs::create_dir_all(&options.dir)?;
         let index = SledIndex::open(&options.dir.join("index"))?;

@@ -190,6 +190,12 @@ pub struct TraceStore {
 const RECORD_SPANS: u8 = 1;
 
 impl TraceStore {
+    /// Why this store's WAL stopped accepting writes, if it did (a failed
+    /// write or fsync; see `storage::wal`).
+    pub fn wal_failure(&self) -> Option<String> {
+        self.wal.failure()
+    }
+
     pub fn open(options: TraceStoreOptions) -> Result<Arc<TraceStore>, TraceStoreError> {
         std::fs::create_dir_all(&options.dir)?;
         let blocks = block::open_all(&options.dir.join("blocks"))?;
