@@ -71,6 +71,28 @@ impl MemPostings {
         self.by_name.keys().map(String::as_str)
     }
 
+    /// Forget `id`; returns the `(name, value)` pairs left without series.
+    pub fn remove(&mut self, id: u32, labels: &Labels) -> Vec<(String, String)> {
+        self.all.remove(id);
+        let mut emptied = Vec::new();
+        for label in labels.iter() {
+            let Some(values) = self.by_name.get_mut(label.name) else {
+                continue;
+            };
+            if let Some(bitmap) = values.get_mut(label.value) {
+                bitmap.remove(id);
+                if bitmap.is_empty() {
+                    values.remove(label.value);
+                    emptied.push((label.name.to_owned(), label.value.to_owned()));
+                }
+            }
+            if values.is_empty() {
+                self.by_name.remove(label.name);
+            }
+        }
+        emptied
+    }
+
     fn insert_bitmap(&mut self, name: &str, value: &str, bitmap: RoaringBitmap) {
         self.all |= &bitmap;
         self.by_name
@@ -246,6 +268,31 @@ impl SledIndex {
         self.meta.insert(POSTINGS_UPTO, &upto.to_be_bytes())?;
         self.db.flush()?;
         Ok(())
+    }
+
+    /// Drop series (and postings keys left empty) whose data retention
+    /// removed, then checkpoint the remaining postings.
+    pub fn remove_series(
+        &self,
+        ids: &[u32],
+        emptied: &[(String, String)],
+        postings: &MemPostings,
+        upto: u32,
+    ) -> sled::Result<()> {
+        let mut series = sled::Batch::default();
+        for id in ids {
+            series.remove(&id.to_be_bytes());
+        }
+        self.series.apply_batch(series)?;
+        let mut keys = sled::Batch::default();
+        for (name, value) in emptied {
+            let mut key = Vec::with_capacity(8);
+            key.extend_from_slice(&self.symbol(name)?.to_be_bytes());
+            key.extend_from_slice(&self.symbol(value)?.to_be_bytes());
+            keys.remove(key);
+        }
+        self.postings.apply_batch(keys)?;
+        self.checkpoint_postings(postings, upto)
     }
 
     pub fn flush(&self) -> sled::Result<()> {

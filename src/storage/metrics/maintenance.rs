@@ -48,11 +48,57 @@ impl MetricsStore {
             *blocks = kept;
             expired
         };
+        let mut candidates = roaring::RoaringBitmap::new();
         for block in expired {
             tracing::info!(block = %block.name, max_t = block.meta.max_t, "deleting block past retention");
+            candidates |= &block.series;
             std::fs::remove_dir_all(&block.dir)?;
             self.stats.blocks_deleted.fetch_add(1, Ordering::Relaxed);
         }
+        if !candidates.is_empty() {
+            self.forget_series(candidates)?;
+        }
+        Ok(())
+    }
+
+    /// Remove series with no data left anywhere (retention deleted their
+    /// last block, and neither the head nor the frozen head holds samples)
+    /// from the postings, the hash index and sled, so that they no longer
+    /// count against `limits.max_active_series` or show in label APIs.
+    /// Their ids are not reused.
+    fn forget_series(&self, candidates: roaring::RoaringBitmap) -> Result<(), StorageError> {
+        let mut still_held = roaring::RoaringBitmap::new();
+        for block in self.blocks.read().iter() {
+            still_held |= &block.series;
+        }
+        if let Some(frozen) = self.frozen.read().as_ref() {
+            still_held.extend(frozen.series.iter().map(|(id, _)| *id));
+        }
+        let mut head = self.head.write();
+        let state = &mut *head;
+        let mut dead = Vec::new();
+        let mut emptied = Vec::new();
+        for id in &(candidates - still_held) {
+            let Some(entry) = state.series.get(id as usize) else {
+                continue;
+            };
+            if !entry.head.is_empty() || entry.labels.is_empty() {
+                continue;
+            }
+            let labels = entry.labels.clone();
+            emptied.extend(state.postings.remove(id, &labels));
+            state.forget(id, &labels);
+            dead.push(id);
+        }
+        if dead.is_empty() {
+            return Ok(());
+        }
+        self.index
+            .remove_series(&dead, &emptied, &state.postings, state.series.len() as u32)?;
+        tracing::info!(
+            series = dead.len(),
+            "series with no data left removed from the index"
+        );
         Ok(())
     }
 

@@ -291,6 +291,30 @@ impl HeadState {
         }
     }
 
+    /// Drop a series from the hash index and free its entry (the id stays
+    /// taken: blocks and the WAL may still name it).
+    fn forget(&mut self, id: u32, labels: &Labels) {
+        let hash = labels.hash();
+        if self.by_hash.get(&hash) == Some(&id) {
+            self.by_hash.remove(&hash);
+            // A colliding series with the same hash takes the slot.
+            if let Some(others) = self.collisions.get_mut(&hash) {
+                if let Some(next) = others.pop() {
+                    self.by_hash.insert(hash, next);
+                }
+                if others.is_empty() {
+                    self.collisions.remove(&hash);
+                }
+            }
+        } else if let Some(others) = self.collisions.get_mut(&hash) {
+            others.retain(|&other| other != id);
+            if others.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        }
+        self.series[id as usize] = SeriesEntry::placeholder();
+    }
+
     /// Apply an already-accepted sample (WAL replay): in order if newer than
     /// the series' last sample, else into the out-of-order buffer.
     fn replay_sample(&mut self, id: u32, sample: Sample) {
@@ -514,7 +538,9 @@ impl MetricsStore {
                 let id = match state.find(write.hash, write.key) {
                     Some(id) => id,
                     None => {
-                        let live = state.series.len();
+                        // Series whose data retention removed are gone from
+                        // the postings: they do not count.
+                        let live = state.postings.all().len() as usize;
                         if self.options.max_active_series > 0
                             && live >= self.options.max_active_series
                         {
@@ -532,7 +558,7 @@ impl MetricsStore {
                                 .unwrap() += write.samples.len().saturating_sub(1) as u64;
                             continue;
                         }
-                        let id = u32::try_from(live).expect("fewer than 2^32 series");
+                        let id = u32::try_from(state.series.len()).expect("fewer than 2^32 series");
                         let labels = Labels::from_refs(write.labels);
                         state.records.add_series(id, &labels);
                         state.insert(id, labels);

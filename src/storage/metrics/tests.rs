@@ -298,3 +298,46 @@ fn block_names_are_unique_whatever_the_timestamps() {
     let store = MetricsStore::open(options(dir.path())).unwrap();
     assert_eq!(read(&store, "neg").len(), 4);
 }
+
+#[test]
+fn series_whose_data_retention_removed_leave_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3600 * 1000;
+    let opts = || StoreOptions {
+        retention_ms: 2 * hour,
+        max_active_series: 2,
+        ..options(dir.path())
+    };
+    let old = Series::new(&[("__name__", "m"), ("job", "old")]);
+    let new = Series::new(&[("__name__", "m"), ("job", "new")]);
+    {
+        let store = MetricsStore::open(opts()).unwrap();
+        old.append(&store, &[(1000, 1.0)]);
+        new.append(&store, &[(10 * hour, 2.0)]);
+        store.flush().unwrap();
+        // The limit is reached.
+        let third = Series::new(&[("__name__", "m"), ("job", "third")]);
+        assert_eq!(
+            third.append(&store, &[(10 * hour, 3.0)]).samples_accepted,
+            0
+        );
+        // Retention removes the old block, and with it the old series.
+        store.maintain(10 * hour + 1).unwrap();
+        assert_eq!(store.summary().series, 1);
+        let jobs = store.label_values("job", &[], i64::MIN, i64::MAX);
+        assert_eq!(jobs, vec!["new"]);
+        // Now a new series fits under the limit again.
+        assert_eq!(
+            third.append(&store, &[(10 * hour, 3.0)]).samples_accepted,
+            1
+        );
+        // The old labels written again make a new series.
+        assert_eq!(old.append(&store, &[(10 * hour, 4.0)]).samples_accepted, 0);
+        store.close().unwrap();
+    }
+    let store = MetricsStore::open(opts()).unwrap();
+    let jobs = store.label_values("job", &[], i64::MIN, i64::MAX);
+    assert_eq!(jobs, vec!["new", "third"]);
+    assert_eq!(store.summary().series, 2);
+    assert_eq!(read(&store, "m").len(), 2);
+}
