@@ -421,19 +421,35 @@ fn tags(attrs: &Attributes) -> Vec<Value> {
     attrs.iter().map(|(k, v)| key_value(k, v)).collect()
 }
 
+/// A hash of resource attributes (equal attributes, equal hashes).
+fn resource_hash(attrs: &Attributes) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (key, value) in attrs {
+        key.hash(&mut hasher);
+        format!("{value:?}").hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 /// A trace in Jaeger's UI model.
 pub fn jaeger_trace(spans: &[Span]) -> Value {
     let trace_id = jaeger_trace_id(&spans[0].trace_id);
     let mut processes: Vec<(&str, &Attributes)> = Vec::new();
+    // Processes by (service, hash of the resource): linear in the spans
+    // however many distinct resources a trace has.
+    let mut by_hash: HashMap<(&str, u64), Vec<usize>> = HashMap::new();
     let mut out_spans = Vec::with_capacity(spans.len());
     for span in spans {
-        let position = processes
+        let key = (span.service.as_str(), resource_hash(&span.resource));
+        let candidates = by_hash.entry(key).or_default();
+        let position = candidates
             .iter()
-            .position(|(service, resource)| {
-                *service == span.service && **resource == *span.resource
-            })
+            .copied()
+            .find(|&i| *processes[i].1 == *span.resource)
             .unwrap_or_else(|| {
                 processes.push((&span.service, &span.resource));
+                candidates.push(processes.len() - 1);
                 processes.len() - 1
             });
         let process_id = format!("p{}", position + 1);

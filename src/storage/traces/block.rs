@@ -95,7 +95,7 @@ pub struct SpanBlock {
     /// The block's service names, and each span's index into them (so a
     /// service filter needs no decompression).
     pub services: Vec<String>,
-    pub service_of: Vec<u16>,
+    pub service_of: Vec<u32>,
     pub disk_bytes: u64,
 }
 
@@ -295,6 +295,7 @@ impl SpanBlock {
         let mut trace_ids = Vec::with_capacity(meta.num_spans as usize);
         let mut services: Vec<String> = Vec::new();
         let mut service_of = Vec::with_capacity(meta.num_spans as usize);
+        let mut service_ids: std::collections::HashMap<String, u32> = Default::default();
         let reader = FileReader::try_new(
             File::open(dir.join(SPANS_FILE))?,
             Some(vec![COL_TRACE_ID, COL_SERVICE]),
@@ -316,14 +317,17 @@ impl SpanBlock {
                     BlockError::Invalid(name.clone(), "trace id is not 16 bytes".into())
                 })?);
                 let service = names.value(row);
-                let id = match services.iter().position(|s| s == service) {
-                    Some(id) => id,
+                // By hash: a block may hold spans of many services.
+                let id = match service_ids.get(service) {
+                    Some(&id) => id,
                     None => {
+                        let id = services.len() as u32;
                         services.push(service.to_owned());
-                        services.len() - 1
+                        service_ids.insert(service.to_owned(), id);
+                        id
                     }
                 };
-                service_of.push(u16::try_from(id).unwrap_or(u16::MAX));
+                service_of.push(id);
             }
         }
         if trace_ids.len() as u64 != meta.num_spans {

@@ -478,7 +478,7 @@ impl TraceStore {
             let service_id = match &query.service {
                 None => None,
                 Some(name) => match block.services.iter().position(|s| s == name) {
-                    Some(id) => Some(id as u16),
+                    Some(id) => Some(id as u32),
                     None => continue,
                 },
             };
