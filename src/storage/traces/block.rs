@@ -127,12 +127,27 @@ pub fn write_block(
         meta.max_start_ns = meta.max_start_ns.max(span.start_ns);
         meta.max_end_ns = meta.max_end_ns.max(span.end_ns);
     }
-    let name = format!(
-        "{:019}-{:019}-{:08}",
-        meta.min_start_ns.max(0),
-        meta.max_start_ns.max(0),
+    // Unique whatever the timestamps (as metric blocks: signed times, and a
+    // counter when a block of the same span and checkpoint exists).
+    let time = |t: i64| {
+        if t >= 0 {
+            format!("{t:019}")
+        } else {
+            format!("m{:019}", t.unsigned_abs())
+        }
+    };
+    let base = format!(
+        "{}-{}-{:08}",
+        time(meta.min_start_ns),
+        time(meta.max_start_ns),
         wal_checkpoint
     );
+    let mut name = base.clone();
+    let mut n = 1;
+    while blocks_dir.join(&name).exists() {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
     let tmp = blocks_dir.join(format!("tmp-{name}"));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
@@ -198,7 +213,12 @@ pub fn write_block(
     meta_file.sync_all()?;
     File::open(&tmp)?.sync_all()?;
     let dest = blocks_dir.join(&name);
-    fs::rename(&tmp, &dest)?;
+    if let Err(err) =
+        crate::storage::faults::check("span_block.rename").and_then(|()| fs::rename(&tmp, &dest))
+    {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(err.into());
+    }
     File::open(blocks_dir)?.sync_all()?;
     Ok(dest)
 }

@@ -180,6 +180,9 @@ pub struct TraceStore {
     wal: Arc<Wal>,
     head: RwLock<Head>,
     frozen: RwLock<Option<Arc<Head>>>,
+    /// First WAL segment after the frozen head (its data is in the ones
+    /// before, until its block is published).
+    frozen_checkpoint: Mutex<Option<u64>>,
     blocks: RwLock<Vec<Arc<SpanBlock>>>,
     catalog: RwLock<Catalog>,
     cut_lock: Mutex<()>,
@@ -252,6 +255,7 @@ impl TraceStore {
             wal,
             head: RwLock::new(head),
             frozen: RwLock::new(None),
+            frozen_checkpoint: Mutex::new(None),
             blocks: RwLock::new(blocks.into_iter().map(Arc::new).collect()),
             catalog: RwLock::new(catalog),
             cut_lock: Mutex::new(()),
@@ -342,6 +346,14 @@ impl TraceStore {
     /// Write the head as a block now (tests, shutdown, `maintain`).
     pub fn cut(&self) -> Result<(), TraceStoreError> {
         let _cut = self.cut_lock.lock();
+        // A cut that failed earlier (disk full, …) left its head frozen and
+        // readable, and its WAL segments on disk: write it first, and take
+        // no new head until it is in a block.
+        let pending = self.frozen.read().clone();
+        let pending_checkpoint = *self.frozen_checkpoint.lock();
+        if let (Some(frozen), Some(checkpoint)) = (pending, pending_checkpoint) {
+            self.write_frozen(&frozen, checkpoint)?;
+        }
         let (frozen, checkpoint) = {
             let mut head = self.head.write();
             if head.spans.is_empty() {
@@ -350,15 +362,30 @@ impl TraceStore {
             let checkpoint = self.wal.cut()?;
             let frozen = Arc::new(std::mem::take(&mut *head));
             *self.frozen.write() = Some(frozen.clone());
+            *self.frozen_checkpoint.lock() = Some(checkpoint);
             (frozen, checkpoint)
         };
+        self.write_frozen(&frozen, checkpoint)
+    }
+
+    /// Write a frozen head as a block, publish it, then drop the WAL
+    /// segments before `checkpoint`. On failure the frozen head stays
+    /// readable and the WAL stays; nothing half-written is left behind.
+    fn write_frozen(&self, frozen: &Head, checkpoint: u64) -> Result<(), TraceStoreError> {
         let mut spans = frozen.spans.clone();
         let dir = block::write_block(&self.options.dir.join("blocks"), &mut spans, checkpoint)?;
-        let block = Arc::new(SpanBlock::open(&dir)?);
+        let block = match SpanBlock::open(&dir) {
+            Ok(block) => Arc::new(block),
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(err.into());
+            }
+        };
         {
             let mut blocks = self.blocks.write();
             blocks.push(block);
             *self.frozen.write() = None;
+            *self.frozen_checkpoint.lock() = None;
         }
         self.save_catalog()?;
         self.wal.remove_before(checkpoint)?;

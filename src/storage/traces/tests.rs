@@ -144,3 +144,43 @@ fn retention_drops_blocks() {
     store.maintain(now + 8 * 86_400_000).unwrap();
     assert!(store.trace(&[7; 16]).unwrap().is_empty());
 }
+
+/// A span block that cannot be written leaves the spans readable and their
+/// WAL in place; the next cut writes them first; nothing is lost across a
+/// restart or duplicated.
+#[test]
+fn failed_span_block_writes_lose_nothing() {
+    use crate::storage::faults;
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    {
+        let store = TraceStore::open(TraceStoreOptions::new(dir.path())).unwrap();
+        store
+            .append(vec![span(1, 1, None, "web", "GET /", 0, 100)], now)
+            .unwrap();
+        faults::arm("span_block.rename", 0, 1, std::io::ErrorKind::StorageFull);
+        assert!(store.cut().is_err());
+        faults::clear();
+        assert_eq!(ids(&store.trace(&[1; 16]).unwrap()), vec![1]);
+        // More spans arrive; the next cut writes the failed one first.
+        store
+            .append(vec![span(1, 2, Some(1), "db", "SELECT", 10, 5)], now)
+            .unwrap();
+        store.cut().unwrap();
+        assert_eq!(ids(&store.trace(&[1; 16]).unwrap()), vec![1, 2]);
+        store.close().unwrap();
+    }
+    let store = TraceStore::open(TraceStoreOptions::new(dir.path())).unwrap();
+    assert_eq!(ids(&store.trace(&[1; 16]).unwrap()), vec![1, 2]);
+    // A failure, then a restart before any retry: the WAL still has it.
+    store
+        .append(vec![span(3, 7, None, "web", "GET /y", 0, 1)], now)
+        .unwrap();
+    faults::arm("span_block.rename", 0, 1, std::io::ErrorKind::StorageFull);
+    assert!(store.cut().is_err());
+    faults::clear();
+    drop(store);
+    let store = TraceStore::open(TraceStoreOptions::new(dir.path())).unwrap();
+    assert_eq!(ids(&store.trace(&[3; 16]).unwrap()), vec![7]);
+    assert_eq!(ids(&store.trace(&[1; 16]).unwrap()), vec![1, 2]);
+}
