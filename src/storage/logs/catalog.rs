@@ -130,6 +130,18 @@ impl Catalog {
     }
 
     /// Write atomically (temporary file + rename).
+    /// The catalogue serialised, if it changed since the last snapshot
+    /// (marked clean: the caller writes the bytes, and marks it dirty
+    /// again if that fails).
+    pub fn take_snapshot(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        self.dirty = false;
+        Ok(Some(bytes))
+    }
+
     pub fn save(&mut self, path: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         crate::storage::write_atomically(path, &bytes)?;

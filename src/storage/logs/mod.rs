@@ -321,10 +321,6 @@ impl LogStore {
                     .map(|d| catalog.type_known(&d.index, &d.source))
                     .collect()
             };
-            let mut catalog = known
-                .iter()
-                .any(Option::is_none)
-                .then(|| self.catalog.write());
             for (i, mut doc) in docs.into_iter().enumerate() {
                 let ts = doc.timestamp_ns.unwrap_or(now_ms.saturating_mul(1_000_000));
                 // Generated ids get their sequence number under the write lock.
@@ -368,9 +364,10 @@ impl LogStore {
                 let typed = match known[i].take() {
                     Some(result) => result,
                     None => {
-                        let catalog = catalog
-                            .as_mut()
-                            .expect("the write lock is held when a document needs it");
+                        // The write lock, per document: held for one
+                        // document's typing, so readers (and other writers)
+                        // never wait for a whole batch.
+                        let mut catalog = self.catalog.write();
                         if !catalog.indices.contains_key(&doc.index)
                             && catalog.indices.len() >= self.options.max_indices
                         {
@@ -574,10 +571,15 @@ impl LogStore {
             drop(guard);
             partition.reader.reload()?;
         }
-        {
-            let mut catalog = self.catalog.write();
-            if catalog.dirty {
-                catalog.save(&self.options.dir.join("catalog.json"))?;
+        // Serialised under the lock, written and fsync'd without it (a
+        // change made meanwhile marks the catalogue dirty again).
+        let snapshot = self.catalog.write().take_snapshot()?;
+        if let Some(bytes) = snapshot {
+            if let Err(err) =
+                crate::storage::write_atomically(&self.options.dir.join("catalog.json"), &bytes)
+            {
+                self.catalog.write().dirty = true;
+                return Err(err.into());
             }
         }
         self.wal.remove_before(cut)?;
