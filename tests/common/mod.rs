@@ -220,7 +220,9 @@ pub fn run_python(script: &str, env: &[(&str, String)]) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
+    let checked = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/checked.py");
     let output = Command::new(python())
+        .arg(&checked)
         .arg(&path)
         .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
         .env("NO_PROXY", "127.0.0.1,localhost")
@@ -236,6 +238,17 @@ pub fn run_python(script: &str, env: &[(&str, String)]) -> String {
         "{script} failed ({}); run scripts/test to install the Python clients\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
+    // Every assert statement of the script ran (checked.py counts them).
+    let report = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("OXEYE_CHECKS "))
+        .unwrap_or_else(|| panic!("{script}: no check report from checked.py\nstderr:\n{stderr}"));
+    assert!(
+        report.ends_with("unrun=-"),
+        "{script}: assert statements that never ran: {report}"
+    );
+    eprintln!("{script}: {report}");
     stdout
 }
 

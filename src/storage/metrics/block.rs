@@ -85,6 +85,33 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
+/// One series of a block, already encoded: a head cut decodes one series
+/// at a time and keeps only this (about 1.5 bytes per sample), never every
+/// sample of the head at once.
+#[derive(Debug, Clone)]
+pub struct EncodedSeries {
+    pub id: u32,
+    pub min_t: i64,
+    pub max_t: i64,
+    pub count: u32,
+    pub chunk: Vec<u8>,
+}
+
+impl EncodedSeries {
+    /// `None` for no samples. Samples must be sorted by time.
+    pub fn encode(id: u32, samples: &[Sample]) -> Option<EncodedSeries> {
+        let (first, last) = (samples.first()?, samples.last()?);
+        debug_assert!(samples.windows(2).all(|w| w[0].t < w[1].t));
+        Some(EncodedSeries {
+            id,
+            min_t: first.t,
+            max_t: last.t,
+            count: samples.len() as u32,
+            chunk: block_chunk::encode(samples),
+        })
+    }
+}
+
 /// Write a block from `(series id, sorted samples)` pairs sorted by id.
 /// Returns the final directory.
 pub fn write_block(
@@ -92,11 +119,23 @@ pub fn write_block(
     series: &[(u32, Vec<Sample>)],
     wal_checkpoint: u64,
 ) -> Result<PathBuf, BlockError> {
+    let encoded: Vec<EncodedSeries> = series
+        .iter()
+        .filter_map(|(id, samples)| EncodedSeries::encode(*id, samples))
+        .collect();
+    write_encoded_block(blocks_dir, &encoded, wal_checkpoint)
+}
+
+/// Write a block from encoded series sorted by id.
+pub fn write_encoded_block(
+    blocks_dir: &Path,
+    series: &[EncodedSeries],
+    wal_checkpoint: u64,
+) -> Result<PathBuf, BlockError> {
     let mut ids = Vec::with_capacity(series.len());
     let mut min_ts = Vec::with_capacity(series.len());
     let mut max_ts = Vec::with_capacity(series.len());
     let mut counts = Vec::with_capacity(series.len());
-    let mut chunks: Vec<Vec<u8>> = Vec::with_capacity(series.len());
     let mut meta = BlockMeta {
         format: FORMAT_VERSION,
         min_t: i64::MAX,
@@ -105,20 +144,15 @@ pub fn write_block(
         num_samples: 0,
         wal_checkpoint,
     };
-    for (id, samples) in series {
-        let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
-            continue;
-        };
-        debug_assert!(samples.windows(2).all(|w| w[0].t < w[1].t));
-        ids.push(*id);
-        min_ts.push(first.t);
-        max_ts.push(last.t);
-        counts.push(samples.len() as u32);
-        chunks.push(block_chunk::encode(samples));
-        meta.min_t = meta.min_t.min(first.t);
-        meta.max_t = meta.max_t.max(last.t);
+    for s in series {
+        ids.push(s.id);
+        min_ts.push(s.min_t);
+        max_ts.push(s.max_t);
+        counts.push(s.count);
+        meta.min_t = meta.min_t.min(s.min_t);
+        meta.max_t = meta.max_t.max(s.max_t);
         meta.num_series += 1;
-        meta.num_samples += samples.len() as u64;
+        meta.num_samples += u64::from(s.count);
     }
     let batch = RecordBatch::try_new(
         schema(),
@@ -127,7 +161,9 @@ pub fn write_block(
             Arc::new(Int64Array::from(min_ts)),
             Arc::new(Int64Array::from(max_ts)),
             Arc::new(UInt32Array::from(counts)),
-            Arc::new(BinaryArray::from_iter_values(chunks.iter())),
+            Arc::new(BinaryArray::from_iter_values(
+                series.iter().map(|s| s.chunk.as_slice()),
+            )),
         ],
     )?;
     // Names are unique whatever the timestamps: signed times (negative ones

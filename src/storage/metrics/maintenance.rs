@@ -168,12 +168,15 @@ impl MetricsStore {
                 .checkpoint_postings(&head.postings, frozen.postings_upto)?;
         }
 
-        // 3. One block per aligned time window.
+        // 3. One block per aligned time window. Series are decoded one at a
+        //    time and re-encoded at once, so the cut holds compressed chunks,
+        //    never the head's samples all decoded (16 bytes each).
         let mut report = CutReport::default();
-        let mut windows: std::collections::BTreeMap<i64, Vec<(u32, Vec<Sample>)>> =
+        let mut windows: std::collections::BTreeMap<i64, Vec<block::EncodedSeries>> =
             Default::default();
+        let mut samples: Vec<Sample> = Vec::new();
         for (id, series) in &frozen.series {
-            let mut samples = Vec::new();
+            samples.clear();
             series.samples(i64::MIN, i64::MAX, &mut samples);
             report.series += 1;
             report.samples += samples.len() as u64;
@@ -184,10 +187,9 @@ impl MetricsStore {
                     .iter()
                     .position(|s| s.t.div_euclid(self.options.block_duration_ms) != window)
                     .map_or(samples.len(), |p| start + p);
-                windows
-                    .entry(window)
-                    .or_default()
-                    .push((*id, samples[start..end].to_vec()));
+                if let Some(encoded) = block::EncodedSeries::encode(*id, &samples[start..end]) {
+                    windows.entry(window).or_default().push(encoded);
+                }
                 start = end;
             }
         }
@@ -195,7 +197,7 @@ impl MetricsStore {
         let mut new_blocks = Vec::new();
         let mut written = Vec::new();
         for series in windows.values() {
-            let opened = block::write_block(&blocks_dir, series, frozen.checkpoint)
+            let opened = block::write_encoded_block(&blocks_dir, series, frozen.checkpoint)
                 .map_err(StorageError::from)
                 .and_then(|dir| {
                     written.push(dir.clone());
