@@ -22,6 +22,22 @@ struct Fault {
     /// Failures left (then the point works again).
     times: usize,
     kind: io::ErrorKind,
+    /// Instead of failing, stall this long (a slow disk).
+    delay: Option<std::time::Duration>,
+}
+
+/// Stall the point `point` once for `delay` (a slow fsync or rename).
+#[cfg(test)]
+pub fn arm_delay(point: &'static str, delay: std::time::Duration) {
+    ARMED.with(|armed| {
+        armed.borrow_mut().push(Fault {
+            point,
+            skip: 0,
+            times: 1,
+            kind: io::ErrorKind::Other,
+            delay: Some(delay),
+        })
+    });
 }
 
 /// Fail the point `point` after `skip` successful calls, `times` times,
@@ -34,6 +50,7 @@ pub fn arm(point: &'static str, skip: usize, times: usize, kind: io::ErrorKind) 
             skip,
             times,
             kind,
+            delay: None,
         })
     });
 }
@@ -57,10 +74,14 @@ pub fn check(point: &'static str) -> io::Result<()> {
                 return None;
             }
             fault.times -= 1;
-            Some(fault.kind)
+            Some((fault.kind, fault.delay))
         });
-        if let Some(kind) = failure {
-            return Err(io::Error::new(kind, format!("injected fault at {point}")));
+        match failure {
+            Some((_, Some(delay))) => std::thread::sleep(delay),
+            Some((kind, None)) => {
+                return Err(io::Error::new(kind, format!("injected fault at {point}")))
+            }
+            None => {}
         }
     }
     let _ = point;

@@ -143,3 +143,63 @@ fn retention_drops_partitions() {
     assert_eq!(count(&store), 0);
     assert!(store.partitions_between(i64::MIN, i64::MAX).is_empty());
 }
+
+/// A commit that writes the catalogue to a slow disk does not hold the
+/// catalogue lock meanwhile: readers (mappings, health, typing of known
+/// documents) and writers of new fields go on.
+#[test]
+fn a_slow_catalogue_write_holds_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(LogStoreOptions::new(dir.path())).unwrap();
+    let ts = crate::model::log::format_timestamp_ms(now() * 1_000_000);
+    store
+        .append(
+            vec![doc(
+                "slow",
+                None,
+                WriteOp::Create,
+                json!({"@timestamp": ts, "a": 1}),
+            )],
+            now(),
+        )
+        .unwrap();
+    let committing = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            crate::storage::faults::arm_delay("rename", std::time::Duration::from_secs(3));
+            store.commit().unwrap();
+        })
+    };
+    // Wait until the commit is inside the slow write (the catalogue was
+    // serialised, so it is clean), then take the lock both ways.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.catalog.read().dirty && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        !committing.is_finished(),
+        "the commit finished before the check"
+    );
+    let read = store
+        .catalog
+        .try_read_for(std::time::Duration::from_millis(500));
+    assert!(
+        read.is_some(),
+        "the catalogue read lock waited for a disk write"
+    );
+    drop(read);
+    let outcome = store
+        .append(
+            vec![doc(
+                "slow",
+                None,
+                WriteOp::Create,
+                json!({"@timestamp": ts, "new_field": "x"}),
+            )],
+            now(),
+        )
+        .unwrap();
+    assert!(outcome[0].result.is_ok());
+    assert!(!committing.is_finished(), "the write waited for the commit");
+    committing.join().unwrap();
+}
