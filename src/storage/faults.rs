@@ -24,6 +24,23 @@ struct Fault {
     kind: io::ErrorKind,
     /// Instead of failing, stall this long (a slow disk).
     delay: Option<std::time::Duration>,
+    /// Fail with this OS error number (EMFILE, ENOMEM, …) instead of `kind`.
+    errno: Option<i32>,
+}
+
+/// Fail the point `point` once with the OS error `errno` (24 = EMFILE).
+#[cfg(test)]
+pub fn arm_errno(point: &'static str, errno: i32) {
+    ARMED.with(|armed| {
+        armed.borrow_mut().push(Fault {
+            point,
+            skip: 0,
+            times: 1,
+            kind: io::ErrorKind::Other,
+            delay: None,
+            errno: Some(errno),
+        })
+    });
 }
 
 /// Stall the point `point` once for `delay` (a slow fsync or rename).
@@ -36,6 +53,7 @@ pub fn arm_delay(point: &'static str, delay: std::time::Duration) {
             times: 1,
             kind: io::ErrorKind::Other,
             delay: Some(delay),
+            errno: None,
         })
     });
 }
@@ -51,6 +69,7 @@ pub fn arm(point: &'static str, skip: usize, times: usize, kind: io::ErrorKind) 
             times,
             kind,
             delay: None,
+            errno: None,
         })
     });
 }
@@ -74,11 +93,12 @@ pub fn check(point: &'static str) -> io::Result<()> {
                 return None;
             }
             fault.times -= 1;
-            Some((fault.kind, fault.delay))
+            Some((fault.kind, fault.delay, fault.errno))
         });
         match failure {
-            Some((_, Some(delay))) => std::thread::sleep(delay),
-            Some((kind, None)) => {
+            Some((_, Some(delay), _)) => std::thread::sleep(delay),
+            Some((_, None, Some(errno))) => return Err(io::Error::from_raw_os_error(errno)),
+            Some((kind, None, None)) => {
                 return Err(io::Error::new(kind, format!("injected fault at {point}")))
             }
             None => {}

@@ -234,6 +234,7 @@ impl Block {
             .unwrap_or_default()
             .to_owned();
         let invalid = |what: &str| BlockError::Invalid(name.clone(), what.to_owned());
+        crate::storage::faults::check("block.open")?;
         let meta: BlockMeta = serde_json::from_reader(File::open(dir.join(META_FILE))?)?;
         if meta.format != FORMAT_VERSION {
             return Err(invalid(&format!("unknown format version {}", meta.format)));

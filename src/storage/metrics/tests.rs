@@ -341,3 +341,35 @@ fn series_whose_data_retention_removed_leave_the_index() {
     assert_eq!(store.summary().series, 2);
     assert_eq!(read(&store, "m").len(), 2);
 }
+
+/// Out of file descriptors (or memory) while opening blocks is not
+/// corruption: start-up fails with the reason, and the blocks stay.
+#[test]
+fn transient_open_errors_leave_blocks_alone() {
+    use crate::storage::faults;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Series::new(&[("__name__", "kept"), ("job", "a")]);
+    {
+        let store = MetricsStore::open(options(dir.path())).unwrap();
+        s.append(&store, &[(1000, 1.0), (2000, 2.0)]);
+        store.flush().unwrap();
+    }
+    for errno in [24, 12] {
+        faults::arm_errno("block.open", errno);
+        let err = MetricsStore::open(options(dir.path()))
+            .err()
+            .expect("start-up stops");
+        faults::clear();
+        assert!(crate::storage::is_transient(&err), "{err}");
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("corrupt-")),
+        "{names:?}"
+    );
+    let store = MetricsStore::open(options(dir.path())).unwrap();
+    assert_eq!(read(&store, "kept").len(), 2);
+}
