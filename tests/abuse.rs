@@ -5,108 +5,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
 
-/// Address-space limit for the server's data segment and anonymous
-/// mappings (RLIMIT_DATA), in KiB: an allocation bomb aborts instead of
-/// swapping, and the test sees the process gone.
-const DATA_LIMIT_KIB: u64 = 3 * 1024 * 1024;
-/// Resident memory the server may have after any one hostile request.
-const MAX_RSS_KIB: u64 = 1024 * 1024;
-
-struct Server {
-    guard: ChildGuard,
-    base: String,
-    es: String,
-    log: std::path::PathBuf,
-}
-
-fn spawn(data: &Path) -> Server {
-    spawn_with(data, &[])
-}
-
-fn spawn_with(data: &Path, env: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let es_port = free_port();
-    let log = data.with_extension("log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!("ulimit -d {DATA_LIMIT_KIB} && exec \"$0\" \"$@\""))
-        .arg(env!("CARGO_BIN_EXE_oxeye"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data")
-        .arg(data)
-        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
-        .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
-        .env("OXEYE_LOGS__COMMIT_INTERVAL", "200ms")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let mut server = Server {
-        guard: ChildGuard(child),
-        base: format!("http://127.0.0.1:{port}"),
-        es: format!("http://127.0.0.1:{es_port}"),
-        log,
-    };
-    let ready = wait_for(Duration::from_secs(60), || {
-        server.assert_running("start-up");
-        client()
-            .get(format!("{}/-/ready", server.base))
-            .send()
-            .ok()
-            .filter(|r| r.status().is_success())
-    });
-    assert!(ready.is_some(), "oxeye not ready");
-    server
-}
-
-impl Server {
-    fn assert_running(&mut self, after: &str) {
-        if let Ok(Some(status)) = self.guard.0.try_wait() {
-            panic!(
-                "oxeye died after {after} ({status}):\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.guard.0.id()))
-            .expect("server process status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
-    }
-
-    /// After a hostile request: alive, healthy, bounded memory.
-    fn check_alive(&mut self, what: &str) {
-        self.assert_running(what);
-        let health = client().get(format!("{}/-/healthy", self.base)).send();
-        assert!(
-            health.is_ok_and(|r| r.status().is_success()),
-            "not healthy after {what}"
-        );
-        let rss = self.rss_kib();
-        assert!(
-            rss < MAX_RSS_KIB,
-            "RSS {rss} KiB after {what} (limit {MAX_RSS_KIB})"
-        );
-    }
-}
-
 /// A request expected to be refused with a 4xx; returns its body.
 fn expect_4xx(
-    server: &mut Server,
+    server: &mut BinaryServer,
     what: &str,
     request: reqwest::blocking::RequestBuilder,
 ) -> String {
@@ -131,7 +35,7 @@ fn nested(depth: usize, inner: &str) -> String {
 #[test]
 fn hostile_requests_get_errors_and_the_server_keeps_its_data() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = spawn(&root.path().join("data"));
+    let mut server = spawn_binary(&root.path().join("data"));
     let http = client();
 
     // Data acknowledged before the abuse: a metric and a log record.
@@ -369,7 +273,7 @@ fn hostile_requests_get_errors_and_the_server_keeps_its_data() {
     server.check_alive("the final reads");
 }
 
-fn post_otlp_json(server: &Server, path: &str, body: &Value) -> (u16, String) {
+fn post_otlp_json(server: &BinaryServer, path: &str, body: &Value) -> (u16, String) {
     let response = client()
         .post(format!("{}{path}", server.base))
         .header("Content-Type", "application/json")
@@ -385,7 +289,7 @@ fn post_otlp_json(server: &Server, path: &str, body: &Value) -> (u16, String) {
 #[test]
 fn otlp_amplification_is_refused_before_translation() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = spawn(&root.path().join("data"));
+    let mut server = spawn_binary(&root.path().join("data"));
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -461,7 +365,7 @@ fn otlp_amplification_is_refused_before_translation() {
 #[test]
 fn hostile_documents_fail_alone() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = spawn(&root.path().join("data"));
+    let mut server = spawn_binary(&root.path().join("data"));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -565,7 +469,7 @@ fn hostile_documents_fail_alone() {
 fn items_outside_the_time_window_are_rejected_alone() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let mut server = spawn(&data);
+    let mut server = spawn_binary(&data);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -663,7 +567,7 @@ fn items_outside_the_time_window_are_rejected_alone() {
 #[test]
 fn growth_is_bounded() {
     let root = tempfile::tempdir().unwrap();
-    let mut server = spawn_with(
+    let mut server = spawn_binary_with(
         &root.path().join("data"),
         &[
             ("OXEYE_LOGS__MAX_INDICES", "3"),

@@ -5,77 +5,17 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
 
-struct Server {
-    guard: ChildGuard,
-    base: String,
-    es: String,
-    log: std::path::PathBuf,
-}
-
-impl Server {
-    fn check_alive(&mut self, after: &str) {
-        if let Ok(Some(status)) = self.guard.0.try_wait() {
-            panic!(
-                "oxeye died after {after} ({status}):\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-        let health = client().get(format!("{}/-/healthy", self.base)).send();
-        assert!(
-            health.is_ok_and(|r| r.status().is_success()),
-            "not healthy after {after}"
-        );
-    }
-}
-
-fn spawn_with(data: &Path, env: &[(&str, &str)]) -> Server {
-    let port = free_port();
-    let es_port = free_port();
-    let log = data.with_extension("log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_oxeye"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data")
-        .arg(data)
-        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
-        .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    let mut server = Server {
-        guard: ChildGuard(child),
-        base: format!("http://127.0.0.1:{port}"),
-        es: format!("http://127.0.0.1:{es_port}"),
-        log,
-    };
-    let ready = wait_for(Duration::from_secs(60), || {
-        client()
-            .get(format!("{}/-/ready", server.base))
-            .send()
-            .ok()
-            .filter(|r| r.status().is_success())
-    });
-    server.check_alive("start-up");
-    assert!(ready.is_some(), "oxeye not ready");
-    server
-}
-
-/// A 31 MiB gzip `_bulk` and a 30 MB search body, with one runtime worker.
 #[test]
 fn health_checks_answer_while_a_32_mib_gzip_bulk_is_processed() {
     use std::io::Write;
     let root = tempfile::tempdir().unwrap();
     // One runtime worker: any blocking work on it would hold every request.
-    let mut server = spawn_with(&root.path().join("data"), &[("TOKIO_WORKER_THREADS", "1")]);
+    let mut server = spawn_binary_with(&root.path().join("data"), &[("TOKIO_WORKER_THREADS", "1")]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -299,7 +299,7 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 
 /// What a request on the main HTTP listener needs. `None`: open to all
 /// (health checks, as load balancers and kubelets call them bare).
-pub fn main_listener_role(method: &Method, path: &str) -> Option<Role> {
+pub fn main_listener_role(_method: &Method, path: &str) -> Option<Role> {
     if matches!(path, "/-/healthy" | "/-/ready") {
         return None;
     }
@@ -309,7 +309,6 @@ pub fn main_listener_role(method: &Method, path: &str) -> Option<Role> {
     if path == "/api/v1/write" || is_otlp_path(path) {
         return Some(Role::Write);
     }
-    let _ = method;
     Some(Role::Read)
 }
 

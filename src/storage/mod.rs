@@ -28,6 +28,29 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// A fresh directory name under `dir` for a block of `[min, max]` written
+/// at WAL segment `checkpoint`: times zero-padded to `width` digits, negative
+/// ones spelled `m…`, and a counter suffix when the name is taken (two cuts
+/// of out-of-order data can make blocks of the same span). Unique whatever
+/// the timestamps.
+pub fn unique_block_name(dir: &Path, min: i64, max: i64, checkpoint: u64, width: usize) -> String {
+    let time = |t: i64| {
+        if t >= 0 {
+            format!("{t:0width$}")
+        } else {
+            format!("m{:0width$}", t.unsigned_abs())
+        }
+    };
+    let base = format!("{}-{}-{checkpoint:08}", time(min), time(max));
+    let mut name = base.clone();
+    let mut n = 1;
+    while dir.join(&name).exists() {
+        name = format!("{base}-{n}");
+        n += 1;
+    }
+    name
+}
+
 /// Whether an error (or one it wraps) is a resource shortage that says
 /// nothing about the data: too many open files, out of memory, out of map
 /// areas, interrupted. Opening a block or partition that fails this way must

@@ -261,3 +261,96 @@ pub fn require_program(name: &str) -> PathBuf {
     });
     found.unwrap_or_else(|| panic!("{name} is not installed; run scripts/test, which installs it"))
 }
+
+/// Data-segment limit (RLIMIT_DATA, which covers anonymous mappings) for
+/// [`spawn_binary`] servers, in KiB: an allocation bomb aborts the server
+/// instead of swapping, and the test sees the process gone.
+pub const DATA_LIMIT_KIB: u64 = 3 * 1024 * 1024;
+/// Resident memory a [`BinaryServer`] may have after any one request.
+pub const MAX_RSS_KIB: u64 = 1024 * 1024;
+
+/// The real binary as a child process under `ulimit -d`, killed on drop.
+pub struct BinaryServer {
+    pub guard: ChildGuard,
+    pub base: String,
+    pub es: String,
+    pub log: PathBuf,
+}
+
+pub fn spawn_binary(data: &Path) -> BinaryServer {
+    spawn_binary_with(data, &[])
+}
+
+pub fn spawn_binary_with(data: &Path, env: &[(&str, &str)]) -> BinaryServer {
+    let port = free_port();
+    let es_port = free_port();
+    let log = data.with_extension("log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("ulimit -d {DATA_LIMIT_KIB} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_oxeye"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data")
+        .arg(data)
+        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+        .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
+        .env("OXEYE_LOGS__COMMIT_INTERVAL", "200ms")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let mut server = BinaryServer {
+        guard: ChildGuard(child),
+        base: format!("http://127.0.0.1:{port}"),
+        es: format!("http://127.0.0.1:{es_port}"),
+        log,
+    };
+    let ready = wait_for(Duration::from_secs(60), || {
+        server.assert_running("start-up");
+        client()
+            .get(format!("{}/-/ready", server.base))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    assert!(ready.is_some(), "oxeye not ready");
+    server
+}
+
+impl BinaryServer {
+    pub fn assert_running(&mut self, after: &str) {
+        if let Ok(Some(status)) = self.guard.0.try_wait() {
+            panic!(
+                "oxeye died after {after} ({status}):\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.guard.0.id()))
+            .expect("server process status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+
+    /// After a request: alive, healthy, bounded memory.
+    pub fn check_alive(&mut self, what: &str) {
+        self.assert_running(what);
+        let health = client().get(format!("{}/-/healthy", self.base)).send();
+        assert!(
+            health.is_ok_and(|r| r.status().is_success()),
+            "not healthy after {what}"
+        );
+        let rss = self.rss_kib();
+        assert!(
+            rss < MAX_RSS_KIB,
+            "RSS {rss} KiB after {what} (limit {MAX_RSS_KIB})"
+        );
+    }
+}

@@ -166,28 +166,8 @@ pub fn write_encoded_block(
             )),
         ],
     )?;
-    // Names are unique whatever the timestamps: signed times (negative ones
-    // spelled `m…`), and a counter if a block of the same span and
-    // checkpoint exists (two cuts of out-of-order data can make one).
-    let time = |t: i64| {
-        if t >= 0 {
-            format!("{t:013}")
-        } else {
-            format!("m{:013}", t.unsigned_abs())
-        }
-    };
-    let base = format!(
-        "{}-{}-{:08}",
-        time(meta.min_t),
-        time(meta.max_t),
-        wal_checkpoint
-    );
-    let mut name = base.clone();
-    let mut n = 1;
-    while blocks_dir.join(&name).exists() {
-        name = format!("{base}-{n}");
-        n += 1;
-    }
+    let name =
+        crate::storage::unique_block_name(blocks_dir, meta.min_t, meta.max_t, wal_checkpoint, 13);
     let tmp = blocks_dir.join(format!("tmp-{name}"));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;

@@ -127,27 +127,13 @@ pub fn write_block(
         meta.max_start_ns = meta.max_start_ns.max(span.start_ns);
         meta.max_end_ns = meta.max_end_ns.max(span.end_ns);
     }
-    // Unique whatever the timestamps (as metric blocks: signed times, and a
-    // counter when a block of the same span and checkpoint exists).
-    let time = |t: i64| {
-        if t >= 0 {
-            format!("{t:019}")
-        } else {
-            format!("m{:019}", t.unsigned_abs())
-        }
-    };
-    let base = format!(
-        "{}-{}-{:08}",
-        time(meta.min_start_ns),
-        time(meta.max_start_ns),
-        wal_checkpoint
+    let name = crate::storage::unique_block_name(
+        blocks_dir,
+        meta.min_start_ns,
+        meta.max_start_ns,
+        wal_checkpoint,
+        19,
     );
-    let mut name = base.clone();
-    let mut n = 1;
-    while blocks_dir.join(&name).exists() {
-        name = format!("{base}-{n}");
-        n += 1;
-    }
     let tmp = blocks_dir.join(format!("tmp-{name}"));
     if tmp.exists() {
         fs::remove_dir_all(&tmp)?;
