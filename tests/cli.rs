@@ -93,3 +93,62 @@ fn serve_refuses_a_bad_environment_override() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("OXEYE_STORAGE__RETENTION"), "{err}");
 }
+
+fn oxeye_stdin(args: &[&str], input: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxeye"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+    )
+}
+
+#[test]
+fn credentials_are_hashed_and_checked_from_config_files() {
+    let (code, hash) = oxeye_stdin(&["hash-password"], "s3cret\n");
+    assert_eq!(code, 0);
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let (code, digest) = oxeye_stdin(&["hash-token"], "tok");
+    assert_eq!(code, 0);
+    // SHA-256("tok"), as `printf tok | sha256sum` prints it.
+    assert_eq!(
+        digest,
+        "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("auth.toml");
+    std::fs::write(
+        &good,
+        format!(
+            "[[auth.users]]\nname = \"grafana\"\npassword_hash = \"{hash}\"\nroles = [\"read\"]\n\n\
+             [[auth.tokens]]\nname = \"collector\"\ntoken_sha256 = \"{digest}\"\nroles = [\"write\"]\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = oxeye(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[auth.tokens]]\nname = \"x\"\ntoken_sha256 = \"abc\"\nroles = [\"writer\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = oxeye(&["check-config", bad.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("auth.tokens") && err.contains("writer"),
+        "{err}"
+    );
+}
