@@ -95,7 +95,7 @@ pub struct SpanBlock {
     /// The block's service names, and each span's index into them (so a
     /// service filter needs no decompression).
     pub services: Vec<String>,
-    pub service_of: Vec<u32>,
+    pub service_of: ServiceIds,
     pub disk_bytes: u64,
 }
 
@@ -207,6 +207,33 @@ pub fn write_block(
     }
     File::open(blocks_dir)?.sync_all()?;
     Ok(dest)
+}
+
+/// Each span's index into its block's service list, kept in memory for the
+/// service filter: two bytes per span, or four in the rare block with more
+/// than 65,536 services.
+#[derive(Debug)]
+pub enum ServiceIds {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl ServiceIds {
+    fn new(ids: Vec<u32>, services: usize) -> ServiceIds {
+        if services <= usize::from(u16::MAX) + 1 {
+            ServiceIds::Narrow(ids.into_iter().map(|id| id as u16).collect())
+        } else {
+            ServiceIds::Wide(ids)
+        }
+    }
+
+    /// The service index of row `row`.
+    pub fn get(&self, row: usize) -> Option<u32> {
+        match self {
+            ServiceIds::Narrow(ids) => ids.get(row).map(|&id| u32::from(id)),
+            ServiceIds::Wide(ids) => ids.get(row).copied(),
+        }
+    }
 }
 
 /// The columns of one record batch, downcast.
@@ -343,6 +370,7 @@ impl SpanBlock {
             ));
         }
         let disk_bytes = fs::metadata(dir.join(SPANS_FILE)).map_or(0, |m| m.len());
+        let service_of = ServiceIds::new(service_of, services.len());
         Ok(SpanBlock {
             name,
             dir: dir.to_owned(),

@@ -516,7 +516,7 @@ impl TraceStore {
                 let kinds = kind_at.map(|i| columns.u8s(i));
                 let mut full: Option<block::Columns> = None;
                 for row in 0..columns.batch.num_rows() {
-                    if service_id.is_some_and(|id| block.service_of.get(base + row) != Some(&id)) {
+                    if service_id.is_some_and(|id| block.service_of.get(base + row) != Some(id)) {
                         continue;
                     }
                     let (start, end) = (starts.value(row), ends.value(row));
