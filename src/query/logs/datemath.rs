@@ -175,14 +175,16 @@ fn apply_math(anchor_ns: i64, math: &str, round_up: bool) -> Option<i64> {
         match op {
             '+' | '-' => {
                 let n = if op == '-' { -amount } else { amount };
+                // Amounts come from the request: every step is checked (a
+                // panic here was found by cargo-fuzz: `2||-5555…w`).
                 t = match unit {
-                    'y' => add_months(t, n * 12)?,
+                    'y' => add_months(t, n.checked_mul(12)?)?,
                     'M' => add_months(t, n)?,
-                    'w' => t + Duration::weeks(n),
-                    'd' => t + Duration::days(n),
-                    'h' | 'H' => t + Duration::hours(n),
-                    'm' => t + Duration::minutes(n),
-                    's' => t + Duration::seconds(n),
+                    'w' => t.checked_add_signed(Duration::try_weeks(n)?)?,
+                    'd' => t.checked_add_signed(Duration::try_days(n)?)?,
+                    'h' | 'H' => t.checked_add_signed(Duration::try_hours(n)?)?,
+                    'm' => t.checked_add_signed(Duration::try_minutes(n)?)?,
+                    's' => t.checked_add_signed(Duration::try_seconds(n)?)?,
                     _ => return None,
                 };
             }
@@ -192,14 +194,14 @@ fn apply_math(anchor_ns: i64, math: &str, round_up: bool) -> Option<i64> {
                     let next = match unit {
                         'y' => add_months(floor, 12)?,
                         'M' => add_months(floor, 1)?,
-                        'w' => floor + Duration::weeks(1),
-                        'd' => floor + Duration::days(1),
-                        'h' | 'H' => floor + Duration::hours(1),
-                        'm' => floor + Duration::minutes(1),
-                        's' => floor + Duration::seconds(1),
+                        'w' => floor.checked_add_signed(Duration::weeks(1))?,
+                        'd' => floor.checked_add_signed(Duration::days(1))?,
+                        'h' | 'H' => floor.checked_add_signed(Duration::hours(1))?,
+                        'm' => floor.checked_add_signed(Duration::minutes(1))?,
+                        's' => floor.checked_add_signed(Duration::seconds(1))?,
                         _ => return None,
                     };
-                    next - Duration::milliseconds(1)
+                    next.checked_sub_signed(Duration::milliseconds(1))?
                 } else {
                     floor
                 };
@@ -244,6 +246,22 @@ mod tests {
     use serde_json::json;
 
     const NOW: i64 = 1_700_000_000_123; // 2023-11-14T22:13:20.123Z
+
+    /// Found by cargo-fuzz (fuzz/fuzz_targets/date_math.rs): amounts and
+    /// results beyond chrono's range are errors, not panics.
+    #[test]
+    fn extreme_date_math_is_an_error() {
+        for text in [
+            "2||-5555555555555555555w",
+            "now+9223372036854775807w",
+            "now-9223372036854775807s",
+            "now+9223372036854775807y",
+            "now+99999999999d",
+            "2||+1000000000000h/y",
+        ] {
+            assert!(resolve(&json!(text), None, NOW, true).is_err(), "{text}");
+        }
+    }
 
     fn r(v: Value, f: Option<&str>, up: bool) -> i64 {
         resolve(&v, f, NOW, up).unwrap() / 1_000_000
