@@ -123,12 +123,34 @@ pub struct LoadedIndex {
 
 impl SledIndex {
     pub fn open(dir: &Path) -> sled::Result<SledIndex> {
-        let db = sled::Config::new()
+        // sled releases its file lock from a background thread after the
+        // previous handle is dropped (a store reopened in the same process,
+        // as tests and restarts-in-place do): wait for it, briefly.
+        let mut attempts = 0;
+        let db = loop {
+            match Self::open_db(dir) {
+                Err(sled::Error::Io(err))
+                    if err.to_string().contains("could not acquire lock") && attempts < 100 =>
+                {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
+        Self::with_db(db)
+    }
+
+    fn open_db(dir: &Path) -> sled::Result<sled::Db> {
+        sled::Config::new()
             .path(dir)
             .cache_capacity(SLED_CACHE_BYTES)
             .mode(sled::Mode::LowSpace)
             .segment_size(SLED_SEGMENT_BYTES)
-            .open()?;
+            .open()
+    }
+
+    fn with_db(db: sled::Db) -> sled::Result<SledIndex> {
         let symbols = db.open_tree("symbols")?;
         let mut symbol_ids = HashMap::new();
         for entry in symbols.iter() {
