@@ -53,6 +53,28 @@ pub struct AppState {
     pub auth: Arc<auth::Authenticator>,
 }
 
+impl AppState {
+    /// A `query.max_concurrent` slot, counted in `oxeye_queries_waiting`
+    /// while it is awaited; `None` when shutting down. Move it into the
+    /// blocking work, so that it lasts as long as the work does.
+    pub async fn query_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        if let Ok(slot) = self.query_slots.clone().try_acquire_owned() {
+            return Some(slot);
+        }
+        let gauge = &self.metrics.queries_waiting;
+        gauge.inc();
+        // Decremented however the wait ends (also when the client leaves).
+        struct Waiting<'a>(&'a prometheus_client::metrics::gauge::Gauge<i64>);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        let _waiting = Waiting(gauge);
+        self.query_slots.clone().acquire_owned().await.ok()
+    }
+}
+
 /// The main HTTP listener's routes.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.limits.max_body_size.as_usize();

@@ -255,23 +255,6 @@ async fn query(
     .await
 }
 
-/// Counts a waiting query for as long as it waits (also when its client
-/// goes away while it waits).
-struct WaitingGuard(prometheus_client::metrics::gauge::Gauge<i64>);
-
-impl WaitingGuard {
-    fn new(gauge: &prometheus_client::metrics::gauge::Gauge<i64>) -> WaitingGuard {
-        gauge.inc();
-        WaitingGuard(gauge.clone())
-    }
-}
-
-impl Drop for WaitingGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// Run a query on a blocking thread once a concurrency slot is free, and
 /// shape its result or error as Prometheus does.
 async fn evaluate(
@@ -285,17 +268,7 @@ async fn evaluate(
         + Send
         + 'static,
 ) -> Response {
-    let slots = state.query_slots.clone();
-    let slot = match slots.clone().try_acquire_owned() {
-        Ok(slot) => Ok(slot),
-        Err(_) => {
-            let waiting = WaitingGuard::new(&state.metrics.queries_waiting);
-            let slot = slots.acquire_owned().await;
-            drop(waiting);
-            slot
-        }
-    };
-    let Ok(slot) = slot else {
+    let Some(slot) = state.query_slot().await else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

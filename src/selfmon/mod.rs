@@ -56,7 +56,7 @@ pub struct SelfMetrics {
     trace_block_bytes: Gauges,
     span_metrics_dropped: Counter,
     /// PromQL evaluations holding a `query.max_concurrent` slot, and
-    /// queries waiting for one.
+    /// queries and log searches waiting for one.
     pub queries_running: Gauges,
     pub queries_waiting: Gauges,
     log_records_ingested: Family<SourceLabels, Counter>,
@@ -162,7 +162,7 @@ impl SelfMetrics {
         let queries_waiting = Gauges::default();
         registry.register(
             "queries_waiting",
-            "PromQL queries waiting for a query.max_concurrent slot",
+            "Queries and log searches waiting for a query.max_concurrent slot",
             queries_waiting.clone(),
         );
         let span_metrics_dropped = Counter::default();

@@ -31,30 +31,26 @@ struct Fault {
 /// Fail the point `point` once with the OS error `errno` (24 = EMFILE).
 #[cfg(test)]
 pub fn arm_errno(point: &'static str, errno: i32) {
-    ARMED.with(|armed| {
-        armed.borrow_mut().push(Fault {
-            point,
-            skip: 0,
-            times: 1,
-            kind: io::ErrorKind::Other,
-            delay: None,
-            errno: Some(errno),
-        })
+    push(Fault {
+        point,
+        skip: 0,
+        times: 1,
+        kind: io::ErrorKind::Other,
+        delay: None,
+        errno: Some(errno),
     });
 }
 
 /// Stall the point `point` once for `delay` (a slow fsync or rename).
 #[cfg(test)]
 pub fn arm_delay(point: &'static str, delay: std::time::Duration) {
-    ARMED.with(|armed| {
-        armed.borrow_mut().push(Fault {
-            point,
-            skip: 0,
-            times: 1,
-            kind: io::ErrorKind::Other,
-            delay: Some(delay),
-            errno: None,
-        })
+    push(Fault {
+        point,
+        skip: 0,
+        times: 1,
+        kind: io::ErrorKind::Other,
+        delay: Some(delay),
+        errno: None,
     });
 }
 
@@ -62,16 +58,19 @@ pub fn arm_delay(point: &'static str, delay: std::time::Duration) {
 /// with an error of `kind` (e.g. `StorageFull` for disk full).
 #[cfg(test)]
 pub fn arm(point: &'static str, skip: usize, times: usize, kind: io::ErrorKind) {
-    ARMED.with(|armed| {
-        armed.borrow_mut().push(Fault {
-            point,
-            skip,
-            times,
-            kind,
-            delay: None,
-            errno: None,
-        })
+    push(Fault {
+        point,
+        skip,
+        times,
+        kind,
+        delay: None,
+        errno: None,
     });
+}
+
+#[cfg(test)]
+fn push(fault: Fault) {
+    ARMED.with(|armed| armed.borrow_mut().push(fault));
 }
 
 /// Disarm every point on this thread.

@@ -258,21 +258,15 @@ async fn with_json_body<T: Send + 'static>(
     .await?
 }
 
-/// A `query.max_concurrent` slot for a search, to be moved into the
-/// blocking work so that it lasts as long as the work does.
+/// A `query.max_concurrent` slot for a search ([`AppState::query_slot`]).
 async fn search_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
-    state
-        .query_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| {
-            es_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "exception",
-                "shutting down",
-            )
-        })
+    state.query_slot().await.ok_or_else(|| {
+        es_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "exception",
+            "shutting down",
+        )
+    })
 }
 
 async fn blocking<T: Send + 'static>(
