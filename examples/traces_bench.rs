@@ -324,6 +324,17 @@ fn main() {
     assert!(n > 0, "search found nothing");
     let search_ms = median_ms(15, |i| drop(search(i % SERVICES)));
     let rss_mib = peak_rss_mib(pid);
+    let metrics = http
+        .get(format!("http://127.0.0.1:{http_port}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let index_bytes: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("oxeye_trace_block_index_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN);
     let _ = child.kill();
     let _ = child.wait();
     let disk = dir_bytes(&data.path().join("traces"));
@@ -345,6 +356,11 @@ fn main() {
         "disk                      {:.1} MB ({:.0} B/span, WAL + blocks)",
         disk as f64 / 1e6,
         disk as f64 / total as f64
+    );
+    println!(
+        "block index in memory     {:.0} KiB ({:.2} B/span)",
+        index_bytes / 1024.0,
+        index_bytes / total as f64
     );
     println!("peak RSS MiB              {:.0}", rss_mib);
 }

@@ -54,6 +54,7 @@ pub struct SelfMetrics {
     trace_head_spans: Gauges,
     trace_blocks: Gauges,
     trace_block_bytes: Gauges,
+    trace_block_index_bytes: Gauges,
     span_metrics_dropped: Counter,
     /// PromQL evaluations holding a `query.max_concurrent` slot, and
     /// queries and log searches waiting for one.
@@ -176,6 +177,12 @@ impl SelfMetrics {
             "trace_block_bytes",
             "Bytes of span blocks on disk",
             trace_block_bytes.clone(),
+        );
+        let trace_block_index_bytes = Gauges::default();
+        registry.register(
+            "trace_block_index_bytes",
+            "Bytes of memory held by the span blocks' in-memory indexes (batch id ranges, trace-id filters, service batches)",
+            trace_block_index_bytes.clone(),
         );
         let log_records_ingested = Family::<SourceLabels, Counter>::default();
         registry.register(
@@ -308,6 +315,7 @@ impl SelfMetrics {
             trace_head_spans,
             trace_blocks,
             trace_block_bytes,
+            trace_block_index_bytes,
             span_metrics_dropped,
             queries_running,
             queries_waiting,
@@ -485,6 +493,8 @@ impl SelfMetrics {
         self.trace_head_spans.set(head as i64);
         self.trace_blocks.set(blocks as i64);
         self.trace_block_bytes.set(bytes as i64);
+        self.trace_block_index_bytes
+            .set(i64::try_from(traces.index_bytes()).unwrap_or(i64::MAX));
         let summary = store.summary();
         let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         self.series.set(as_i64(summary.series));

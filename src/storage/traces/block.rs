@@ -7,9 +7,13 @@
 //! the span, [`crate::model::span::codec`]). `meta.json` holds the time range
 //! and the WAL checkpoint.
 //!
-//! The trace-id column of every block is kept in memory (16 bytes a span),
-//! so a trace is found by binary search and only the batches holding it are
-//! read and decompressed.
+//! What stays in memory per block is small and does not grow with its spans:
+//! the first and last trace id of each record batch (32 bytes per 4,096
+//! spans), a binary fuse filter of its distinct trace ids (about 9 bits a
+//! trace, 0.4% false positives), and for each service the set of batches
+//! holding its spans. A trace lookup asks the filter, then reads and
+//! decompresses only the batches whose id range holds the trace; a search
+//! by service reads only that service's batches.
 //!
 //! **Invariant:** a block directory appears under its final name only when
 //! complete (written as `tmp-…`, synced, renamed), as for metric blocks.
@@ -28,6 +32,9 @@ use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use serde::{Deserialize, Serialize};
+
+use roaring::RoaringBitmap;
+use xorf::{BinaryFuse8, Filter};
 
 use crate::model::span::{codec, Span, SpanId, TraceId};
 
@@ -85,17 +92,19 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
-/// A loaded block: its meta, where it lives, and its trace-id column.
+/// A loaded block: its meta, where it lives, and the small in-memory index
+/// described in the module documentation.
 pub struct SpanBlock {
     pub name: String,
     pub dir: PathBuf,
     pub meta: BlockMeta,
-    /// Every span's trace id, in file order (sorted).
-    pub trace_ids: Vec<TraceId>,
-    /// The block's service names, and each span's index into them (so a
-    /// service filter needs no decompression).
-    pub services: Vec<String>,
-    pub service_of: ServiceIds,
+    /// First and last trace id of each record batch (batches are sorted).
+    batch_ranges: Vec<(TraceId, TraceId)>,
+    /// The block's distinct trace ids; `None` only if the filter could not
+    /// be built (every lookup then reads the batches by range).
+    trace_filter: Option<BinaryFuse8>,
+    /// The block's service names, and for each the batches holding it.
+    services: Vec<(String, RoaringBitmap)>,
     pub disk_bytes: u64,
 }
 
@@ -104,6 +113,24 @@ impl std::fmt::Debug for SpanBlock {
         f.debug_struct("SpanBlock")
             .field("name", &self.name)
             .finish()
+    }
+}
+
+/// Reads record batches of one block by index, with a fixed projection
+/// (column numbers in the result follow the projection's order).
+pub struct BatchReader {
+    name: String,
+    reader: FileReader<File>,
+}
+
+impl BatchReader {
+    pub fn batch(&mut self, index: usize) -> Result<Columns, BlockError> {
+        self.reader.set_index(index)?;
+        let batch = self
+            .reader
+            .next()
+            .ok_or_else(|| BlockError::Invalid(self.name.clone(), format!("no batch {index}")))??;
+        Ok(Columns { batch })
     }
 }
 
@@ -209,33 +236,6 @@ pub fn write_block(
     Ok(dest)
 }
 
-/// Each span's index into its block's service list, kept in memory for the
-/// service filter: two bytes per span, or four in the rare block with more
-/// than 65,536 services.
-#[derive(Debug)]
-pub enum ServiceIds {
-    Narrow(Vec<u16>),
-    Wide(Vec<u32>),
-}
-
-impl ServiceIds {
-    fn new(ids: Vec<u32>, services: usize) -> ServiceIds {
-        if services <= usize::from(u16::MAX) + 1 {
-            ServiceIds::Narrow(ids.into_iter().map(|id| id as u16).collect())
-        } else {
-            ServiceIds::Wide(ids)
-        }
-    }
-
-    /// The service index of row `row`.
-    pub fn get(&self, row: usize) -> Option<u32> {
-        match self {
-            ServiceIds::Narrow(ids) => ids.get(row).map(|&id| u32::from(id)),
-            ServiceIds::Wide(ids) => ids.get(row).copied(),
-        }
-    }
-}
-
 /// The columns of one record batch, downcast.
 pub struct Columns {
     pub batch: RecordBatch,
@@ -325,16 +325,19 @@ impl SpanBlock {
                 format!("unknown format version {}", meta.format),
             ));
         }
-        let mut trace_ids = Vec::with_capacity(meta.num_spans as usize);
-        let mut services: Vec<String> = Vec::new();
-        let mut service_of = Vec::with_capacity(meta.num_spans as usize);
-        let mut service_ids: std::collections::HashMap<String, u32> = Default::default();
+        let mut batch_ranges = Vec::new();
+        let mut keys: Vec<u64> = Vec::new();
+        let mut services: Vec<(String, RoaringBitmap)> = Vec::new();
+        let mut service_ids: std::collections::HashMap<String, usize> = Default::default();
+        let mut spans = 0u64;
         let reader = FileReader::try_new(
             File::open(dir.join(SPANS_FILE))?,
             Some(vec![COL_TRACE_ID, COL_SERVICE]),
         )?;
-        for batch in reader {
+        for (index, batch) in reader.enumerate() {
             let batch = batch?;
+            let index = u32::try_from(index)
+                .map_err(|_| BlockError::Invalid(name.clone(), "too many batches".into()))?;
             let column = batch
                 .column(0)
                 .as_any()
@@ -345,39 +348,68 @@ impl SpanBlock {
                 .as_any()
                 .downcast_ref::<StringArray>()
                 .ok_or_else(|| BlockError::Invalid(name.clone(), "service column".into()))?;
-            for row in 0..column.len() {
-                trace_ids.push(column.value(row).try_into().map_err(|_| {
+            let id_at = |row: usize| -> Result<TraceId, BlockError> {
+                column.value(row).try_into().map_err(|_| {
                     BlockError::Invalid(name.clone(), "trace id is not 16 bytes".into())
-                })?);
-                let service = names.value(row);
-                // By hash: a block may hold spans of many services.
-                let id = match service_ids.get(service) {
-                    Some(&id) => id,
-                    None => {
-                        let id = services.len() as u32;
-                        services.push(service.to_owned());
-                        service_ids.insert(service.to_owned(), id);
-                        id
-                    }
-                };
-                service_of.push(id);
+                })
+            };
+            if column.is_empty() {
+                return Err(BlockError::Invalid(name, "empty record batch".into()));
             }
+            let (first, last) = (id_at(0)?, id_at(column.len() - 1)?);
+            if first > last || batch_ranges.last().is_some_and(|&(_, prev)| prev > first) {
+                return Err(BlockError::Invalid(name, "trace ids out of order".into()));
+            }
+            batch_ranges.push((first, last));
+            let mut previous = None;
+            for row in 0..column.len() {
+                let trace = id_at(row)?;
+                if previous != Some(trace) {
+                    keys.push(filter_key(&trace));
+                    previous = Some(trace);
+                }
+            }
+            // By hash: a block may hold spans of many services.
+            let mut last_service: Option<(&str, usize)> = None;
+            for row in 0..names.len() {
+                let service = names.value(row);
+                let id = match last_service {
+                    Some((s, id)) if s == service => id,
+                    _ => match service_ids.get(service) {
+                        Some(&id) => id,
+                        None => {
+                            services.push((service.to_owned(), RoaringBitmap::new()));
+                            service_ids.insert(service.to_owned(), services.len() - 1);
+                            services.len() - 1
+                        }
+                    },
+                };
+                services[id].1.insert(index);
+                last_service = Some((service, id));
+            }
+            spans += column.len() as u64;
         }
-        if trace_ids.len() as u64 != meta.num_spans {
+        if spans != meta.num_spans {
             return Err(BlockError::Invalid(
                 name,
                 "span count differs from meta".into(),
             ));
         }
+        // Ids repeat across batch boundaries, and two ids may share a key.
+        keys.sort_unstable();
+        keys.dedup();
+        let trace_filter = BinaryFuse8::try_from(&keys).ok();
+        if trace_filter.is_none() {
+            tracing::warn!(block = %name, "no trace-id filter for span block; lookups read its batches");
+        }
         let disk_bytes = fs::metadata(dir.join(SPANS_FILE)).map_or(0, |m| m.len());
-        let service_of = ServiceIds::new(service_of, services.len());
         Ok(SpanBlock {
             name,
             dir: dir.to_owned(),
             meta,
-            trace_ids,
+            batch_ranges,
+            trace_filter,
             services,
-            service_of,
             disk_bytes,
         })
     }
@@ -386,26 +418,48 @@ impl SpanBlock {
         self.meta.min_start_ns <= end_ns && self.meta.max_end_ns >= start_ns
     }
 
-    /// Rows holding spans of `trace`.
-    pub fn rows_of(&self, trace: &TraceId) -> std::ops::Range<usize> {
-        let lo = self.trace_ids.partition_point(|t| t < trace);
-        let hi = self.trace_ids.partition_point(|t| t <= trace);
-        lo..hi
+    /// Whether the block may hold spans of `trace` (no false negatives).
+    pub fn may_hold(&self, trace: &TraceId) -> bool {
+        self.trace_filter
+            .as_ref()
+            .is_none_or(|f| f.contains(&filter_key(trace)))
     }
 
-    /// Record batch `index` with the given columns (all when `None`); column
-    /// numbers in the result follow the projection's order.
-    pub fn read_batch(
-        &self,
-        index: usize,
-        projection: Option<Vec<usize>>,
-    ) -> Result<Columns, BlockError> {
-        let mut reader = FileReader::try_new(File::open(self.dir.join(SPANS_FILE))?, projection)?;
-        reader.set_index(index)?;
-        let batch = reader
-            .next()
-            .ok_or_else(|| BlockError::Invalid(self.name.clone(), format!("no batch {index}")))??;
-        Ok(Columns { batch })
+    /// The record batches whose trace-id range holds `trace`.
+    pub fn batches_of(&self, trace: &TraceId) -> std::ops::Range<usize> {
+        let lo = self.batch_ranges.partition_point(|(_, last)| last < trace);
+        let hi = self
+            .batch_ranges
+            .partition_point(|(first, _)| first <= trace);
+        lo..hi.max(lo)
+    }
+
+    /// The batches holding spans of `service`, or `None` if it has none.
+    pub fn batches_of_service(&self, service: &str) -> Option<&RoaringBitmap> {
+        self.services
+            .iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, batches)| batches)
+    }
+
+    /// Bytes of memory the block's in-memory index holds.
+    pub fn index_bytes(&self) -> usize {
+        self.batch_ranges.len() * 32
+            + self.trace_filter.as_ref().map_or(0, |f| f.len())
+            + self
+                .services
+                .iter()
+                .map(|(s, b)| s.len() + b.serialized_size())
+                .sum::<usize>()
+    }
+
+    /// A reader of this block's record batches with the given columns (all
+    /// when `None`), for reading a few batches by index.
+    pub fn reader(&self, projection: Option<Vec<usize>>) -> Result<BatchReader, BlockError> {
+        Ok(BatchReader {
+            name: self.name.clone(),
+            reader: FileReader::try_new(File::open(self.dir.join(SPANS_FILE))?, projection)?,
+        })
     }
 
     /// Visit every record batch in order with the projected columns (one
@@ -422,27 +476,63 @@ impl SpanBlock {
         Ok(())
     }
 
-    /// Every span of `trace` in this block.
-    pub fn trace(&self, trace: &TraceId, out: &mut Vec<Span>) -> Result<(), BlockError> {
-        let rows = self.rows_of(trace);
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let first = rows.start / BATCH_ROWS;
-        let last = (rows.end - 1) / BATCH_ROWS;
-        for batch in first..=last {
-            let columns = self.read_batch(batch, None)?;
-            let base = batch * BATCH_ROWS;
-            let lo = rows.start.max(base) - base;
-            let hi = rows.end.min(base + columns.batch.num_rows()) - base;
-            for row in lo..hi {
-                if let Some(span) = columns.span(row) {
-                    out.push(span);
-                }
-            }
+    /// Visit the record batches in `batches` (ascending) with the projected
+    /// columns; the others are not read.
+    pub fn scan_batches(
+        &self,
+        batches: impl IntoIterator<Item = usize>,
+        projection: Vec<usize>,
+        mut visit: impl FnMut(usize, &Columns) -> Result<(), BlockError>,
+    ) -> Result<(), BlockError> {
+        let mut reader = self.reader(Some(projection))?;
+        for index in batches {
+            visit(index, &reader.batch(index)?)?;
         }
         Ok(())
     }
+
+    /// Every span of `trace` in this block.
+    pub fn trace(&self, trace: &TraceId, out: &mut Vec<Span>) -> Result<(), BlockError> {
+        if !self.may_hold(trace) {
+            return Ok(());
+        }
+        self.scan_batches(
+            self.batches_of(trace),
+            (0..=COL_PAYLOAD).collect(),
+            |_, columns| {
+                let ids = columns.fixed(COL_TRACE_ID);
+                // Rows are sorted by trace id within the batch.
+                let rows = columns.batch.num_rows();
+                let lo = partition(rows, |row| ids.value(row) < trace.as_slice());
+                let hi = partition(rows, |row| ids.value(row) <= trace.as_slice());
+                out.extend((lo..hi).filter_map(|row| columns.span(row)));
+                Ok(())
+            },
+        )
+    }
+}
+
+/// The first index in `0..len` for which `before` is false (`before` must
+/// be true for a prefix).
+fn partition(len: usize, before: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if before(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// A trace id folded to the filter's 64-bit key (the filter mixes it again).
+fn filter_key(trace: &TraceId) -> u64 {
+    let (a, b) = trace.split_at(8);
+    let a = u64::from_le_bytes(a.try_into().expect("8 bytes"));
+    let b = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+    a ^ b.rotate_left(29).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Open every block under `dir`, removing leftovers of interrupted writes

@@ -27,7 +27,7 @@ use std::time::Duration;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
-use self::block::{BlockError, SpanBlock, BATCH_ROWS};
+use self::block::{BlockError, SpanBlock};
 use crate::config::{Config, FsyncPolicy};
 use crate::model::span::{codec, Span, SpanId, TraceId};
 use crate::now_ms;
@@ -485,8 +485,9 @@ impl TraceStore {
             frozen.spans.iter().for_each(&mut consider);
         }
         let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
-        // Only the columns the query filters on are read; trace ids come
-        // from the block's in-memory column.
+        // Only the columns the query filters on are read, with a service
+        // filter only the batches holding that service, and trace ids and
+        // payloads only for batches with a match.
         let mut projection = vec![block::COL_START, block::COL_END];
         let name_at = query.operation.is_some().then(|| {
             projection.push(block::COL_NAME);
@@ -496,28 +497,28 @@ impl TraceStore {
             projection.push(block::COL_KIND);
             projection.len() - 1
         });
+        let service_at = query.service.is_some().then(|| {
+            projection.push(block::COL_SERVICE);
+            projection.len() - 1
+        });
         let needs_payload = !query.tags.is_empty();
         for block in blocks
             .iter()
             .filter(|b| b.overlaps(query.start_ns, query.end_ns))
         {
-            // The service filter runs on the in-memory service column.
-            let service_id = match &query.service {
-                None => None,
-                Some(name) => match block.services.iter().position(|s| s == name) {
-                    Some(id) => Some(id as u32),
-                    None => continue,
-                },
-            };
-            block.scan(projection.clone(), |batch, columns| {
+            let (mut id_reader, mut full_reader) = (None, None);
+            let visit = |batch: usize, columns: &block::Columns| {
                 let (starts, ends) = (columns.i64s(0), columns.i64s(1));
-                let base = batch * BATCH_ROWS;
+                let mut traces: Option<block::Columns> = None;
                 let names = name_at.map(|i| columns.strings(i));
                 let kinds = kind_at.map(|i| columns.u8s(i));
+                let services = service_at.map(|i| columns.strings(i));
                 let mut full: Option<block::Columns> = None;
                 for row in 0..columns.batch.num_rows() {
-                    if service_id.is_some_and(|id| block.service_of.get(base + row) != Some(id)) {
-                        continue;
+                    if let (Some(wanted), Some(services)) = (&query.service, services) {
+                        if services.value(row) != wanted {
+                            continue;
+                        }
                     }
                     let (start, end) = (starts.value(row), ends.value(row));
                     if !query.matches_columns(
@@ -531,21 +532,50 @@ impl TraceStore {
                     }
                     if needs_payload {
                         if full.is_none() {
-                            full = Some(block.read_batch(batch, None)?);
+                            if full_reader.is_none() {
+                                full_reader = Some(block.reader(None)?);
+                            }
+                            full = full_reader.as_mut().map(|r| r.batch(batch)).transpose()?;
                         }
                         let span = full.as_ref().and_then(|c| c.span(row));
                         if !span.is_some_and(|s| query.matches_tags(&s)) {
                             continue;
                         }
                     }
-                    let Some(trace) = block.trace_ids.get(batch * BATCH_ROWS + row) else {
+                    if traces.is_none() {
+                        traces = match &full {
+                            Some(full) => Some(block::Columns {
+                                batch: full.batch.project(&[block::COL_TRACE_ID])?,
+                            }),
+                            None => {
+                                if id_reader.is_none() {
+                                    id_reader =
+                                        Some(block.reader(Some(vec![block::COL_TRACE_ID]))?);
+                                }
+                                id_reader.as_mut().map(|r| r.batch(batch)).transpose()?
+                            }
+                        };
+                    }
+                    let id = traces.as_ref().map(|c| c.fixed(0).value(row));
+                    let Some(Ok(trace)) = id.map(<TraceId>::try_from) else {
                         continue;
                     };
-                    let entry = newest.entry(*trace).or_insert(start);
+                    let entry = newest.entry(trace).or_insert(start);
                     *entry = (*entry).max(start);
                 }
                 Ok(())
-            })?;
+            };
+            match &query.service {
+                None => block.scan(projection.clone(), visit)?,
+                Some(name) => match block.batches_of_service(name) {
+                    Some(batches) => block.scan_batches(
+                        batches.iter().map(|b| b as usize),
+                        projection.clone(),
+                        visit,
+                    )?,
+                    None => continue,
+                },
+            }
         }
         let mut found: Vec<(TraceId, i64)> = newest.into_iter().collect();
         found.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -703,6 +733,11 @@ impl TraceStore {
             blocks.len() as u64,
             blocks.iter().map(|b| b.disk_bytes).sum(),
         )
+    }
+
+    /// Memory held by the blocks' in-memory indexes.
+    pub fn index_bytes(&self) -> usize {
+        self.blocks.read().iter().map(|b| b.index_bytes()).sum()
     }
 
     pub fn wal_bytes(&self) -> u64 {
