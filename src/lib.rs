@@ -10,6 +10,7 @@ pub mod error;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod rules;
 pub mod selfmon;
 pub mod storage;
 pub mod ui;
@@ -54,6 +55,7 @@ impl RunningServer {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.state.ready.store(false, Ordering::Release);
         let _ = self.shutdown.send(true);
+        self.state.rules.stop();
         let timeout = self.state.config.server.shutdown_timeout;
         for task in self.tasks {
             if tokio::time::timeout(timeout, task).await.is_err() {
@@ -196,6 +198,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             i64::try_from(config.limits.creation_grace_period.as_millis()).unwrap_or(i64::MAX),
         ),
     );
+    let rules = rules::RuleManager::new(&config, store.clone(), metrics.clone());
+    rules
+        .reload()
+        .map_err(|e| anyhow::anyhow!("cannot load the rule files:\n{e}"))?;
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
@@ -210,6 +216,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         started: SystemTime::now(),
         query_slots: Arc::new(tokio::sync::Semaphore::new(config.query.max_concurrent)),
         auth: auth.clone(),
+        rules: rules.clone(),
     };
 
     let http = bind(config.server.listen, "HTTP").await?;
@@ -379,6 +386,15 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
                 Ok(Err(err)) => tracing::error!(error = %err, "trace maintenance failed"),
                 Err(err) => tracing::error!(error = %err, "trace maintenance task panicked"),
             }
+        }
+    }));
+    // Alert delivery to Alertmanager.
+    let mut stop = shutdown.subscribe();
+    let notifier = rules.notifier().clone();
+    tasks.push(tokio::spawn(async move {
+        tokio::select! {
+            _ = notifier.run() => {}
+            _ = stop.wait_for(|s| *s) => {}
         }
     }));
     state.ready.store(true, Ordering::Release);

@@ -26,6 +26,13 @@ enum Command {
         /// The TOML file to check (merged over the embedded default).
         file: PathBuf,
     },
+    /// Check Prometheus rule files as `promtool check rules` does, without
+    /// a server: every problem with its file, group and rule.
+    CheckRules {
+        /// Rule files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print the embedded default configuration.
     DefaultConfig,
     /// Print the argon2 hash of a password for `[[auth.users]] password_hash`
@@ -105,6 +112,34 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::CheckRules { files } => {
+            let mut failed = false;
+            for file in &files {
+                println!("Checking {}", file.display());
+                match oxeye::rules::file::load_file(file) {
+                    Ok(groups) => {
+                        let rules: usize = groups.iter().map(|g| g.rules.len()).sum();
+                        for (name, n) in oxeye::rules::file::duplicates(&groups) {
+                            println!("  WARNING: rule \"{name}\" is defined {n} times with the same expression and labels");
+                        }
+                        println!("  SUCCESS: {rules} rules found");
+                    }
+                    Err(errors) => {
+                        failed = true;
+                        println!("  FAILED:");
+                        for line in &errors.0 {
+                            println!("{line}");
+                        }
+                    }
+                }
+                println!();
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
@@ -160,6 +195,23 @@ fn serve(args: ServeArgs) -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let server = oxeye::start(config).await?;
+        // SIGHUP re-reads the rule files (a broken file keeps the old rules).
+        #[cfg(unix)]
+        {
+            let rules = server.state.rules.clone();
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        match rules.reload() {
+                            Ok(groups) => tracing::info!(groups, "rule files reloaded"),
+                            Err(e) => tracing::error!(error = %e, "rule reload failed; the previous rules keep running"),
+                        }
+                    }
+                });
+            }
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         server.shutdown().await

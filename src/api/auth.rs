@@ -303,7 +303,7 @@ pub fn main_listener_role(_method: &Method, path: &str) -> Option<Role> {
     if matches!(path, "/-/healthy" | "/-/ready") {
         return None;
     }
-    if path.starts_with("/api/v1/admin/") {
+    if path.starts_with("/api/v1/admin/") || path == "/-/reload" {
         return Some(Role::Admin);
     }
     if path == "/api/v1/write" || is_otlp_path(path) {

@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod params;
 pub mod prometheus;
 pub mod query;
+pub mod rules;
 pub mod status;
 pub mod tls;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     pub query_slots: Arc<tokio::sync::Semaphore>,
     /// Credentials and roles (`[auth]`), checked on every listener.
     pub auth: Arc<auth::Authenticator>,
+    /// Recording and alerting rules, and alert delivery.
+    pub rules: Arc<crate::rules::RuleManager>,
 }
 
 impl AppState {
@@ -84,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(self_metrics))
         .merge(prometheus::routes())
         .merge(query::routes())
+        .merge(rules::routes())
         .merge(status::routes())
         .merge(otlp::http_routes())
         .merge(logs::routes())

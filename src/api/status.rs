@@ -54,7 +54,7 @@ async fn runtimeinfo(State(state): State<AppState>) -> Response {
     success(json!({
         "startTime": rfc3339(state.started),
         "CWD": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
-        "reloadConfigSuccess": true,
+        "reloadConfigSuccess": state.rules.last_reload_error.lock().is_none(),
         "lastConfigTime": rfc3339(state.started),
         "corruptionCount": 0,
         "goroutineCount": 0,

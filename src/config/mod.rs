@@ -33,7 +33,54 @@ pub struct Config {
     pub logs: LogsConfig,
     pub traces: TracesConfig,
     pub auth: AuthConfig,
+    pub rules: RulesConfig,
+    pub alerting: AlertingConfig,
     pub log: LogConfig,
+    /// The directory of the configuration file (rule globs are relative to
+    /// it); the working directory without one.
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// `[rules]`: recording and alerting rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    pub files: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub evaluation_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub query_offset: Duration,
+    #[serde(with = "humantime_serde")]
+    pub outage_tolerance: Duration,
+    #[serde(with = "humantime_serde")]
+    pub for_grace_period: Duration,
+    #[serde(with = "humantime_serde")]
+    pub resend_delay: Duration,
+    /// `name=value` pairs.
+    pub external_labels: Vec<String>,
+    pub external_url: String,
+}
+
+impl RulesConfig {
+    /// `external_labels` as a map (invalid entries are refused by validation).
+    pub fn external_labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.external_labels
+            .iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect()
+    }
+}
+
+/// `[alerting]`: where alerts go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    pub alertmanagers: Vec<String>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub queue_capacity: usize,
 }
 
 /// `[auth]`: who may do what. Empty lists: no credentials asked (allowed
@@ -295,7 +342,7 @@ impl Config {
         if !problems.is_empty() {
             return Err(ConfigErrors(problems));
         }
-        let config: Config = match toml::from_str(&merged.to_string()) {
+        let mut config: Config = match toml::from_str(&merged.to_string()) {
             Ok(config) => config,
             Err(err) => {
                 return Err(ConfigErrors(vec![Problem {
@@ -304,6 +351,10 @@ impl Config {
                     message: err.message().to_owned(),
                 }]))
             }
+        };
+        config.dir = match sources.file.as_ref().and_then(|f| f.parent()) {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
         };
         config.validate().map(|()| config)
     }
@@ -320,6 +371,32 @@ impl Config {
                 });
             }
         };
+        check(
+            !self.rules.evaluation_interval.is_zero(),
+            "rules.evaluation_interval",
+            "must be greater than zero",
+        );
+        check(
+            self.rules.external_labels.iter().all(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(k, _)| crate::model::is_valid_label_name(k.trim()))
+            }),
+            "rules.external_labels",
+            "each entry must be name=value with a valid label name",
+        );
+        check(
+            self.alerting
+                .alertmanagers
+                .iter()
+                .all(|u| u.starts_with("http://")),
+            "alerting.alertmanagers",
+            "each entry must be an http:// URL (TLS to Alertmanager is not supported yet)",
+        );
+        check(
+            self.alerting.queue_capacity > 0,
+            "alerting.queue_capacity",
+            "must be greater than zero",
+        );
         check(
             !self.storage.block_duration.is_zero(),
             "storage.block_duration",

@@ -45,8 +45,95 @@ type Gauges = Gauge<i64>;
 /// How many recent ingest errors are kept for the status page.
 const RECENT_ERRORS: usize = 20;
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleGroupLabels {
+    rule_group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AlertmanagerLabels {
+    alertmanager: String,
+}
+
+/// Rule evaluation and alert delivery, under Prometheus' names with the
+/// `oxeye_` prefix (`oxeye_rule_evaluation_failures_total`, …).
+struct RuleMetrics {
+    evaluations: Family<RuleGroupLabels, Counter>,
+    failures: Family<RuleGroupLabels, Counter>,
+    missed: Family<RuleGroupLabels, Counter>,
+    last_duration: Family<RuleGroupLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    reload_success: Gauges,
+    sent: Family<AlertmanagerLabels, Counter>,
+    errors: Family<AlertmanagerLabels, Counter>,
+    dropped: Counter,
+    queue_length: Gauges,
+}
+
+impl RuleMetrics {
+    fn register(registry: &mut Registry) -> RuleMetrics {
+        let m = RuleMetrics {
+            evaluations: Default::default(),
+            failures: Default::default(),
+            missed: Default::default(),
+            last_duration: Default::default(),
+            reload_success: Default::default(),
+            sent: Default::default(),
+            errors: Default::default(),
+            dropped: Default::default(),
+            queue_length: Default::default(),
+        };
+        registry.register(
+            "rule_evaluations",
+            "Rule evaluations, by group",
+            m.evaluations.clone(),
+        );
+        registry.register(
+            "rule_evaluation_failures",
+            "Rule evaluations that failed, by group",
+            m.failures.clone(),
+        );
+        registry.register(
+            "rule_group_iterations_missed",
+            "Rule group evaluations skipped because the previous one took too long",
+            m.missed.clone(),
+        );
+        registry.register(
+            "rule_group_last_duration_seconds",
+            "Duration of the last evaluation of each rule group",
+            m.last_duration.clone(),
+        );
+        registry.register(
+            "rules_config_last_reload_successful",
+            "Whether the last reload of the rule files succeeded",
+            m.reload_success.clone(),
+        );
+        registry.register(
+            "notifications_sent",
+            "Alerts sent, by Alertmanager",
+            m.sent.clone(),
+        );
+        registry.register(
+            "notifications_errors",
+            "Alerts whose sending failed, by Alertmanager",
+            m.errors.clone(),
+        );
+        registry.register(
+            "notifications_dropped",
+            "Alerts dropped: the queue was full, or no Alertmanager took them",
+            m.dropped.clone(),
+        );
+        registry.register(
+            "notifications_queue_length",
+            "Alerts waiting to be sent",
+            m.queue_length.clone(),
+        );
+        m
+    }
+}
+
 pub struct SelfMetrics {
     registry: Registry,
+    rules: RuleMetrics,
     samples_ingested: Family<SourceLabels, Counter>,
     samples_rejected: Family<RejectLabels, Counter>,
     spans_ingested: Family<SourceLabels, Counter>,
@@ -290,7 +377,9 @@ impl SelfMetrics {
             "head_max_time_ms",
             "Newest sample timestamp in the head (ms since the epoch)",
         );
+        let rules = RuleMetrics::register(&mut registry);
         Arc::new(SelfMetrics {
+            rules,
             registry,
             samples_ingested,
             samples_rejected,
@@ -328,6 +417,59 @@ impl SelfMetrics {
             recent_errors: Mutex::new(VecDeque::new()),
             rate_samples: Mutex::new(VecDeque::new()),
         })
+    }
+
+    pub fn rule_group_evaluated(&self, group: &str, seconds: f64) {
+        let labels = RuleGroupLabels {
+            rule_group: group.into(),
+        };
+        self.rules.evaluations.get_or_create(&labels).inc();
+        self.rules.last_duration.get_or_create(&labels).set(seconds);
+    }
+
+    pub fn rule_evaluation_failed(&self, group: &str) {
+        self.rules
+            .failures
+            .get_or_create(&RuleGroupLabels {
+                rule_group: group.into(),
+            })
+            .inc();
+    }
+
+    pub fn rule_group_missed(&self, group: &str, count: u64) {
+        self.rules
+            .missed
+            .get_or_create(&RuleGroupLabels {
+                rule_group: group.into(),
+            })
+            .inc_by(count);
+    }
+
+    pub fn rule_reload(&self, success: bool) {
+        self.rules.reload_success.set(i64::from(success));
+    }
+
+    pub fn notification_sent(&self, alertmanager: &str, count: usize, failed: bool) {
+        let labels = AlertmanagerLabels {
+            alertmanager: alertmanager.into(),
+        };
+        self.rules.sent.get_or_create(&labels).inc_by(count as u64);
+        if failed {
+            self.rules
+                .errors
+                .get_or_create(&labels)
+                .inc_by(count as u64);
+        }
+    }
+
+    pub fn notifications_dropped(&self, count: usize) {
+        self.rules.dropped.inc_by(count as u64);
+    }
+
+    pub fn notification_queue(&self, length: usize) {
+        self.rules
+            .queue_length
+            .set(i64::try_from(length).unwrap_or(i64::MAX));
     }
 
     pub fn samples_ingested(&self, source: &str, count: u64) {
