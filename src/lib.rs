@@ -198,7 +198,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             i64::try_from(config.limits.creation_grace_period.as_millis()).unwrap_or(i64::MAX),
         ),
     );
-    let rules = rules::RuleManager::new(&config, store.clone(), metrics.clone());
+    let rules = rules::RuleManager::new(
+        &config,
+        store.clone(),
+        Some(log_store.clone()),
+        metrics.clone(),
+    );
     rules
         .reload()
         .map_err(|e| anyhow::anyhow!("cannot load the rule files:\n{e}"))?;

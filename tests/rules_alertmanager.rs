@@ -352,6 +352,7 @@ fn check_rules_agrees_with_promtool() {
     let cases = [
         ("good.yml", "groups:\n  - name: g\n    interval: 30s\n    rules:\n      - record: a:b\n        expr: sum(up)\n      - alert: X\n        expr: up == 0\n        for: 5m\n        keep_firing_for: 1m\n        labels: {severity: page}\n        annotations:\n          summary: '{{ $labels.instance }} {{ $value | humanize }} {{ if gt $value 1.0 }}big{{ end }}'\n", true),
         ("empty.yml", "", true),
+        ("log_rule.yml", LOG_RULES, true),
         ("unknown_key.yml", "groups:\n  - name: g\n    rules:\n      - alert: X\n        expr: up\n        severity: page\n", false),
         ("bad_expr.yml", "groups:\n  - name: g\n    rules:\n      - alert: X\n        expr: 'sum(('\n", false),
         ("both.yml", "groups:\n  - name: g\n    rules:\n      - alert: X\n        record: y\n        expr: up\n", false),
@@ -386,4 +387,108 @@ fn check_rules_agrees_with_promtool() {
             assert!(our_text.contains(&path.display().to_string()), "{our_text}");
         }
     }
+}
+
+const LOG_RULES: &str = r#"groups:
+  - name: logs
+    interval: 1s
+    rules:
+      - alert: ErrorLogs
+        expr: oxeye_log_records{query="level:error", window="5m", by="service.name"} > 2
+        labels:
+          severity: ticket
+        annotations:
+          summary: "{{ $labels.service_name }} logged {{ $value }} errors in 5m"
+      - record: service:error_logs:count5m
+        expr: oxeye_log_records{query="level:error AND NOT message:ignored", window="5m"}
+"#;
+
+/// A rule over logs: records matching a Lucene query in a window, per
+/// service, as a PromQL selector (the file stays valid for promtool).
+#[test]
+fn log_rules_count_matching_records_per_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("logs.yml");
+    std::fs::write(&rules, LOG_RULES).unwrap();
+    let files = format!("[\"{}\"]", rules.display());
+    let server = TestServer::start_with(&[
+        ("OXEYE_RULES__FILES", files.as_str()),
+        ("OXEYE_LOGS__COMMIT_INTERVAL", "200ms"),
+    ]);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut bulk = String::new();
+    for (service, level, message) in [
+        ("checkout", "error", "payment failed"),
+        ("checkout", "error", "payment failed again"),
+        ("checkout", "error", "card declined"),
+        ("checkout", "info", "ok"),
+        ("cart", "error", "timeout"),
+        ("cart", "error", "ignored retry"),
+    ] {
+        bulk.push_str("{\"index\":{\"_index\":\"app-logs\"}}\n");
+        bulk.push_str(
+            &json!({"@timestamp": now, "level": level, "service": {"name": service}, "message": message})
+                .to_string(),
+        );
+        bulk.push('\n');
+    }
+    let response = client()
+        .post(format!(
+            "http://{}/_bulk?refresh=true",
+            server.elasticsearch
+        ))
+        .header("content-type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .unwrap();
+    assert!(response.status().is_success());
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["errors"], false, "{body}");
+    let alert = wait_for(Duration::from_secs(30), || {
+        let alerts = get_json(&server.url("/api/v1/alerts"));
+        alerts["data"]["alerts"]
+            .as_array()?
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "ErrorLogs")
+            .cloned()
+    })
+    .expect("ErrorLogs fired");
+    assert_eq!(alert["labels"]["service_name"], "checkout");
+    assert_eq!(alert["state"], "firing");
+    assert_eq!(
+        alert["annotations"]["summary"],
+        "checkout logged 3 errors in 5m"
+    );
+    let alerts = get_json(&server.url("/api/v1/alerts"));
+    assert_eq!(
+        alerts["data"]["alerts"].as_array().unwrap().len(),
+        1,
+        "cart has 2 errors: below the threshold"
+    );
+    let recorded = wait_for(Duration::from_secs(10), || {
+        let r = get_json(&server.url("/api/v1/query?query=service:error_logs:count5m"));
+        r["data"]["result"][0]["value"][1]
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(recorded.as_deref(), Some("4"));
+    // A log selector with a bad parameter is the rule's error, not a crash.
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: logs\n    interval: 1s\n    rules:\n      - record: bad\n        expr: oxeye_log_records{window=\"soon\"}\n",
+    )
+    .unwrap();
+    let reload = client().post(server.url("/-/reload")).send().unwrap();
+    assert_eq!(reload.status().as_u16(), 200);
+    let error = wait_for(Duration::from_secs(10), || {
+        let r = get_json(&server.url("/api/v1/rules"));
+        r["data"]["groups"][0]["rules"][0]["lastError"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .expect("the rule reports its error");
+    assert!(
+        error.contains("window \"soon\" is not a duration"),
+        "{error}"
+    );
 }

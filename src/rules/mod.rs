@@ -14,6 +14,7 @@
 //!   `for` state after a restart from `ALERTS_FOR_STATE`.
 
 pub mod file;
+pub mod logsource;
 pub mod notifier;
 pub mod template;
 
@@ -211,6 +212,8 @@ impl Group {
 /// What evaluation needs from the server.
 pub struct Context {
     pub store: Arc<MetricsStore>,
+    /// For `oxeye_log_records{…}` selectors (see `logsource.rs`).
+    pub logs: Option<Arc<crate::storage::logs::LogStore>>,
     pub engine: EngineOptions,
     pub external_labels: BTreeMap<String, String>,
     pub external_url: String,
@@ -255,6 +258,7 @@ impl RuleManager {
     pub fn new(
         config: &Config,
         store: Arc<MetricsStore>,
+        logs: Option<Arc<crate::storage::logs::LogStore>>,
         metrics: Arc<SelfMetrics>,
     ) -> Arc<RuleManager> {
         let rules = &config.rules;
@@ -268,6 +272,7 @@ impl RuleManager {
         Arc::new(RuleManager {
             context: Arc::new(Context {
                 store,
+                logs,
                 engine: EngineOptions {
                     lookback_ms: ms(config.query.lookback_delta),
                     max_samples: config.query.max_samples,
@@ -415,14 +420,25 @@ struct TemplateQuery<'a> {
 impl QueryFn for TemplateQuery<'_> {
     fn query(&self, expr: &str) -> Result<template::QueryRows, String> {
         check_expr(expr)?;
-        let result =
-            promql::instant_query(&*self.context.store, &self.context.engine, expr, self.t)
-                .map_err(|e| e.to_string())?;
-        Ok(vector(result.value)?
+        Ok(query(self.context, expr, self.t)?
             .into_iter()
             .map(|(labels, v)| (labels.pairs().iter().cloned().collect(), v))
             .collect())
     }
+}
+
+/// Evaluate `expr` at `t` over the metrics store and log selectors.
+fn query(context: &Context, expr: &str, t: i64) -> Result<Vec<(Labels, f64)>, String> {
+    let source = logsource::RuleSource {
+        metrics: &context.store,
+        logs: context.logs.as_ref(),
+    };
+    logsource::take_error();
+    let result = promql::instant_query(&source, &context.engine, expr, t);
+    if let Some(e) = logsource::take_error() {
+        return Err(e);
+    }
+    vector(result.map_err(|e| e.to_string())?.value)
 }
 
 /// An instant result as `(labels, value)` (a scalar is one unlabelled
@@ -556,9 +572,7 @@ fn record(
     rule: &RuleState,
     ts: i64,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    let result = promql::instant_query(&*context.store, &context.engine, &rule.spec.expr, ts)
-        .map_err(|e| e.to_string())?;
-    let rows = vector(result.value)?;
+    let rows = query(context, &rule.spec.expr, ts)?;
     let mut out = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
     for (labels, v) in rows {
@@ -615,9 +629,7 @@ fn alert(
     };
     let hold_ms = i64::try_from(for_.as_millis()).unwrap_or(i64::MAX);
     let keep_ms = i64::try_from(keep_firing_for.as_millis()).unwrap_or(i64::MAX);
-    let result = promql::instant_query(&*context.store, &context.engine, &rule.spec.expr, ts)
-        .map_err(|e| e.to_string())?;
-    let rows = vector(result.value)?;
+    let rows = query(context, &rule.spec.expr, ts)?;
     let query = TemplateQuery { context, t: ts };
     let name = rule.spec.name.clone();
     let mut current: BTreeMap<BTreeMap<String, String>, Alert> = BTreeMap::new();

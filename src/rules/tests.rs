@@ -9,6 +9,7 @@ fn context(store: Arc<MetricsStore>) -> Context {
     alerting.alertmanagers = vec!["http://127.0.0.1:1".into()];
     Context {
         store,
+        logs: None,
         engine: EngineOptions::default(),
         external_labels: BTreeMap::from([("cluster".to_owned(), "eu1".to_owned())]),
         external_url: "http://oxeye".into(),
