@@ -825,24 +825,7 @@ fn restore_for_state(context: &Context, state: &mut GroupState, ts: i64) {
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as alert values appear in
 /// Prometheus' API (`"1e+00"`).
 pub fn format_value_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let text = format!("{v:e}");
-    let (mantissa, exp) = text.split_once('e').expect("exponent");
-    let exp: i32 = exp.parse().expect("exponent digits");
-    format!(
-        "{mantissa}e{}{:02}",
-        if exp < 0 { '-' } else { '+' },
-        exp.abs()
-    )
+    template::go_e(v, None)
 }
 
 /// RFC 3339 with nanoseconds, as Go prints times in JSON.

@@ -1241,18 +1241,41 @@ fn digits(v: f64, prec: Option<usize>) -> (String, i32) {
     (ds, exp + 1)
 }
 
+/// NaN and infinities as Go's `strconv` prints them.
+fn non_finite(v: f64) -> Option<String> {
+    if v.is_nan() {
+        Some("NaN".into())
+    } else if v.is_infinite() {
+        Some(if v > 0.0 { "+Inf" } else { "-Inf" }.into())
+    } else {
+        None
+    }
+}
+
+/// Go's `strconv.FormatFloat(v, 'e', prec, 64)` (`None`: shortest digits):
+/// at least two exponent digits, `e+00`.
+pub fn go_e(v: f64, prec: Option<usize>) -> String {
+    if let Some(text) = non_finite(v) {
+        return text;
+    }
+    let text = match prec {
+        Some(p) => format!("{v:.p$e}"),
+        None => format!("{v:e}"),
+    };
+    let (mantissa, exp) = text.split_once('e').expect("exponent");
+    let exp: i32 = exp.parse().expect("exponent digits");
+    format!(
+        "{mantissa}e{}{:02}",
+        if exp < 0 { '-' } else { '+' },
+        exp.abs()
+    )
+}
+
 /// Go's `strconv.FormatFloat(v, 'g', prec, 64)` (`None`: shortest, as
 /// `%v` prints a float64).
 pub fn go_g(v: f64, prec: Option<usize>) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(text) = non_finite(v) {
+        return text;
     }
     let (ds, dp) = digits(v, prec);
     let nd = ds.len() as i32;
@@ -1489,12 +1512,7 @@ pub fn printf(format: &str, args: &[TValue]) -> String {
                 Some(n) if !n.is_finite() => go_g(n, None),
                 Some(n) => match verb {
                     'f' | 'F' => format!("{:.*}", precision.unwrap_or(6), n),
-                    'e' => {
-                        let s = format!("{:.*e}", precision.unwrap_or(6), n);
-                        let (m, e) = s.split_once('e').expect("exponent");
-                        let e: i32 = e.parse().expect("exponent digits");
-                        format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
-                    }
+                    'e' => go_e(n, Some(precision.unwrap_or(6))),
                     _ => go_g(n, precision),
                 },
                 None => format!("%!{verb}({}={})", arg.type_name(), arg.display()),
@@ -1632,6 +1650,10 @@ mod tests {
         assert_eq!(expand("{{ $value | humanizePercentage }}"), "12.35%");
         assert_eq!(expand("{{ humanize $value }}"), "123.5m");
         assert_eq!(expand("{{ printf \"%.2f\" $value }}"), "0.12");
+        assert_eq!(
+            expand("{{ printf \"%.2e|%e\" 12345.0 0.5 }}"),
+            "1.23e+04|5.000000e-01"
+        );
         assert_eq!(
             expand("{{ printf \"%s=%5.1f|%-4d|\" \"x\" 2.25 7 }}"),
             "x=  2.2|7   |"
