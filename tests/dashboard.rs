@@ -23,7 +23,31 @@ fn dashboard_pages_in_chromium() {
         e2e.join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed in tests/e2e; run scripts/test, which installs it"
     );
-    let server = TestServer::start_with(&[("OXEYE_TRACES__SPAN_METRICS_INTERVAL", "200ms")]);
+    // Rules for the Alerts and Rules pages: one firing, one failing.
+    let rules_dir = tempfile::tempdir().unwrap();
+    let rules = rules_dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        r#"groups:
+  - name: demo
+    interval: 1s
+    rules:
+      - alert: AlwaysFiring
+        expr: vector(1)
+        labels: {severity: page}
+        annotations: {summary: "the demo alert fires"}
+      - alert: ErrorLogs
+        expr: oxeye_log_records{query="severity_text:ERROR", window="1h"} > 1000
+      - record: broken
+        expr: 'label_replace(vector(1), "a", "", "b", "(")'
+"#,
+    )
+    .unwrap();
+    let files = format!("[\"{}\"]", rules.display());
+    let server = TestServer::start_with(&[
+        ("OXEYE_TRACES__SPAN_METRICS_INTERVAL", "200ms"),
+        ("OXEYE_RULES__FILES", files.as_str()),
+    ]);
     let grpc = format!("http://{}", server.otlp_grpc);
     let sent = run_python(
         "otlp_traces.py",
@@ -82,7 +106,7 @@ fn dashboard_pages_in_chromium() {
     );
     assert!(stdout.contains("dashboard ok"), "{stdout}");
     for page in [
-        "overview", "metrics", "logs", "traces", "trace", "services", "status",
+        "overview", "metrics", "logs", "traces", "trace", "services", "status", "alerts", "rules",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),
@@ -103,6 +127,8 @@ fn pages_render_empty_states_and_bad_input() {
         ("/ui/services", "No calls between services"),
         ("/ui/metrics", "Metrics explorer"),
         ("/ui/status", "max_body_size"),
+        ("/ui/alerts", "No alerting rules"),
+        ("/ui/rules", "No rule groups"),
         (
             "/ui/traces/0123456789abcdef0123456789abcdef",
             "No spans with this trace id",

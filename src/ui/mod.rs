@@ -4,6 +4,8 @@
 //! the same query code as the APIs, and every list is bounded (limits and
 //! paging); nothing loads unbounded results into the browser.
 
+mod alerts;
+
 use std::collections::{BTreeSet, HashMap};
 
 use askama::Template;
@@ -40,6 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/traces/{trace_id}", get(trace))
         .route("/ui/services", get(services))
         .route("/ui/status", get(status))
+        .route("/ui/alerts", get(alerts::alerts))
+        .route("/ui/rules", get(alerts::rules_page))
         .route("/static/{*path}", get(static_file))
 }
 

@@ -112,6 +112,21 @@ check((await text("#build")).includes("version"), "status shows build info");
 check((await text("#config")).includes("max_body_size"), "status shows the configuration");
 await page.screenshot({ path: `${shots}/status.png`, fullPage: true });
 
+// Alerts and rules.
+await page.goto(`${base}/ui/alerts`);
+check((await text("#alert-counts")).includes("1 firing"), "alerts page counts the firing alert");
+check((await text("#rule-AlwaysFiring")).includes("the demo alert fires"), "alerts page shows annotations");
+check((await text("#rule-AlwaysFiring")).includes("inactive → pending"), "alerts page shows state history");
+check(
+  (await page.locator("#rule-ErrorLogs a.mono").getAttribute("href")).startsWith("/ui/logs?query=severity_text"),
+  "a log rule links to the logs page",
+);
+await page.screenshot({ path: `${shots}/alerts.png`, fullPage: true });
+await page.goto(`${base}/ui/rules`);
+check((await text("table.rules")).includes("AlwaysFiring"), "rules page lists rules");
+check((await page.locator("tr.health-err").count()) === 1, "rules page shows the failing rule");
+await page.screenshot({ path: `${shots}/rules.png`, fullPage: true });
+
 await browser.close();
 if (problems.length) {
   console.error(problems.join("\n"));
