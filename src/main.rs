@@ -185,6 +185,9 @@ fn serve(args: ServeArgs) -> ExitCode {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Blocking threads outlive a rule group's interval, so per-thread
+        // caches (compiled regexes) stay warm between evaluations.
+        .thread_keep_alive(std::time::Duration::from_secs(300))
         .build()
     {
         Ok(runtime) => runtime,

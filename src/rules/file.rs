@@ -87,6 +87,8 @@ pub struct RuleSpec {
     /// The record or alert name.
     pub name: String,
     pub expr: String,
+    /// `expr`, parsed once at load.
+    pub parsed: std::sync::Arc<promql_parser::parser::Expr>,
     pub kind: RuleKind,
     pub labels: BTreeMap<String, String>,
 }
@@ -225,10 +227,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<GroupSpec>, RuleFileErrors> 
                 rule_errors.push("one of 'record' or 'alert' must be set".to_owned());
             }
             let expr = raw_rule.expr.as_ref().and_then(scalar).unwrap_or_default();
+            let mut parsed = None;
             if expr.is_empty() {
                 rule_errors.push("field 'expr' must be set in rule".to_owned());
-            } else if let Err(e) = super::check_expr(&expr) {
-                rule_errors.push(format!("could not parse expression: {e}"));
+            } else {
+                match super::parse_expr(&expr) {
+                    Ok(p) => parsed = Some(p),
+                    Err(e) => rule_errors.push(format!("could not parse expression: {e}")),
+                }
             }
             let for_ = match raw_rule.for_.as_deref().map(duration).transpose() {
                 Ok(d) => d.unwrap_or_default(),
@@ -303,9 +309,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<GroupSpec>, RuleFileErrors> 
                     i + 1
                 ));
             }
+            // A rule with errors is never evaluated (the file is refused).
+            let parsed =
+                std::sync::Arc::new(parsed.unwrap_or(promql_parser::parser::Expr::NumberLiteral(
+                    promql_parser::parser::NumberLiteral { val: f64::NAN },
+                )));
             rules.push(RuleSpec {
                 name: shown_name,
                 expr,
+                parsed,
                 kind: if alert.is_empty() {
                     RuleKind::Record
                 } else {

@@ -42,9 +42,14 @@ const RESOLVED_RETENTION_MS: i64 = 15 * 60 * 1000;
 const HISTORY: usize = 50;
 
 /// Parse a rule expression with the same depth guard as queries.
-pub fn check_expr(expr: &str) -> Result<(), String> {
+pub fn parse_expr(expr: &str) -> Result<promql_parser::parser::Expr, String> {
     promql::check_depth(expr, promql::max_expression_depth()).map_err(|e| e.to_string())?;
-    promql::with_stack(|| promql::parse(expr).map(drop)).map_err(|e| e.to_string())
+    promql::with_stack(|| promql::parse(expr)).map_err(|e| e.to_string())
+}
+
+/// Check a rule expression (see [`parse_expr`]).
+pub fn check_expr(expr: &str) -> Result<(), String> {
+    parse_expr(expr).map(drop)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,7 +424,6 @@ struct TemplateQuery<'a> {
 
 impl QueryFn for TemplateQuery<'_> {
     fn query(&self, expr: &str) -> Result<template::QueryRows, String> {
-        check_expr(expr)?;
         Ok(query(self.context, expr, self.t)?
             .into_iter()
             .map(|(labels, v)| (labels.pairs().iter().cloned().collect(), v))
@@ -429,12 +433,22 @@ impl QueryFn for TemplateQuery<'_> {
 
 /// Evaluate `expr` at `t` over the metrics store and log selectors.
 fn query(context: &Context, expr: &str, t: i64) -> Result<Vec<(Labels, f64)>, String> {
+    let parsed = parse_expr(expr)?;
+    query_parsed(context, &parsed, t)
+}
+
+/// [`query`] for an expression parsed once, at load.
+fn query_parsed(
+    context: &Context,
+    expr: &promql_parser::parser::Expr,
+    t: i64,
+) -> Result<Vec<(Labels, f64)>, String> {
     let source = logsource::RuleSource {
         metrics: &context.store,
         logs: context.logs.as_ref(),
     };
     logsource::take_error();
-    let result = promql::instant_query(&source, &context.engine, expr, t);
+    let result = promql::instant_query_expr(&source, &context.engine, expr, t);
     if let Some(e) = logsource::take_error() {
         return Err(e);
     }
@@ -467,6 +481,8 @@ pub fn evaluate_group(context: &Context, group: &Group, ts: i64) {
     let query_ts = ts.saturating_sub(i64::try_from(group.query_offset.as_millis()).unwrap_or(0));
     let mut state = group.state.lock().clone();
     let mut to_send: Vec<AmAlert> = Vec::new();
+    // One WAL fsync per group evaluation, not one per rule.
+    let mut last_seq = 0;
     for rule in &mut state.rules {
         let rule_started = Instant::now();
         let result = match &rule.spec.kind {
@@ -493,10 +509,13 @@ pub fn evaluate_group(context: &Context, group: &Group, ts: i64) {
             writes.push((gone.clone(), f64::from_bits(STALE_NAN_BITS)));
         }
         rule.written = now_written;
-        if let Err(e) = write_samples(&context.store, &writes, query_ts) {
-            rule.health = Health::Err;
-            rule.last_error = format!("writing results: {e}");
-            context.metrics.rule_evaluation_failed(&group.spec.name);
+        match write_samples(&context.store, &writes, query_ts) {
+            Ok(seq) => last_seq = last_seq.max(seq),
+            Err(e) => {
+                rule.health = Health::Err;
+                rule.last_error = format!("writing results: {e}");
+                context.metrics.rule_evaluation_failed(&group.spec.name);
+            }
         }
         if rule.spec.is_alert() {
             let interval_ms = i64::try_from(group.interval.as_millis()).unwrap_or(i64::MAX);
@@ -523,6 +542,10 @@ pub fn evaluate_group(context: &Context, group: &Group, ts: i64) {
         rule.last_evaluation_ms = Some(ts);
         rule.evaluation_seconds = rule_started.elapsed().as_secs_f64();
     }
+    if let Err(e) = context.store.sync_to(last_seq) {
+        tracing::error!(group = %group.spec.name, error = %e, "syncing rule results failed");
+        context.metrics.rule_evaluation_failed(&group.spec.name);
+    }
     if state.should_restore {
         restore_for_state(context, &mut state, query_ts);
         state.should_restore = false;
@@ -538,9 +561,11 @@ pub fn evaluate_group(context: &Context, group: &Group, ts: i64) {
     }
 }
 
-fn write_samples(store: &MetricsStore, samples: &[(Labels, f64)], t: i64) -> Result<(), String> {
+/// Append a rule's results (readable by the next rule at once); returns
+/// the WAL sequence to sync once the group is done.
+fn write_samples(store: &MetricsStore, samples: &[(Labels, f64)], t: i64) -> Result<u64, String> {
     if samples.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let keys: Vec<Vec<u8>> = samples.iter().map(|(l, _)| l.key()).collect();
     let refs: Vec<Vec<crate::model::LabelRef<'_>>> =
@@ -558,10 +583,12 @@ fn write_samples(store: &MetricsStore, samples: &[(Labels, f64)], t: i64) -> Res
             exemplars: &[],
         })
         .collect();
-    let outcome = store.append(&writes, &[]).map_err(|e| e.to_string())?;
+    let (outcome, seq) = store
+        .append_unsynced(&writes, &[])
+        .map_err(|e| e.to_string())?;
     match outcome.messages.first() {
         Some(first) if outcome.samples_accepted == 0 => Err(first.clone()),
-        _ => Ok(()),
+        _ => Ok(seq),
     }
 }
 
@@ -572,7 +599,7 @@ fn record(
     rule: &RuleState,
     ts: i64,
 ) -> Result<Vec<(Labels, f64)>, String> {
-    let rows = query(context, &rule.spec.expr, ts)?;
+    let rows = query_parsed(context, &rule.spec.parsed, ts)?;
     let mut out = Vec::with_capacity(rows.len());
     let mut seen = HashSet::new();
     for (labels, v) in rows {
@@ -629,7 +656,7 @@ fn alert(
     };
     let hold_ms = i64::try_from(for_.as_millis()).unwrap_or(i64::MAX);
     let keep_ms = i64::try_from(keep_firing_for.as_millis()).unwrap_or(i64::MAX);
-    let rows = query(context, &rule.spec.expr, ts)?;
+    let rows = query_parsed(context, &rule.spec.parsed, ts)?;
     let query = TemplateQuery { context, t: ts };
     let name = rule.spec.name.clone();
     let mut current: BTreeMap<BTreeMap<String, String>, Alert> = BTreeMap::new();

@@ -39,7 +39,8 @@ fn group(text: &str) -> Group {
 }
 
 fn put(store: &MetricsStore, pairs: &[(&str, &str)], t: i64, v: f64) {
-    write_samples(store, &[(Labels::from_pairs(pairs.iter().copied()), v)], t).unwrap();
+    let seq = write_samples(store, &[(Labels::from_pairs(pairs.iter().copied()), v)], t).unwrap();
+    store.sync_to(seq).unwrap();
 }
 
 fn series(store: &MetricsStore, name: &str) -> Vec<(String, Vec<(i64, f64)>)> {

@@ -28,13 +28,16 @@ impl Matcher {
         }
     }
 
-    /// Build a regex matcher; the pattern is anchored at both ends.
+    /// Build a regex matcher; the pattern is anchored at both ends. Compiled
+    /// regexes are reused per thread (rules evaluate the same selectors
+    /// every interval, and compiling costs more than matching a few hundred
+    /// label values).
     pub fn regex(
         name: impl Into<String>,
         pattern: &str,
         negate: bool,
     ) -> Result<Matcher, regex::Error> {
-        let regex = Regex::new(&format!("^(?s:{pattern})$"))?;
+        let regex = cached_regex(pattern)?;
         Ok(Matcher {
             name: name.into(),
             op: if negate {
@@ -100,8 +103,58 @@ pub fn select(postings: &MemPostings, matchers: &[Matcher]) -> RoaringBitmap {
     result
 }
 
+thread_local! {
+    static REGEX_CACHE: std::cell::RefCell<std::collections::HashMap<String, Regex>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+#[cfg(test)]
+fn cached_regex_count() -> usize {
+    REGEX_CACHE.with(|c| c.borrow().len())
+}
+
+/// Anchored regexes by pattern, per thread (a `Regex` shared by threads
+/// hands each match a cache from a shared pool, which measured slower than
+/// compiling); bounded, emptied when full.
+fn cached_regex(pattern: &str) -> Result<Regex, regex::Error> {
+    const MAX_CACHED: usize = 1024;
+    const MAX_PATTERN: usize = 1024;
+    let anchored = || Regex::new(&format!("^(?s:{pattern})$"));
+    if pattern.len() > MAX_PATTERN {
+        return anchored();
+    }
+    if let Some(regex) = REGEX_CACHE.with(|c| c.borrow().get(pattern).cloned()) {
+        return Ok(regex);
+    }
+    let regex = anchored()?;
+    REGEX_CACHE.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(pattern.to_owned(), regex.clone());
+    });
+    Ok(regex)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cached_regexes_match_like_fresh_ones_and_stay_bounded() {
+        for round in 0..2 {
+            let m = Matcher::regex("i", "i7.*", false).unwrap();
+            assert!(m.matches("i70") && !m.matches("xi7"), "round {round}");
+            let n = Matcher::regex("i", "i7.*", true).unwrap();
+            assert!(!n.matches("i70") && n.matches("i8"));
+        }
+        for i in 0..1500 {
+            Matcher::regex("i", &format!("p{i}"), false).unwrap();
+        }
+        let size = super::cached_regex_count();
+        assert!(size <= 1024, "{size}");
+        assert!(Matcher::regex("i", "(", false).is_err());
+    }
+
     use super::*;
     use crate::model::Labels;
 

@@ -516,6 +516,28 @@ impl MetricsStore {
         writes: &[SeriesWrite<'_>],
         metadata: &[MetricMetadata],
     ) -> Result<AppendOutcome, StorageError> {
+        let (outcome, seq) = self.append_unsynced(writes, metadata)?;
+        self.sync_to(seq)?;
+        Ok(outcome)
+    }
+
+    /// Make appends up to WAL sequence `seq` durable (per the fsync policy).
+    pub fn sync_to(&self, seq: u64) -> Result<(), StorageError> {
+        if seq > 0 && self.options.fsync == FsyncPolicy::Always {
+            self.wal.sync(seq)?;
+        }
+        Ok(())
+    }
+
+    /// [`MetricsStore::append`] without waiting for the fsync: the data is
+    /// readable at once, durable after [`MetricsStore::sync_to`] with the
+    /// returned sequence. For writers that append many small batches and
+    /// acknowledge once (rule groups).
+    pub fn append_unsynced(
+        &self,
+        writes: &[SeriesWrite<'_>],
+        metadata: &[MetricMetadata],
+    ) -> Result<(AppendOutcome, u64), StorageError> {
         let mut outcome = AppendOutcome::default();
         let (oldest, newest) = match self.options.accept_ahead_ms {
             Some(ahead) => {
@@ -675,9 +697,6 @@ impl MetricsStore {
                     .insert(m.metric_family.clone(), m.clone());
             }
         }
-        if last_seq > 0 && self.options.fsync == FsyncPolicy::Always {
-            self.wal.sync(last_seq)?;
-        }
         self.stats
             .samples_appended
             .fetch_add(outcome.samples_accepted, Ordering::Relaxed);
@@ -698,7 +717,7 @@ impl MetricsStore {
             };
             counter.fetch_add(*count, Ordering::Relaxed);
         }
-        Ok(outcome)
+        Ok((outcome, last_seq))
     }
 
     /// Make everything durable before shutdown.
