@@ -4,7 +4,9 @@
 //! notifies a webhook receiver run by this test. Fire, group, resolve and a
 //! silence; a second Alertmanager that is down; the rules and alerts APIs;
 //! reloads by SIGHUP and `POST /-/reload` with a broken and a fixed file;
-//! and `oxeye check-rules` agreeing with `promtool check rules`.
+//! `oxeye check-rules` agreeing with `promtool check rules`; log rules over
+//! `_bulk` data; trace rules over the span metrics of spans sent by the
+//! OpenTelemetry Python SDK.
 
 mod common;
 
@@ -491,4 +493,63 @@ fn log_rules_count_matching_records_per_field() {
         error.contains("window \"soon\" is not a duration"),
         "{error}"
     );
+}
+
+/// Rules over traces: the span-metrics series of spans sent by the
+/// OpenTelemetry Python SDK (an error count and a latency quantile per
+/// service and operation).
+#[test]
+fn trace_rules_alert_on_span_errors_and_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("traces.yml");
+    std::fs::write(
+        &rules,
+        r#"groups:
+  - name: traces
+    interval: 1s
+    rules:
+      - alert: SpanErrors
+        expr: sum by (service_name, span_name) (traces_span_metrics_calls_total{status_code="STATUS_CODE_ERROR"}) > 0
+        annotations:
+          summary: "{{ $labels.span_name }} of {{ $labels.service_name }} failed {{ $value }} times"
+      - alert: SlowQueries
+        expr: histogram_quantile(0.99, sum by (le, service_name, span_name) (traces_span_metrics_duration_milliseconds_bucket{span_name="SELECT orders"})) > 10
+"#,
+    )
+    .unwrap();
+    let files = format!("[\"{}\"]", rules.display());
+    let server = TestServer::start_with(&[
+        ("OXEYE_RULES__FILES", files.as_str()),
+        ("OXEYE_TRACES__SPAN_METRICS_INTERVAL", "200ms"),
+    ]);
+    run_python(
+        "otlp_traces.py",
+        &[
+            ("TRANSPORT", "grpc".into()),
+            ("OTLP_ENDPOINT", format!("http://{}", server.otlp_grpc)),
+        ],
+    );
+    let alerts = wait_for(Duration::from_secs(30), || {
+        let body = get_json(&server.url("/api/v1/alerts"));
+        let alerts = body["data"]["alerts"].as_array()?.clone();
+        (alerts.len() >= 2).then_some(alerts)
+    })
+    .expect("both trace alerts fired");
+    let errors = alerts
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "SpanErrors")
+        .unwrap();
+    assert_eq!(errors["labels"]["service_name"], "api");
+    assert_eq!(errors["labels"]["span_name"], "GET cart:42");
+    assert_eq!(
+        errors["annotations"]["summary"],
+        "GET cart:42 of api failed 1 times"
+    );
+    let slow = alerts
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "SlowQueries")
+        .unwrap();
+    assert_eq!(slow["labels"]["span_name"], "SELECT orders");
+    assert!(slow["value"].as_str().unwrap().parse::<f64>().unwrap() > 10.0);
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
 }
