@@ -191,6 +191,13 @@ fn rules_fire_and_resolve_through_a_real_alertmanager() {
         .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
         .find(|a| a["labels"]["alertname"] == "ErrorsHigh")
         .unwrap();
+    // Alertmanager grouped it by alertname, as its route says.
+    let notification = firing
+        .iter()
+        .find(|n| n["groupLabels"]["alertname"] == "ErrorsHigh")
+        .expect("a notification for the ErrorsHigh group");
+    assert_eq!(notification["receiver"], "hook");
+    assert_eq!(notification["commonLabels"]["severity"], "page");
     assert_eq!(alert["labels"]["cluster"], "test");
     assert_eq!(alert["labels"]["severity"], "page");
     assert_eq!(alert["labels"]["job"], "api");

@@ -310,3 +310,41 @@ fn alert_values_are_formatted_as_prometheus_does() {
     assert_eq!(format_value_e(0.25), "2.5e-01");
     assert_eq!(format_value_e(12345.0), "1.2345e+04");
 }
+
+#[test]
+fn a_full_notification_queue_drops_the_oldest_and_counts_them() {
+    let config: Config = toml::from_str(crate::config::DEFAULT_CONFIG).unwrap();
+    let mut alerting = config.alerting.clone();
+    alerting.alertmanagers = vec!["http://127.0.0.1:1".into()];
+    alerting.queue_capacity = 2;
+    let metrics = SelfMetrics::new();
+    let notifier = Notifier::new(
+        &alerting,
+        BTreeMap::from([("cluster".to_owned(), "eu1".to_owned())]),
+        metrics.clone(),
+    );
+    let alert = |name: &str| AmAlert {
+        labels: BTreeMap::from([("alertname".to_owned(), name.to_owned())]),
+        annotations: BTreeMap::new(),
+        starts_at_ms: 0,
+        ends_at_ms: 1,
+        generator_url: String::new(),
+    };
+    notifier.send(vec![
+        alert("a"),
+        alert("b"),
+        alert("c"),
+        alert("d"),
+        alert("e"),
+    ]);
+    assert_eq!(notifier.queue_length(), 2);
+    let exposition = metrics.render_text_for_tests();
+    assert!(
+        exposition.contains("oxeye_notifications_dropped_total 3"),
+        "{exposition}"
+    );
+    assert!(exposition.contains("oxeye_notifications_queue_length 2"));
+    // Times as Alertmanager reads them.
+    let body = notifier::encode(&[alert("x")]);
+    assert_eq!(body[0]["endsAt"], "1970-01-01T00:00:00.001Z");
+}

@@ -629,6 +629,15 @@ impl SelfMetrics {
         self.recent_errors.lock().iter().cloned().collect()
     }
 
+    /// The exposition text of the registry alone (no store figures).
+    #[cfg(test)]
+    pub fn render_text_for_tests(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+
     /// The exposition text, with store figures read now.
     pub fn render(&self, store: &MetricsStore, logs: &LogStore, traces: &TraceStore) -> String {
         let (head, blocks, bytes) = traces.summary();
