@@ -13,7 +13,9 @@
 //! Prints, every minute and at the end: acknowledged samples, records and
 //! spans, failed writes (any non-success answer to a valid write), hostile
 //! requests answered other than 4xx, RSS now and its slope (least squares
-//! over the second half of the run, MiB per hour), and at the end whether
+//! over the second half of the run, MiB per hour), the same for anonymous
+//! memory alone (mapped block and segment files count in RSS but the kernel
+//! can drop them), and at the end whether
 //! the stored counts equal the acknowledged ones.
 
 #[path = "support/mod.rs"]
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{free_port, peak_rss_mib, rss_mib};
+use support::{free_port, peak_rss_mib, rss_anon_mib, rss_mib};
 
 fn rate(var: &str, default: u64) -> u64 {
     std::env::var(var)
@@ -293,10 +295,13 @@ fn main() {
 
     // Memory, every 10 s; a report every minute.
     let mut rss: Vec<(f64, f64)> = Vec::new();
-    let report = |rss: &[(f64, f64)], c: &Counters| {
+    // The anonymous part (heap): mapped block and segment files count in
+    // RSS too, but the kernel can drop them.
+    let mut anon: Vec<(f64, f64)> = Vec::new();
+    let report = |rss: &[(f64, f64)], anon: &[(f64, f64)], c: &Counters| {
         let slope = slope_mib_per_hour(rss);
         eprintln!(
-            "{:5.1} min  samples {:>11}  records {:>9}  spans {:>9}  failed writes {}  hostile {} (unexpected {})  RSS {:.0} MiB  slope {:+.1} MiB/h",
+            "{:5.1} min  samples {:>11}  records {:>9}  spans {:>9}  failed writes {}  hostile {} (unexpected {})  RSS {:.0} MiB  slope {:+.1} MiB/h  anon {:.0} MiB  slope {:+.1} MiB/h",
             rss.last().map_or(0.0, |r| r.0 / 60.0),
             c.samples.load(Ordering::Relaxed),
             c.docs.load(Ordering::Relaxed),
@@ -306,6 +311,8 @@ fn main() {
             c.hostile_unexpected.load(Ordering::Relaxed),
             rss.last().map_or(0.0, |r| r.1),
             slope,
+            anon.last().map_or(0.0, |r| r.1),
+            slope_mib_per_hour(anon),
         );
     };
     let t0 = Instant::now();
@@ -315,15 +322,16 @@ fn main() {
             panic!("oxeye exited during the soak: {status}");
         }
         rss.push((t0.elapsed().as_secs_f64(), rss_mib(pid)));
+        anon.push((t0.elapsed().as_secs_f64(), rss_anon_mib(pid)));
         if rss.len().is_multiple_of(6) {
-            report(&rss, &counters);
+            report(&rss, &anon, &counters);
         }
     }
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
     }
-    report(&rss, &counters);
+    report(&rss, &anon, &counters);
 
     // Everything acknowledged is there.
     let http = client();
@@ -401,6 +409,12 @@ fn main() {
         rss.last().map_or(0.0, |r| r.1),
         peak_rss_mib(pid),
         slope_mib_per_hour(&rss)
+    );
+    println!(
+        "anonymous RSS MiB       first {:.0}, last {:.0}; slope over the second half {:+.1} MiB/h",
+        anon.first().map_or(0.0, |r| r.1),
+        anon.last().map_or(0.0, |r| r.1),
+        slope_mib_per_hour(&anon)
     );
     let complete = acked_samples == stored_samples
         && docs["count"].as_u64() == Some(acked_docs)

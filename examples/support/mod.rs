@@ -28,6 +28,13 @@ pub fn rss_mib(pid: u32) -> f64 {
     status_mib(pid, "VmRSS:")
 }
 
+/// The anonymous part of the resident set (heap, stacks; not mapped
+/// files, which the kernel can drop), in MiB.
+#[allow(dead_code)]
+pub fn rss_anon_mib(pid: u32) -> f64 {
+    status_mib(pid, "RssAnon:")
+}
+
 fn status_mib(pid: u32, field: &str) -> f64 {
     let kib: u64 = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
