@@ -31,7 +31,8 @@ fn error(status: StatusCode, error_type: &str, message: String) -> Response {
         .into_response()
 }
 
-fn bad_data(message: String) -> Response {
+/// Prometheus' 400 `bad_data` error.
+pub(crate) fn bad_data(message: String) -> Response {
     error(StatusCode::BAD_REQUEST, "bad_data", message)
 }
 

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::params::Params;
 use super::prometheus::success;
+use super::query::bad_data;
 use super::AppState;
 use crate::rules::file::RuleKind;
 use crate::rules::{self, Alert, AlertState, RuleState};
@@ -40,14 +41,6 @@ fn shown(rule: &RuleState) -> impl Iterator<Item = &Alert> {
     rule.active
         .values()
         .filter(|a| a.state != AlertState::Inactive)
-}
-
-fn bad_data(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"status": "error", "errorType": "bad_data", "error": message})),
-    )
-        .into_response()
 }
 
 async fn list_rules(
@@ -164,8 +157,8 @@ async fn alertmanagers(State(state): State<AppState>) -> Response {
         .rules
         .notifier()
         .targets()
-        .into_iter()
-        .map(|t| json!({"url": t.url}))
+        .iter()
+        .map(|url| json!({ "url": url }))
         .collect();
     success(json!({"activeAlertmanagers": active, "droppedAlertmanagers": []}))
 }

@@ -18,7 +18,7 @@ pub mod logsource;
 pub mod notifier;
 pub mod template;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -868,23 +868,6 @@ pub fn snapshot(groups: &[Arc<Group>]) -> Vec<(Arc<Group>, GroupState)> {
         .iter()
         .map(|g| (g.clone(), g.state.lock().clone()))
         .collect()
-}
-
-/// Count of rules by kind, for status pages.
-pub fn rule_counts(groups: &[Arc<Group>]) -> HashMap<&'static str, usize> {
-    let mut counts = HashMap::new();
-    for g in groups {
-        for r in &g.spec.rules {
-            *counts
-                .entry(if r.is_alert() {
-                    "alerting"
-                } else {
-                    "recording"
-                })
-                .or_default() += 1;
-        }
-    }
-    counts
 }
 
 #[cfg(test)]

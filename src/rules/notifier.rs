@@ -28,13 +28,6 @@ pub struct AmAlert {
     pub generator_url: String,
 }
 
-/// An Alertmanager and how sending to it went.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub url: String,
-    pub last_error: Option<String>,
-}
-
 type Client = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
@@ -46,7 +39,8 @@ pub struct Notifier {
     capacity: usize,
     timeout: Duration,
     external_labels: BTreeMap<String, String>,
-    targets: Mutex<Vec<Target>>,
+    /// `…/api/v2/alerts` of every Alertmanager.
+    targets: Vec<String>,
     metrics: Arc<SelfMetrics>,
 }
 
@@ -62,36 +56,27 @@ impl Notifier {
             capacity: config.queue_capacity.max(1),
             timeout: config.timeout,
             external_labels,
-            targets: Mutex::new(
-                config
-                    .alertmanagers
-                    .iter()
-                    .map(|u| Target {
-                        url: format!("{}/api/v2/alerts", u.trim_end_matches('/')),
-                        last_error: None,
-                    })
-                    .collect(),
-            ),
+            targets: config
+                .alertmanagers
+                .iter()
+                .map(|u| format!("{}/api/v2/alerts", u.trim_end_matches('/')))
+                .collect(),
             metrics,
         })
     }
 
-    /// The Alertmanagers alerts are sent to.
-    pub fn targets(&self) -> Vec<Target> {
-        self.targets.lock().clone()
+    /// Where alerts are sent (`…/api/v2/alerts` of every Alertmanager).
+    pub fn targets(&self) -> &[String] {
+        &self.targets
     }
 
     pub fn queue_length(&self) -> usize {
         self.queue.lock().len()
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Queue alerts; never blocks. With no Alertmanager they are dropped.
     pub fn send(&self, alerts: Vec<AmAlert>) {
-        if self.targets.lock().is_empty() {
+        if self.targets.is_empty() {
             return;
         }
         let mut dropped = 0;
@@ -138,24 +123,19 @@ impl Notifier {
                 continue;
             }
             let body = Bytes::from(encode(&batch).to_string());
-            let urls: Vec<String> = self.targets.lock().iter().map(|t| t.url.clone()).collect();
+            let urls = &self.targets;
             let sends = urls
                 .iter()
                 .map(|url| post(&client, url, body.clone(), self.timeout));
             let results = futures_util::future::join_all(sends).await;
             let mut delivered = false;
-            {
-                let mut targets = self.targets.lock();
-                for (url, result) in urls.iter().zip(results) {
-                    let error = result.err();
-                    self.metrics
-                        .notification_sent(url, batch.len(), error.is_some());
-                    if let Some(e) = &error {
-                        tracing::warn!(alertmanager = %url, error = %e, "sending alerts failed");
-                    }
-                    delivered |= error.is_none();
-                    if let Some(t) = targets.iter_mut().find(|t| &t.url == url) {
-                        t.last_error = error;
+            for (url, result) in urls.iter().zip(results) {
+                self.metrics
+                    .notification_sent(url, batch.len(), result.is_err());
+                match result {
+                    Ok(()) => delivered = true,
+                    Err(e) => {
+                        tracing::warn!(alertmanager = %url, error = %e, "sending alerts failed")
                     }
                 }
             }

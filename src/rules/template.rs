@@ -108,15 +108,6 @@ pub trait QueryFn {
     fn query(&self, expr: &str) -> Result<QueryRows, String>;
 }
 
-/// No `query` (for `check-rules` and tests).
-pub struct NoQuery;
-
-impl QueryFn for NoQuery {
-    fn query(&self, _: &str) -> Result<QueryRows, String> {
-        Err("query is not available here".into())
-    }
-}
-
 /// The data of an alert template: `.Labels`, `.Value`, `.ExternalLabels`,
 /// `.ExternalURL`, also bound to `$labels`, `$value`, `$externalLabels` and
 /// `$externalURL`.
