@@ -10,6 +10,7 @@ pub mod error;
 pub mod ingest;
 pub mod model;
 pub mod query;
+pub mod recommend;
 pub mod rules;
 pub mod selfmon;
 pub mod storage;

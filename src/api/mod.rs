@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod params;
 pub mod prometheus;
 pub mod query;
+pub mod recommendations;
 pub mod rules;
 pub mod status;
 pub mod tls;
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .merge(prometheus::routes())
         .merge(query::routes())
         .merge(rules::routes())
+        .merge(recommendations::routes())
         .merge(status::routes())
         .merge(otlp::http_routes())
         .merge(logs::routes())

@@ -35,6 +35,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub rules: RulesConfig,
     pub alerting: AlertingConfig,
+    pub recommendations: RecommendationsConfig,
     pub log: LogConfig,
     /// The directory of the configuration file (rule globs are relative to
     /// it); the working directory without one.
@@ -70,6 +71,69 @@ impl RulesConfig {
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
             .collect()
+    }
+}
+
+/// `[recommendations]`: Kubernetes right-sizing (see `src/recommend`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationsConfig {
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub step: Duration,
+    pub strategy: String,
+    pub cluster: String,
+    pub cpu_percentile: f64,
+    pub cpu_request_percentile: f64,
+    pub cpu_limit_percentile: f64,
+    pub memory_buffer_percentage: f64,
+    pub points_required: u64,
+    pub allow_hpa: bool,
+    pub use_oomkill_data: bool,
+    pub oom_memory_buffer_percentage: f64,
+    pub hpa_target_utilization_percentage: f64,
+    pub hpa_min_daily_variation: f64,
+    pub backtest_train_fraction: f64,
+    pub max_pods: usize,
+    pub max_steps: usize,
+    pub cpu_usage_metric: String,
+    pub cpu_usage_is_counter: bool,
+    pub memory_usage_metric: String,
+    pub namespace_label: String,
+    pub pod_label: String,
+    pub container_label: String,
+}
+
+impl RecommendationsConfig {
+    pub fn options(&self) -> crate::recommend::Options {
+        use crate::recommend::{Names, Options, Settings};
+        Options {
+            names: Names {
+                cpu_usage: self.cpu_usage_metric.clone(),
+                cpu_is_counter: self.cpu_usage_is_counter,
+                memory_usage: self.memory_usage_metric.clone(),
+                namespace_label: self.namespace_label.clone(),
+                pod_label: self.pod_label.clone(),
+                container_label: self.container_label.clone(),
+            },
+            settings: Settings {
+                cpu_percentile: self.cpu_percentile,
+                cpu_request_percentile: self.cpu_request_percentile,
+                cpu_limit_percentile: self.cpu_limit_percentile,
+                memory_buffer_percentage: self.memory_buffer_percentage,
+                points_required: self.points_required,
+                allow_hpa: self.allow_hpa,
+                use_oomkill_data: self.use_oomkill_data,
+                oom_memory_buffer_percentage: self.oom_memory_buffer_percentage,
+            },
+            cluster: self.cluster.clone(),
+            hpa_target_utilization: self.hpa_target_utilization_percentage / 100.0,
+            hpa_min_variation: self.hpa_min_daily_variation,
+            max_pods: self.max_pods,
+            max_steps: self.max_steps,
+            backtest_train_fraction: self.backtest_train_fraction,
+        }
     }
 }
 
@@ -391,6 +455,51 @@ impl Config {
                 .all(|u| u.starts_with("http://")),
             "alerting.alertmanagers",
             "each entry must be an http:// URL (TLS to Alertmanager is not supported yet)",
+        );
+        let r = &self.recommendations;
+        check(
+            !r.step.is_zero() && r.step <= r.window,
+            "recommendations.step",
+            "must be greater than zero and no longer than recommendations.window",
+        );
+        check(
+            crate::recommend::Strategy::parse(&r.strategy).is_some(),
+            "recommendations.strategy",
+            "must be simple, simple_limit or vpa",
+        );
+        for (key, value) in [
+            ("recommendations.cpu_percentile", r.cpu_percentile),
+            (
+                "recommendations.cpu_request_percentile",
+                r.cpu_request_percentile,
+            ),
+            (
+                "recommendations.cpu_limit_percentile",
+                r.cpu_limit_percentile,
+            ),
+        ] {
+            check(value > 0.0 && value <= 100.0, key, "must be in (0, 100]");
+        }
+        check(
+            r.hpa_target_utilization_percentage > 0.0
+                && r.hpa_target_utilization_percentage <= 100.0,
+            "recommendations.hpa_target_utilization_percentage",
+            "must be in (0, 100]",
+        );
+        check(
+            r.backtest_train_fraction > 0.0 && r.backtest_train_fraction < 1.0,
+            "recommendations.backtest_train_fraction",
+            "must be between 0 and 1",
+        );
+        check(
+            r.memory_buffer_percentage >= 0.0 && r.oom_memory_buffer_percentage >= 0.0,
+            "recommendations.memory_buffer_percentage",
+            "buffers must not be negative",
+        );
+        check(
+            r.max_pods > 0 && r.max_steps > 0,
+            "recommendations.max_pods",
+            "max_pods and max_steps must be greater than zero",
         );
         check(
             self.alerting.queue_capacity > 0,

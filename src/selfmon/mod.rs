@@ -143,6 +143,10 @@ pub struct SelfMetrics {
     trace_block_bytes: Gauges,
     trace_block_index_bytes: Gauges,
     span_metrics_dropped: Counter,
+    /// Recommendation runs, workloads analysed and run durations.
+    pub recommendation_runs: Counter,
+    pub recommendation_workloads: Counter,
+    pub recommendation_duration: Histogram,
     /// PromQL evaluations holding a `query.max_concurrent` slot, and
     /// queries and log searches waiting for one.
     pub queries_running: Gauges,
@@ -378,7 +382,28 @@ impl SelfMetrics {
             "Newest sample timestamp in the head (ms since the epoch)",
         );
         let rules = RuleMetrics::register(&mut registry);
+        let recommendation_runs = Counter::default();
+        registry.register(
+            "recommendation_runs",
+            "Kubernetes recommendation runs",
+            recommendation_runs.clone(),
+        );
+        let recommendation_workloads = Counter::default();
+        registry.register(
+            "recommendation_workloads",
+            "Workloads analysed by recommendation runs",
+            recommendation_workloads.clone(),
+        );
+        let recommendation_duration = Histogram::new(exponential_buckets(0.001, 4.0, 10));
+        registry.register(
+            "recommendation_duration_seconds",
+            "Duration of recommendation runs",
+            recommendation_duration.clone(),
+        );
         Arc::new(SelfMetrics {
+            recommendation_runs,
+            recommendation_workloads,
+            recommendation_duration,
             rules,
             registry,
             samples_ingested,

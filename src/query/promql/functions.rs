@@ -890,11 +890,25 @@ fn extrapolated_rate(
     counter: bool,
     rate: bool,
 ) -> Option<f64> {
+    extrapolate(w, input.ends[i], input.range, counter, rate)
+}
+
+/// `rate` (`rate`), `increase` (`!rate`) or `delta` (`!counter`) of the
+/// samples `w` of the left-open window `(range_end - range, range_end]`,
+/// with Prometheus' extrapolation to the window's edges; `None` with fewer
+/// than two samples. Also used by the recommender, which evaluates
+/// `rate(x[step])` straight from the store.
+pub fn extrapolate(
+    w: &[Sample],
+    range_end: i64,
+    range: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
-    let range_end = input.ends[i];
-    let range_start = range_end.saturating_sub(input.range);
+    let range_start = range_end.saturating_sub(range);
     let first = w[0];
     let last = w[w.len() - 1];
     let mut result = last.v - first.v;
@@ -926,7 +940,7 @@ fn extrapolated_rate(
     }
     let mut factor = (sampled + duration_to_start + duration_to_end) / sampled;
     if rate {
-        factor /= input.range as f64 / 1000.0;
+        factor /= range as f64 / 1000.0;
     }
     Some(result * factor)
 }

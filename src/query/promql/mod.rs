@@ -9,9 +9,9 @@
 mod aggregate;
 mod binary;
 mod eval;
-mod functions;
+pub mod functions;
 mod histogram;
-mod stats;
+pub mod stats;
 pub mod value;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -32,6 +32,13 @@ impl Matcher {
     /// regexes are reused per thread (rules evaluate the same selectors
     /// every interval, and compiling costs more than matching a few hundred
     /// label values).
+    pub fn not_equal(name: impl Into<String>, value: impl Into<String>) -> Matcher {
+        Matcher {
+            name: name.into(),
+            op: MatchOp::NotEqual(value.into()),
+        }
+    }
+
     pub fn regex(
         name: impl Into<String>,
         pattern: &str,

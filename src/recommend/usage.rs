@@ -1,0 +1,165 @@
+//! Usage on the recommender's step grid, computed straight from a series'
+//! samples with PromQL's semantics, so that the numbers equal those of the
+//! queries KRR sends (`rate(x[75s])` and instant values at the steps of a
+//! `[14d:75s]` subquery) without going through the query engine.
+
+use crate::model::{is_stale_nan, Sample};
+use crate::query::promql::functions::extrapolate;
+
+/// Prometheus' default lookback for instant values.
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// Evaluation steps: multiples of `step` in `(end - window, end]`, the steps
+/// Prometheus gives a subquery `[window:step]` evaluated at `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    pub first: i64,
+    pub step: i64,
+    pub len: usize,
+}
+
+impl Grid {
+    /// `window` and `step` are positive and `step <= window` (checked by
+    /// the caller); `end - window` does not overflow for real timestamps.
+    pub fn new(end: i64, window: i64, step: i64) -> Grid {
+        let start = end.saturating_sub(window);
+        let mut first = start.div_euclid(step).saturating_mul(step);
+        if first <= start {
+            first = first.saturating_add(step);
+        }
+        let len = if end < first {
+            0
+        } else {
+            ((end - first) / step + 1) as usize
+        };
+        Grid { first, step, len }
+    }
+
+    pub fn at(&self, i: usize) -> i64 {
+        self.first + i as i64 * self.step
+    }
+
+    pub fn end(&self) -> i64 {
+        self.at(self.len.saturating_sub(1))
+    }
+}
+
+/// Samples without staleness markers (range functions ignore them).
+fn fresh(samples: &[Sample]) -> Vec<Sample> {
+    samples
+        .iter()
+        .copied()
+        .filter(|s| !is_stale_nan(s.v))
+        .collect()
+}
+
+/// `rate(x[range])` of a counter (or, for a gauge, its value) at every
+/// step; NaN where PromQL has no value.
+pub fn rates(samples: &[Sample], grid: &Grid, range: i64) -> Vec<f64> {
+    let samples = fresh(samples);
+    let mut out = Vec::with_capacity(grid.len);
+    let (mut lo, mut hi) = (0usize, 0usize);
+    for i in 0..grid.len {
+        let end = grid.at(i);
+        let start = end - range;
+        while lo < samples.len() && samples[lo].t <= start {
+            lo += 1;
+        }
+        if hi < lo {
+            hi = lo;
+        }
+        while hi < samples.len() && samples[hi].t <= end {
+            hi += 1;
+        }
+        out.push(extrapolate(&samples[lo..hi], end, range, true, true).unwrap_or(f64::NAN));
+    }
+    out
+}
+
+/// The instant value at every step (the latest sample no older than the
+/// lookback; a staleness marker ends the series); NaN where absent.
+pub fn instants(samples: &[Sample], grid: &Grid) -> Vec<f64> {
+    let mut out = Vec::with_capacity(grid.len);
+    let mut next = 0usize;
+    for i in 0..grid.len {
+        let t = grid.at(i);
+        while next < samples.len() && samples[next].t <= t {
+            next += 1;
+        }
+        let value = match next.checked_sub(1).map(|j| samples[j]) {
+            Some(s) if s.t > t - LOOKBACK_MS && !is_stale_nan(s.v) => s.v,
+            _ => f64::NAN,
+        };
+        out.push(value);
+    }
+    out
+}
+
+/// Element-wise maximum, ignoring NaN (`max by (pod, container)` over
+/// duplicate series of one container).
+pub fn merge_max(into: &mut [f64], other: &[f64]) {
+    for (a, b) in into.iter_mut().zip(other) {
+        if a.is_nan() || *b > *a {
+            *a = *b;
+        }
+    }
+}
+
+pub fn defined(values: &[f64]) -> impl Iterator<Item = f64> + '_ {
+    values.iter().copied().filter(|v| !v.is_nan())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counter(per_second: f64, every_ms: i64, from: i64, to: i64) -> Vec<Sample> {
+        (0..)
+            .map(|k| from + k * every_ms)
+            .take_while(|t| *t <= to)
+            .map(|t| Sample {
+                t,
+                v: (t - from) as f64 / 1000.0 * per_second,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn grid_is_left_open_and_aligned() {
+        let g = Grid::new(1_000_000, 300_000, 75_000);
+        assert_eq!(g.first, 750_000);
+        assert_eq!(g.end(), 975_000);
+        assert_eq!(g.len, 4);
+        let g = Grid::new(750_000, 300_000, 75_000);
+        assert_eq!(g.first, 525_000);
+        assert_eq!(g.end(), 750_000);
+    }
+
+    #[test]
+    fn rate_of_a_steady_counter_is_exact() {
+        let samples = counter(2.0, 15_000, 0, 3_600_000);
+        let g = Grid::new(3_600_000, 3_000_000, 75_000);
+        let r = rates(&samples, &g, 75_000);
+        assert!(r.iter().all(|v| (v - 2.0).abs() < 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn instants_respect_lookback_and_staleness() {
+        let samples = vec![
+            Sample { t: 0, v: 1.0 },
+            Sample {
+                t: 60_000,
+                v: f64::from_bits(crate::model::STALE_NAN_BITS),
+            },
+        ];
+        let g = Grid {
+            first: 0,
+            step: 30_000,
+            len: 3,
+        };
+        let v = instants(&samples, &g);
+        assert_eq!(v[0], 1.0);
+        assert_eq!(v[1], 1.0);
+        assert!(v[2].is_nan());
+    }
+}
