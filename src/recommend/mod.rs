@@ -364,6 +364,7 @@ fn analyse(
             cpu: vec![f64::NAN; grid.len],
             cpu_present: vec![false; grid.len],
             memory: vec![f64::NAN; grid.len],
+            minute_cpu: Vec::new(),
         };
         for (container, samples) in select_pod(
             store,
@@ -386,6 +387,17 @@ fn analyse(
                 usage::instants(&samples, grid)
             };
             usage::merge_max(&mut entry.cpu, &values);
+            if request.strategy == Strategy::Vpa {
+                let minutes = usage::per_minute(
+                    &samples,
+                    names.cpu_is_counter,
+                    grid.first - grid.step,
+                    grid.end(),
+                );
+                if entry.minute_cpu.is_empty() {
+                    entry.minute_cpu = minutes;
+                }
+            }
             let present = if names.cpu_is_counter {
                 usage::instants(&samples, grid)
             } else {
@@ -568,15 +580,18 @@ fn backtest(
                 if limit.is_some_and(|l| c > l) {
                     throttled += 1;
                 }
+            }
+            // Savings accrue for as long as the pod runs.
+            if p.cpu_present[i] {
                 if let (Some(now), Some(r)) = (current.requests.cpu, request) {
                     cpu_saved += (now - r) * step_hours;
                 }
             }
             let m = p.memory[i];
-            if !m.is_nan() {
-                if mem_limit.is_some_and(|l| m > l) {
-                    mem_over += 1;
-                }
+            if !m.is_nan() && mem_limit.is_some_and(|l| m > l) {
+                mem_over += 1;
+            }
+            if p.cpu_present[i] || !m.is_nan() {
                 if let (Some(now), Some(r)) = (current.requests.memory, mem_request) {
                     mem_saved += (now - r) * step_hours / (1024.0 * 1024.0 * 1024.0);
                 }

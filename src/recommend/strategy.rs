@@ -156,6 +156,9 @@ pub struct PodSeries {
     pub cpu_present: Vec<bool>,
     /// Working set (bytes) per step, NaN where absent.
     pub memory: Vec<f64>,
+    /// CPU usage (cores) once per minute, as metrics-server hands it to the
+    /// VPA recommender: filled for the `vpa` strategy only.
+    pub minute_cpu: Vec<(i64, f64)>,
 }
 
 /// An OOM kill: the step it was seen at and the memory limit then.
@@ -386,18 +389,17 @@ fn vpa_strategy(
     let mut memory_hist = vpa::Histogram::new(vpa::Buckets::memory());
     let (mut first, mut last, mut samples) = (i64::MAX, i64::MIN, 0u64);
     let at = |i: usize| ctx.first + i as i64 * ctx.step;
+    let (from, to) = (at(steps.start) - ctx.step, at(steps.end.max(1) - 1));
     for p in &usage.pods {
+        for &(t, c) in p.minute_cpu.iter().filter(|(t, _)| *t > from && *t <= to) {
+            cpu_hist.add(c.max(0.0), vpa::MIN_SAMPLE_WEIGHT, t);
+            first = first.min(t);
+            last = last.max(t);
+            samples += 1;
+        }
         let mut peaks = vpa::PeakTracker::default();
         for i in steps.clone() {
-            let t = at(i);
-            let c = p.cpu[i];
-            if !c.is_nan() {
-                cpu_hist.add(c.max(0.0), vpa::MIN_SAMPLE_WEIGHT, t);
-                first = first.min(t);
-                last = last.max(t);
-                samples += 1;
-            }
-            peaks.add(&mut memory_hist, t, p.memory[i]);
+            peaks.add(&mut memory_hist, at(i), p.memory[i]);
         }
     }
     // OOM kills bump the memory peaks (per container; VPA records them on
@@ -408,8 +410,7 @@ fn vpa_strategy(
         let used = request.max(evidence.memory_peak.unwrap_or(0.0));
         oom_tracker.oom(&mut memory_hist, at(o.step), used);
     }
-    // One sample per minute is what VPA sees; count ours in minutes.
-    let minutes = samples as f64 * ctx.step as f64 / 60_000.0;
+    let minutes = samples as f64;
     let lifespan_days = if samples > 0 {
         (last - first) as f64 / 86_400_000.0
     } else {

@@ -95,6 +95,61 @@ pub fn instants(samples: &[Sample], grid: &Grid) -> Vec<f64> {
     out
 }
 
+/// One CPU usage sample per minute (cores), as metrics-server gives the
+/// VPA recommender: for a counter, the increase over the raw sample pairs
+/// that end in each minute divided by their duration (a reset counts from
+/// zero; pairs more than the lookback apart are skipped); for a gauge, the
+/// minute's last value.
+pub fn per_minute(samples: &[Sample], counter: bool, from: i64, to: i64) -> Vec<(i64, f64)> {
+    const MINUTE: i64 = 60_000;
+    let samples = fresh(samples);
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    let mut bucket: Option<(i64, f64, f64)> = None; // (minute end, increase, seconds)
+    let flush = |b: Option<(i64, f64, f64)>, out: &mut Vec<(i64, f64)>| {
+        if let Some((end, inc, secs)) = b {
+            if secs > 0.0 {
+                out.push((end, inc / secs));
+            }
+        }
+    };
+    for (i, s) in samples.iter().enumerate() {
+        if s.t <= from || s.t > to {
+            continue;
+        }
+        let end = (s.t - 1).div_euclid(MINUTE) * MINUTE + MINUTE;
+        let (inc, secs) = if counter {
+            let Some(prev) = i.checked_sub(1).map(|j| samples[j]) else {
+                continue;
+            };
+            let dt = s.t - prev.t;
+            if dt <= 0 || dt > LOOKBACK_MS {
+                continue;
+            }
+            let inc = if s.v < prev.v { s.v } else { s.v - prev.v };
+            (inc, dt as f64 / 1000.0)
+        } else {
+            (s.v, 1.0)
+        };
+        match &mut bucket {
+            Some((e, i, t)) if *e == end => {
+                if counter {
+                    *i += inc;
+                    *t += secs;
+                } else {
+                    *i = inc;
+                    *t = secs;
+                }
+            }
+            _ => {
+                flush(bucket.take(), &mut out);
+                bucket = Some((end, inc, secs));
+            }
+        }
+    }
+    flush(bucket, &mut out);
+    out
+}
+
 /// Element-wise maximum, ignoring NaN (`max by (pod, container)` over
 /// duplicate series of one container).
 pub fn merge_max(into: &mut [f64], other: &[f64]) {
@@ -141,6 +196,18 @@ mod tests {
         let g = Grid::new(3_600_000, 3_000_000, 75_000);
         let r = rates(&samples, &g, 75_000);
         assert!(r.iter().all(|v| (v - 2.0).abs() < 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn per_minute_usage_of_a_counter_with_a_reset() {
+        let mut samples = counter(0.5, 15_000, 0, 300_000);
+        for s in samples.iter_mut().filter(|s| s.t >= 180_000) {
+            s.v -= 90.0 - 7.5; // reset at 180 s to 7.5
+        }
+        let m = per_minute(&samples, true, -1, 300_000);
+        assert_eq!(m.len(), 5);
+        assert!(m.iter().all(|(_, v)| (v - 0.5).abs() < 1e-9), "{m:?}");
+        assert_eq!(m[0].0, 60_000);
     }
 
     #[test]
