@@ -42,12 +42,53 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Ask a running server for recommendations.
+    Recommend {
+        #[command(subcommand)]
+        what: Recommend,
+    },
     /// Print the argon2 hash of a password for `[[auth.users]] password_hash`
     /// (read from standard input, one line).
     HashPassword,
     /// Print the SHA-256 of a token for `[[auth.tokens]] token_sha256`
     /// (read from standard input, one line).
     HashToken,
+}
+
+#[derive(Subcommand)]
+enum Recommend {
+    /// Kubernetes requests, limits and autoscaling per workload container
+    /// (KRR's JSON shape with --format json).
+    Workloads {
+        /// The Oxeye server, e.g. http://127.0.0.1:9090.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        url: String,
+        #[arg(long, short)]
+        namespace: Option<String>,
+        /// Only this workload (Deployment, StatefulSet, … name).
+        #[arg(long, short)]
+        workload: Option<String>,
+        /// simple (KRR), simple_limit or vpa.
+        #[arg(long, short)]
+        strategy: Option<String>,
+        /// History to look at, e.g. 14d (the server's default otherwise).
+        #[arg(long)]
+        window: Option<String>,
+        /// Resolution, e.g. 75s.
+        #[arg(long)]
+        step: Option<String>,
+        /// End of the window (RFC 3339 or Unix seconds); now by default.
+        #[arg(long)]
+        time: Option<String>,
+        #[arg(long, short, value_enum, default_value = "table")]
+        format: oxeye::recommend::cli::Format,
+        /// Bearer token ([[auth.tokens]]); also from OXEYE_TOKEN.
+        #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -145,6 +186,45 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        Command::Recommend {
+            what:
+                Recommend::Workloads {
+                    url,
+                    namespace,
+                    workload,
+                    strategy,
+                    window,
+                    step,
+                    time,
+                    format,
+                    token,
+                    timeout,
+                },
+        } => {
+            use oxeye::recommend::cli;
+            let args = cli::Args {
+                url,
+                namespace,
+                workload,
+                strategy,
+                window,
+                step,
+                time,
+                format,
+                token,
+                timeout,
+            };
+            match cli::fetch(&args).and_then(|report| cli::render(&report, args.format)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("oxeye recommend workloads: {err}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::DefaultConfig => {

@@ -763,3 +763,97 @@ fn bad_requests_get_clear_errors_and_limits_hold() {
         200
     );
 }
+
+#[test]
+fn the_command_line_prints_krr_json_table_csv_and_yaml() {
+    let server = TestServer::start();
+    let steady: Vec<Series> = fixtures()
+        .into_iter()
+        .filter(|(l, _)| l.iter().any(|(_, v)| v.starts_with("steady")))
+        .collect();
+    write(&server.url(""), &steady);
+    let run = |format: &str| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxeye"))
+            .args([
+                "recommend",
+                "workloads",
+                "--url",
+                &server.url(""),
+                "--namespace",
+                "shop",
+            ])
+            .args([
+                "--window",
+                "7d",
+                "--time",
+                &(END / 1000).to_string(),
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    // KRR's JSON shape, read the way KRR's consumers read it.
+    let scan = &json["scans"][0];
+    for key in [
+        "cluster",
+        "name",
+        "container",
+        "pods",
+        "hpa",
+        "namespace",
+        "kind",
+        "allocations",
+    ] {
+        assert!(
+            scan["object"].get(key).is_some(),
+            "object.{key} missing: {scan:#}"
+        );
+    }
+    assert_eq!(scan["recommended"]["requests"]["cpu"]["value"], 1.0);
+    assert_eq!(
+        scan["recommended"]["requests"]["cpu"]["severity"],
+        "CRITICAL"
+    );
+    assert!(json["score"].is_i64());
+    assert_eq!(json["strategy"]["name"], "simple");
+
+    let table = run("table");
+    let line = table.lines().find(|l| l.contains("steady")).unwrap();
+    assert!(line.contains("2 -> 1"), "{table}");
+    assert!(line.contains("1Gi -> 575Mi"), "{table}");
+    assert!(line.contains("CRITICAL"), "{table}");
+
+    let csv = run("csv");
+    assert!(
+        csv.starts_with("Namespace,Kind,Name,Container,Pods,"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("shop,Deployment,steady,app,2,2 -> 1,2 -> unset,"),
+        "{csv}"
+    );
+
+    let yaml = run("yaml");
+    assert!(yaml.contains("scans:"), "{yaml}");
+
+    // A server that is not there: a clear error and a failing exit status.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxeye"))
+        .args([
+            "recommend",
+            "workloads",
+            "--url",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("oxeye recommend workloads"));
+}

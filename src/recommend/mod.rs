@@ -9,6 +9,7 @@
 //! the numbers are those of KRR's queries, computed without a query engine
 //! in between. Data flows in one direction: store → here → api/ui.
 
+pub mod cli;
 pub mod hpa;
 pub mod inventory;
 pub mod manifest;

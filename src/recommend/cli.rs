@@ -1,0 +1,263 @@
+//! `oxeye recommend workloads --url URL …`: asks a running server and
+//! prints its answer as a table, KRR's JSON, YAML or CSV.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use serde_json::Value;
+
+use super::manifest::{cpu_quantity, memory_quantity};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Yaml,
+    Csv,
+}
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub url: String,
+    pub namespace: Option<String>,
+    pub workload: Option<String>,
+    pub strategy: Option<String>,
+    pub window: Option<String>,
+    pub step: Option<String>,
+    /// End of the window (RFC 3339 or Unix seconds); now by default.
+    pub time: Option<String>,
+    pub format: Format,
+    /// Sent as `Authorization: Bearer …` when set.
+    pub token: Option<String>,
+    pub timeout: Duration,
+}
+
+/// Largest answer read from the server.
+const MAX_RESPONSE: usize = 512 * 1024 * 1024;
+
+fn query_url(args: &Args) -> String {
+    let mut params = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in [
+        ("namespace", &args.namespace),
+        ("workload", &args.workload),
+        ("strategy", &args.strategy),
+        ("window", &args.window),
+        ("step", &args.step),
+        ("time", &args.time),
+    ] {
+        if let Some(v) = value {
+            params.append_pair(key, v);
+        }
+    }
+    format!(
+        "{}/api/v1/recommendations/workloads?{}",
+        args.url.trim_end_matches('/'),
+        params.finish()
+    )
+}
+
+/// Fetches the report.
+pub fn fetch(args: &Args) -> Result<Value, String> {
+    if !args.url.starts_with("http://") {
+        return Err(format!(
+            "--url {:?}: only http:// URLs are supported",
+            args.url
+        ));
+    }
+    let url = query_url(args);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Empty<Bytes>>();
+        let mut request = hyper::Request::get(&url)
+            .header("accept", "application/json")
+            .header("user-agent", concat!("oxeye/", env!("CARGO_PKG_VERSION")));
+        if let Some(token) = &args.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+        let (status, body) = tokio::time::timeout(args.timeout, async {
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| format!("{url}: {e}"))?;
+            let status = response.status();
+            let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| format!("{url}: reading the answer: {e}"))?
+                .to_bytes();
+            Ok::<_, String>((status, body))
+        })
+        .await
+        .map_err(|_| format!("{url}: no answer within {:?}", args.timeout))??;
+        let value: Value = serde_json::from_slice(&body).map_err(|e| {
+            format!(
+                "{url}: answer is not JSON ({e}): {}",
+                String::from_utf8_lossy(&body[..body.len().min(300)])
+            )
+        })?;
+        if !status.is_success() {
+            return Err(format!(
+                "{url}: {status}: {}",
+                value["error"].as_str().unwrap_or("(no message)")
+            ));
+        }
+        Ok(value)
+    })
+}
+
+fn cpu(v: &Value) -> String {
+    match v {
+        Value::Null => "unset".into(),
+        Value::String(s) => s.clone(),
+        v => v.as_f64().map_or("?".into(), cpu_quantity),
+    }
+}
+
+fn memory(v: &Value) -> String {
+    match v {
+        Value::Null => "unset".into(),
+        Value::String(s) => s.clone(),
+        v => v.as_f64().map_or("?".into(), |b| {
+            // Round up to MiB for display, as KRR does.
+            memory_quantity((b / 1048576.0).ceil() * 1048576.0)
+        }),
+    }
+}
+
+const COLUMNS: [&str; 12] = [
+    "Namespace",
+    "Kind",
+    "Name",
+    "Container",
+    "Pods",
+    "CPU request",
+    "CPU limit",
+    "Memory request",
+    "Memory limit",
+    "Severity",
+    "Backtest",
+    "HPA",
+];
+
+fn rows(report: &Value) -> Vec<[String; 12]> {
+    let empty = Vec::new();
+    report["scans"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|s| {
+            let o = &s["object"];
+            let r = &s["recommended"];
+            let a = &o["allocations"];
+            let change = |now: String, rec: String| {
+                if now == rec {
+                    now
+                } else {
+                    format!("{now} -> {rec}")
+                }
+            };
+            let hpa = &s["hpa_advice"];
+            let hpa_text = if hpa["autoscale"] == true {
+                format!("advise {}..{}", hpa["min_replicas"], hpa["max_replicas"])
+            } else if let Some(v) = hpa["current_hpa_replay"]["verdict"].as_str() {
+                v.to_string()
+            } else {
+                "-".into()
+            };
+            [
+                o["namespace"].as_str().unwrap_or("").to_string(),
+                o["kind"].as_str().unwrap_or("").to_string(),
+                o["name"].as_str().unwrap_or("").to_string(),
+                o["container"].as_str().unwrap_or("").to_string(),
+                o["pods"].as_array().map_or(0, |p| p.len()).to_string(),
+                change(
+                    cpu(&a["requests"]["cpu"]),
+                    cpu(&r["requests"]["cpu"]["value"]),
+                ),
+                change(cpu(&a["limits"]["cpu"]), cpu(&r["limits"]["cpu"]["value"])),
+                change(
+                    memory(&a["requests"]["memory"]),
+                    memory(&r["requests"]["memory"]["value"]),
+                ),
+                change(
+                    memory(&a["limits"]["memory"]),
+                    memory(&r["limits"]["memory"]["value"]),
+                ),
+                s["severity"].as_str().unwrap_or("").to_string(),
+                if s["backtest"]["passed"] == true {
+                    "passed"
+                } else {
+                    "failed"
+                }
+                .to_string(),
+                hpa_text,
+            ]
+        })
+        .collect()
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The report in the requested format.
+pub fn render(report: &Value, format: Format) -> Result<String, String> {
+    match format {
+        Format::Json => serde_json::to_string_pretty(report).map_err(|e| e.to_string()),
+        Format::Yaml => serde_yaml_ng::to_string(report).map_err(|e| e.to_string()),
+        Format::Csv => {
+            let mut out = COLUMNS.join(",");
+            out.push('\n');
+            for row in rows(report) {
+                let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&fields.join(","));
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        Format::Table => {
+            let rows = rows(report);
+            let mut widths: Vec<usize> = COLUMNS.iter().map(|c| c.chars().count()).collect();
+            for row in &rows {
+                for (w, f) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(f.chars().count());
+                }
+            }
+            let line = |fields: Vec<&str>| -> String {
+                let cells: Vec<String> = fields
+                    .iter()
+                    .zip(&widths)
+                    .map(|(f, w)| format!("{f:<w$}"))
+                    .collect();
+                cells.join("  ").trim_end().to_string() + "\n"
+            };
+            let mut out = line(COLUMNS.to_vec());
+            for row in &rows {
+                out.push_str(&line(row.iter().map(String::as_str).collect()));
+            }
+            out.push_str(&format!(
+                "\n{} containers; score {}; strategy {}: {}\n",
+                rows.len(),
+                report["score"],
+                report["strategy"]["name"].as_str().unwrap_or(""),
+                report["description"].as_str().unwrap_or("")
+            ));
+            for note in report["notes"].as_array().into_iter().flatten() {
+                out.push_str(&format!("note: {}\n", note.as_str().unwrap_or("")));
+            }
+            Ok(out)
+        }
+    }
+}
