@@ -69,6 +69,8 @@ fn dashboard_pages_in_chromium() {
             ],
         );
     }
+    // Kubernetes workloads for the Recommendations page.
+    common::k8s::write(&server.url(""), &common::k8s::fixtures());
     client()
         .post(server.url("/api/v1/admin/flush"))
         .send()
@@ -92,6 +94,7 @@ fn dashboard_pages_in_chromium() {
         .env("BASE_URL", format!("http://{}", server.http))
         .env("ES_URL", format!("http://{}", server.elasticsearch))
         .env("TRACE_ID", &trace_id)
+        .env("REC_TIME", (common::k8s::END / 1000).to_string())
         .env("SHOTS", &shots)
         .env("CHROMIUM", chromium)
         .env("NO_PROXY", "127.0.0.1,localhost")
@@ -106,7 +109,16 @@ fn dashboard_pages_in_chromium() {
     );
     assert!(stdout.contains("dashboard ok"), "{stdout}");
     for page in [
-        "overview", "metrics", "logs", "traces", "trace", "services", "status", "alerts", "rules",
+        "overview",
+        "metrics",
+        "logs",
+        "traces",
+        "trace",
+        "services",
+        "status",
+        "alerts",
+        "rules",
+        "recommendations",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),
@@ -129,6 +141,8 @@ fn pages_render_empty_states_and_bad_input() {
         ("/ui/status", "max_body_size"),
         ("/ui/alerts", "No alerting rules"),
         ("/ui/rules", "No rule groups"),
+        ("/ui/recommendations", "No workloads with container usage"),
+        ("/ui/recommendations?window=-1d", "not a positive duration"),
         (
             "/ui/traces/0123456789abcdef0123456789abcdef",
             "No spans with this trace id",

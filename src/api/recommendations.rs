@@ -78,9 +78,14 @@ fn error(status: StatusCode, error_type: &str, message: String) -> Response {
         .into_response()
 }
 
-async fn run(state: &AppState, request: Request) -> Result<Report, Response> {
+/// Runs a request on a blocking thread holding a query slot; errors as
+/// (status, Prometheus error type, message).
+pub(crate) async fn run(
+    state: &AppState,
+    request: Request,
+) -> Result<Report, (StatusCode, &'static str, String)> {
     let Some(slot) = state.query_slot().await else {
-        return Err(error(
+        return Err((
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "shutting down".into(),
@@ -106,11 +111,11 @@ async fn run(state: &AppState, request: Request) -> Result<Report, Response> {
     .await;
     match result {
         Ok(Ok(report)) => Ok(report),
-        Ok(Err(RecommendError::BadRequest(m))) => Err(bad_data(m)),
+        Ok(Err(RecommendError::BadRequest(m))) => Err((StatusCode::BAD_REQUEST, "bad_data", m)),
         Ok(Err(RecommendError::TooLarge(m))) => {
-            Err(error(StatusCode::UNPROCESSABLE_ENTITY, "execution", m))
+            Err((StatusCode::UNPROCESSABLE_ENTITY, "execution", m))
         }
-        Err(e) => Err(error(
+        Err(e) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("recommendation run failed: {e}"),
@@ -131,7 +136,7 @@ async fn workloads(
     };
     match run(&state, request).await {
         Ok(report) => Json(report.to_json(&state.config.recommendations.options())).into_response(),
-        Err(response) => response,
+        Err((status, kind, message)) => error(status, kind, message),
     }
 }
 
@@ -175,7 +180,7 @@ async fn chart(
     let kind = params.get("kind").map(str::to_string);
     let report = match run(&state, request).await {
         Ok(r) => r,
-        Err(response) => return response,
+        Err((status, kind, message)) => return error(status, kind, message),
     };
     let Some((i, w)) = report
         .workloads

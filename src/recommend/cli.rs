@@ -165,10 +165,10 @@ fn rows(report: &Value) -> Vec<[String; 12]> {
                 }
             };
             let hpa = &s["hpa_advice"];
-            let hpa_text = if hpa["autoscale"] == true {
+            let hpa_text = if hpa["current_hpa_replay"].is_object() {
+                hpa["reason"].as_str().unwrap_or("").to_string()
+            } else if hpa["autoscale"] == true {
                 format!("advise {}..{}", hpa["min_replicas"], hpa["max_replicas"])
-            } else if let Some(v) = hpa["current_hpa_replay"]["verdict"].as_str() {
-                v.to_string()
             } else {
                 "-".into()
             };
@@ -194,8 +194,10 @@ fn rows(report: &Value) -> Vec<[String; 12]> {
                 s["severity"].as_str().unwrap_or("").to_string(),
                 if s["backtest"]["passed"] == true {
                     "passed"
-                } else {
+                } else if s["backtest"]["tested"] == true {
                     "failed"
+                } else {
+                    "-"
                 }
                 .to_string(),
                 hpa_text,

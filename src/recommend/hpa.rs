@@ -184,7 +184,11 @@ pub struct Inputs<'a> {
     pub min_variation: f64,
 }
 
-pub fn advise(i: Inputs) -> Advice {
+pub fn advise(mut i: Inputs) -> Advice {
+    // A workload with an HPA keeps its target; the advice is about bounds.
+    if let Some((spec, _)) = &i.current {
+        i.target = spec.target;
+    }
     let hours = hourly(i.demand, i.grid);
     let q = |p: f64| crate::query::promql::stats::quantile(p, hours.clone());
     let (p5, p95) = (q(0.05), q(0.95));
@@ -261,6 +265,21 @@ pub fn advise(i: Inputs) -> Advice {
             );
         }
         None => advice.reason = "no demand data".into(),
+    }
+    if let Some(replay) = &advice.current_hpa_replay {
+        let bounds = match (advice.min_replicas, advice.max_replicas) {
+            (Some(min), Some(max)) if (min, max) != (replay.min_replicas, replay.max_replicas) => {
+                format!("; the demand calls for {min}..{max} replicas")
+            }
+            _ => String::new(),
+        };
+        advice.reason = format!(
+            "today's HPA ({}..{} replicas at {:.0}% CPU) replayed: {}{bounds}",
+            replay.min_replicas,
+            replay.max_replicas,
+            replay.target_utilization_percentage,
+            replay.verdict
+        );
     }
     advice
 }

@@ -98,6 +98,8 @@ pub struct Backtest {
     /// Against today's requests over the test part, summed over pods.
     pub cpu_core_hours_saved: Option<f64>,
     pub memory_gib_hours_saved: Option<f64>,
+    /// False when there was nothing to test (no recommendation, e.g. "?").
+    pub tested: bool,
     pub passed: bool,
     pub verdict: String,
 }
@@ -471,11 +473,11 @@ fn analyse(
         );
         let saving = Saving {
             cpu_cores: match (current.requests.cpu, outcome.cpu.request.value()) {
-                (Some(c), Some(r)) => Some((c - r) * replicas_now as f64),
+                (Some(c), Some(r)) => Some((c - r) * replicas_now as f64 + 0.0),
                 _ => None,
             },
             memory_bytes: match (current.requests.memory, outcome.memory.request.value()) {
-                (Some(c), Some(r)) => Some((c - r) * replicas_now as f64),
+                (Some(c), Some(r)) => Some((c - r) * replicas_now as f64 + 0.0),
                 _ => None,
             },
         };
@@ -603,9 +605,7 @@ fn backtest(
     let over_share = share(over);
     let tolerance = (2.0 * (1.0 - strategy.request_quantile(settings))).max(0.1);
     let mut problems = Vec::new();
-    if request.is_none() || mem_limit.is_none() && mem_request.is_none() {
-        problems.push("the training part gave no recommendation".to_string());
-    }
+    let tested = request.is_some() || mem_limit.is_some() || mem_request.is_some();
     if mem_over > 0 {
         problems.push(format!(
             "the working set exceeded the recommended memory limit in {mem_over} intervals (would have been OOM-killed)"
@@ -631,8 +631,19 @@ fn backtest(
             .then_some(cpu_saved),
         memory_gib_hours_saved: (current.requests.memory.is_some() && mem_request.is_some())
             .then_some(mem_saved),
-        passed,
-        verdict: if passed {
+        tested,
+        passed: tested && passed,
+        verdict: if !tested {
+            let why: Vec<&str> = [&trained.cpu.info, &trained.memory.info]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            format!(
+                "not tested: the first part gave no recommendation ({})",
+                why.join(", ")
+            )
+        } else if passed {
             "passed: the recommendation trained on the first part held on the rest".into()
         } else {
             format!("failed: {}", problems.join("; "))

@@ -5,6 +5,7 @@
 //! paging); nothing loads unbounded results into the browser.
 
 mod alerts;
+mod recommendations;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -44,6 +45,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/status", get(status))
         .route("/ui/alerts", get(alerts::alerts))
         .route("/ui/rules", get(alerts::rules_page))
+        .route("/ui/recommendations", get(recommendations::page))
         .route("/static/{*path}", get(static_file))
 }
 

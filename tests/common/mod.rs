@@ -2,6 +2,8 @@
 //! its own data directory, and small clients.
 #![allow(dead_code)]
 
+pub mod k8s;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -127,6 +127,18 @@ check((await text("table.rules")).includes("AlwaysFiring"), "rules page lists ru
 check((await page.locator("tr.health-err").count()) === 1, "rules page shows the failing rule");
 await page.screenshot({ path: `${shots}/rules.png`, fullPage: true });
 
+// Recommendations: the table, then one workload's charts and HPA replay.
+await page.goto(`${base}/ui/recommendations?window=7d&time=${process.env.REC_TIME}`);
+const recTable = await text("#rec-table");
+check(recTable.includes("steady") && recTable.includes("1Gi → 575Mi"), "recommendations table shows today's and the recommended memory");
+check((await page.locator("#rec-table tbody tr.sev-CRITICAL").count()) >= 1, "recommendations are ranked by severity");
+await page.locator("#rec-table a", { hasText: "web" }).first().click();
+await page.waitForURL(/show=/);
+await page.waitForSelector("#rec-charts .uplot");
+check(await page.locator("#rec-charts .uplot").count() === 3, "usage, memory and replica charts are drawn");
+check((await text("#hpa-reason")).includes("demand varies"), "the HPA advice says why");
+await page.screenshot({ path: `${shots}/recommendations.png`, fullPage: true });
+
 await browser.close();
 if (problems.length) {
   console.error(problems.join("\n"));

@@ -139,4 +139,50 @@ function sevClass(s) {
   return "info";
 }
 
-document.addEventListener("DOMContentLoaded", () => { metricsPage(); logsPage(); });
+document.addEventListener("DOMContentLoaded", () => { metricsPage(); logsPage(); recommendationsPage(); });
+
+// ---- recommendations: usage with request/limit lines, HPA replay ----
+async function recommendationsPage() {
+  const box = document.getElementById("rec-charts");
+  if (!box) return;
+  const resp = await fetch(box.dataset.url);
+  const body = await resp.json();
+  if (!resp.ok) { box.replaceChildren(el("p", { class: "status error" }, "Error: " + body.error)); return; }
+  box.replaceChildren();
+  const palette = { usage: "#2f6fdf", now: "#868e96", request: "#2f855a", limit: "#d9480f", train: "#9c36b5" };
+  const flat = (v, n) => new Array(n).fill(typeof v === "number" ? v : null);
+  const n = body.times.length;
+  function chart(title, unit, lines) {
+    const holder = el("div", { class: "graph rec-chart" });
+    box.append(el("h3", {}, title), holder);
+    const opts = {
+      width: holder.clientWidth || 900, height: 220,
+      series: [{}].concat(lines.map(l => ({ label: l.label, stroke: l.color, width: l.width || 1.5, dash: l.dash, spanGaps: true, points: { show: false } }))),
+      axes: [{}, { size: 70, values: (u, vals) => vals.map(v => unit(v)) }],
+      legend: { show: true },
+    };
+    new uPlot(opts, [body.times].concat(lines.map(l => l.data)), holder);
+  }
+  const cores = v => v == null ? "" : (v < 1 ? Math.round(v * 1000) + "m" : v.toFixed(2));
+  const mib = v => v == null ? "" : Math.round(v / 1048576) + "Mi";
+  for (const [name, c] of Object.entries(body.containers)) {
+    chart(`${name}: CPU (max over pods)`, cores, [
+      { label: "usage", color: palette.usage, data: c.cpu },
+      { label: "request today", color: palette.now, dash: [6, 4], data: flat(c.current.requests.cpu, n) },
+      { label: "recommended request", color: palette.request, width: 2, data: flat(c.recommended.requests.cpu, n) },
+      { label: "recommended limit", color: palette.limit, data: flat(c.recommended.limits.cpu, n) },
+    ]);
+    chart(`${name}: memory working set (max over pods)`, mib, [
+      { label: "usage", color: palette.usage, data: c.memory },
+      { label: "request today", color: palette.now, dash: [6, 4], data: flat(c.current.requests.memory, n) },
+      { label: "limit today", color: palette.now, data: flat(c.current.limits.memory, n) },
+      { label: "recommended limit", color: palette.limit, width: 2, data: flat(c.recommended.limits.memory, n) },
+    ]);
+    box.append(el("p", { class: "hint" }, `Backtest (trained until ${new Date(body.train_end * 1000).toISOString()}): ${c.backtest.verdict}`));
+  }
+  const lines = [{ label: "CPU demand (cores, all pods)", color: palette.usage, data: body.demand }];
+  if (body.current_hpa_replicas) lines.push({ label: "replicas: today's HPA replayed", color: palette.now, data: body.current_hpa_replicas });
+  if (body.advised_hpa_replicas) lines.push({ label: "replicas: advised HPA replayed", color: palette.request, width: 2, data: body.advised_hpa_replicas });
+  chart("Demand and HPA replay", v => v == null ? "" : v.toFixed(1), lines);
+  box.append(el("p", { class: "hint", id: "hpa-reason" }, body.hpa.reason || ""));
+}
