@@ -190,7 +190,7 @@ pub fn advise(mut i: Inputs) -> Advice {
         i.target = spec.target;
     }
     let hours = hourly(i.demand, i.grid);
-    let q = |p: f64| crate::query::promql::stats::quantile(p, hours.clone());
+    let q = |p: f64| super::strategy::quantile(p, hours.clone());
     let (p5, p95) = (q(0.05), q(0.95));
     let max = i
         .demand

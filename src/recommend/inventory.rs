@@ -70,26 +70,44 @@ pub struct Filter {
     pub workload: Option<String>,
 }
 
-/// The latest non-stale sample of each series.
+/// The latest non-stale sample of each series. Reads the last hour first
+/// (kube-state-metrics series are long and only their newest value
+/// matters); series without a sample there (pods gone before the end) are
+/// then read one by one over the whole range.
 fn latest(
     store: &MetricsStore,
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
 ) -> Vec<(std::sync::Arc<Labels>, Sample)> {
-    store
-        .select(matchers, mint, maxt)
+    let last = |samples: &[Sample]| samples.iter().rev().find(|x| !is_stale_nan(x.v)).copied();
+    let recent_from = maxt.saturating_sub(3_600_000).max(mint);
+    let mut out: Vec<(std::sync::Arc<Labels>, Sample)> = store
+        .select(matchers, recent_from, maxt)
         .into_iter()
-        .filter_map(|s| {
-            let last = s
-                .samples
+        .filter_map(|s| Some((s.labels.clone(), last(&s.samples)?)))
+        .collect();
+    if recent_from > mint {
+        let found: std::collections::HashSet<std::sync::Arc<Labels>> =
+            out.iter().map(|(l, _)| l.clone()).collect();
+        for labels in store.series(&[matchers.to_vec()], mint, maxt) {
+            if found.contains(&labels) {
+                continue;
+            }
+            let exact: Vec<Matcher> = labels
                 .iter()
-                .rev()
-                .find(|x| !is_stale_nan(x.v))
-                .copied()?;
-            Some((s.labels, last))
-        })
-        .collect()
+                .map(|l| Matcher::equal(l.name, l.value))
+                .collect();
+            for s in store.select(&exact, mint, maxt) {
+                if s.labels == labels {
+                    if let Some(x) = last(&s.samples) {
+                        out.push((s.labels, x));
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 fn with_namespace(name: &str, filter: &Filter, label: &str) -> Vec<Matcher> {

@@ -22,7 +22,23 @@ use serde::Serialize;
 use super::inventory::{Container, Hpa};
 use super::usage::defined;
 use super::vpa;
-use crate::query::promql::stats::quantile;
+
+/// PromQL's `quantile` (linear interpolation between closest ranks, as
+/// numpy's default too) of values without NaN, in linear time.
+pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let rank = q.clamp(0.0, 1.0) * (values.len() - 1) as f64;
+    let lower = rank.floor() as usize;
+    let weight = rank - rank.floor();
+    let (_, &mut low, right) = values.select_nth_unstable_by(lower, f64::total_cmp);
+    if weight == 0.0 || right.is_empty() {
+        return low;
+    }
+    let high = right.iter().copied().fold(f64::INFINITY, f64::min);
+    low * (1.0 - weight) + high * weight
+}
 
 pub const MIB: f64 = 1024.0 * 1024.0;
 
@@ -504,6 +520,25 @@ pub fn worst<'a>(all: impl IntoIterator<Item = &'a str>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantile_equals_promql() {
+        let mut rng = 7u64;
+        for n in [1usize, 2, 3, 10, 101, 1000] {
+            let values: Vec<f64> = (0..n)
+                .map(|_| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    (rng % 1000) as f64 / 7.0
+                })
+                .collect();
+            for q in [0.0, 0.05, 0.5, 0.66, 0.95, 0.96, 1.0] {
+                let want = crate::query::promql::stats::quantile(q, values.clone());
+                assert_eq!(quantile(q, values.clone()), want, "n={n} q={q}");
+            }
+        }
+    }
 
     #[test]
     fn krr_rounding_and_minimums() {
