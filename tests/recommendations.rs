@@ -480,3 +480,53 @@ fn the_command_line_prints_krr_json_table_csv_and_yaml() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("oxeye recommend workloads"));
 }
+
+#[test]
+fn namespaces_get_quotas_and_nodes_are_bin_packed() {
+    let server = TestServer::start();
+    write(&server.url(""), &fixtures());
+    let get = |path: &str| -> Value {
+        let url = server.url(&format!("{path}?time={}&window=7d", END / 1000));
+        let response = client().get(&url).send().unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        response.json().unwrap()
+    };
+    let namespaces = get("/api/v1/recommendations/namespaces");
+    let shop = namespaces["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["namespace"] == "shop")
+        .unwrap();
+    // Recommended CPU × replicas: steady 1 × 2, web 2 × 3, leaky 0.1 × 1
+    // (api and young have no CPU recommendation).
+    let cpu = 1.0 * 2.0 + 2.0 * 3.0 + 0.1;
+    assert!(
+        (f(&shop["recommended_requests"]["cpu"]) - cpu).abs() < 1e-9,
+        "{shop:#}"
+    );
+    assert_eq!(shop["containers_without_recommendation"], 2);
+    let quota = f(&shop["resource_quota"]["requests.cpu"]);
+    assert!(
+        (quota - (cpu * 1.2 / 0.1).ceil() * 0.1).abs() < 1e-9,
+        "{shop:#}"
+    );
+    assert_eq!(
+        f(&shop["current_resource_quota"]["hard:requests.cpu"]),
+        20.0
+    );
+    assert_eq!(f(&shop["current_limit_range"]["max:cpu"]), 4.0);
+    // The median recommended CPU request of steady, web, leaky is 1 core.
+    assert_eq!(f(&shop["limit_range"]["defaultRequest"]["cpu"]), 1.0);
+
+    let nodes = get("/api/v1/recommendations/nodes");
+    assert_eq!(nodes["nodes_today"], 3, "{nodes:#}");
+    let shape = &nodes["shapes"][0];
+    assert_eq!(shape["nodes_today"], 3);
+    // Today: 2×2 + 5×1 + 2×0.5 cores pack onto 4-core nodes as 2+2, 1+1+1+1,
+    // 1+0.5+0.5: three nodes. Recommended: 3×2 + 4×1 + 0.5 + 0.1: 2+2,
+    // 2+1+1, 1+1+0.5+0.1: three nodes.
+    assert_eq!(shape["needed_with_todays_requests"], 3, "{nodes:#}");
+    assert_eq!(shape["needed_with_recommended_requests"], 3, "{nodes:#}");
+    assert_eq!(nodes["pods_packed"], 9);
+}

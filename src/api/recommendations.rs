@@ -21,6 +21,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/recommendations/workloads", get(workloads))
         .route("/api/v1/recommendations/chart", get(chart))
+        .route("/api/v1/recommendations/namespaces", get(namespaces))
+        .route("/api/v1/recommendations/nodes", get(nodes))
 }
 
 fn duration_ms(params: &Params, name: &str, default: std::time::Duration) -> Result<i64, String> {
@@ -67,6 +69,7 @@ pub fn request_from(
         window_ms: duration_ms(params, "window", config.window)?,
         step_ms: duration_ms(params, "step", config.step)?,
         end_ms,
+        keep_series: false,
     })
 }
 
@@ -140,6 +143,49 @@ async fn workloads(
     }
 }
 
+/// `ResourceQuota`/`LimitRange` suggestions per namespace.
+async fn namespaces(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    cluster_view(state, method, raw, headers, recommend::cluster::namespaces).await
+}
+
+/// Nodes needed after right-sizing, per node shape.
+async fn nodes(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    cluster_view(state, method, raw, headers, recommend::cluster::nodes).await
+}
+
+async fn cluster_view(
+    state: AppState,
+    method: Method,
+    raw: Option<String>,
+    headers: HeaderMap,
+    view: fn(&crate::storage::metrics::MetricsStore, &Report) -> Value,
+) -> Response {
+    let params = Params::from_request(&method, raw.as_deref(), &headers, &Bytes::new());
+    let request = match request_from(&params, &state.config.recommendations) {
+        Ok(r) => r,
+        Err(m) => return bad_data(m),
+    };
+    let report = match run(&state, request).await {
+        Ok(r) => r,
+        Err((status, kind, message)) => return error(status, kind, message),
+    };
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || view(&store, &report)).await {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
 /// At most this many points per chart line (maxima of buckets).
 const CHART_POINTS: usize = 720;
 
@@ -177,6 +223,7 @@ async fn chart(
         namespace: Some(ns),
         workload: Some(name),
     };
+    request.keep_series = true;
     let kind = params.get("kind").map(str::to_string);
     let report = match run(&state, request).await {
         Ok(r) => r,

@@ -10,6 +10,7 @@
 //! in between. Data flows in one direction: store → here → api/ui.
 
 pub mod cli;
+pub mod cluster;
 pub mod hpa;
 pub mod inventory;
 pub mod manifest;
@@ -54,6 +55,10 @@ pub struct Request {
     pub window_ms: i64,
     pub step_ms: i64,
     pub end_ms: i64,
+    /// Keep per-step usage and replica series for charts (one workload);
+    /// without it only the results are kept, so a run over thousands of
+    /// workloads holds no per-step data once each workload is done.
+    pub keep_series: bool,
 }
 
 /// Limits and defaults (from `[recommendations]`).
@@ -499,18 +504,22 @@ fn analyse(
             strategy::severity(current.limits.memory, outcome.memory.limit, true),
         );
         // Chart data and demand.
-        let mut cpu_max = vec![f64::NAN; grid.len];
-        let mut mem_max = vec![f64::NAN; grid.len];
         for p in &u.pods {
-            usage::merge_max(&mut cpu_max, &p.cpu);
-            usage::merge_max(&mut mem_max, &p.memory);
             for (d, c) in demand.iter_mut().zip(&p.cpu) {
                 if !c.is_nan() {
                     *d = if d.is_nan() { *c } else { *d + c };
                 }
             }
         }
-        peaks.insert(name.clone(), (cpu_max, mem_max));
+        if request.keep_series {
+            let mut cpu_max = vec![f64::NAN; grid.len];
+            let mut mem_max = vec![f64::NAN; grid.len];
+            for p in &u.pods {
+                usage::merge_max(&mut cpu_max, &p.cpu);
+                usage::merge_max(&mut mem_max, &p.memory);
+            }
+            peaks.insert(name.clone(), (cpu_max, mem_max));
+        }
         containers.push(ContainerResult {
             workload: index,
             container: name.clone(),
@@ -547,6 +556,19 @@ fn analyse(
         target: options.hpa_target_utilization,
         min_variation: options.hpa_min_variation,
     });
+    let mut advice = advice;
+    if !request.keep_series {
+        demand = Vec::new();
+        for replay in [
+            &mut advice.current_hpa_replay,
+            &mut advice.advised_hpa_replay,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            replay.replicas = Vec::new();
+        }
+    }
     WorkloadResult {
         containers,
         hpa: advice,

@@ -394,5 +394,40 @@ pub fn fixtures() -> Vec<Series> {
         (256.0 * MIB, 256.0 * MIB),
     ));
     all.push(replicaset_owner("shop", "young-5f6d7c8b9", "young"));
+
+    // Three nodes of 4 cores and 16 GiB; a quota and a limit range in shop.
+    for node in ["node-a", "node-b", "node-c"] {
+        for (resource, v) in [("cpu", 4.0), ("memory", 16.0 * 1024.0 * MIB)] {
+            all.push((
+                labels(&[
+                    ("__name__", "kube_node_status_allocatable"),
+                    ("node", node),
+                    ("resource", resource),
+                ]),
+                constant(START, END, v),
+            ));
+        }
+    }
+    all.push((
+        labels(&[
+            ("__name__", "kube_resourcequota"),
+            ("namespace", "shop"),
+            ("resourcequota", "shop-quota"),
+            ("resource", "requests.cpu"),
+            ("type", "hard"),
+        ]),
+        constant(START, END, 20.0),
+    ));
+    all.push((
+        labels(&[
+            ("__name__", "kube_limitrange"),
+            ("namespace", "shop"),
+            ("limitrange", "shop-limits"),
+            ("resource", "cpu"),
+            ("type", "Container"),
+            ("constraint", "max"),
+        ]),
+        constant(START, END, 4.0),
+    ));
     all
 }
