@@ -74,12 +74,32 @@ pub fn select(postings: &MemPostings, matchers: &[Matcher]) -> RoaringBitmap {
     // Positive matchers first: they narrow fastest.
     let (empty_matching, narrowing): (Vec<&Matcher>, Vec<&Matcher>) =
         matchers.iter().partition(|m| m.matches(""));
+    // Equality matchers by their postings, shortest first, intersected in
+    // place: `{__name__="x", namespace="big", pod="p"}` costs the pod's
+    // list, not a copy of the namespace's.
+    let mut equal: Vec<&RoaringBitmap> = Vec::new();
+    for matcher in &narrowing {
+        if let MatchOp::Equal(value) = &matcher.op {
+            match postings.get(&matcher.name, value) {
+                Some(list) => equal.push(list),
+                None => return RoaringBitmap::new(),
+            }
+        }
+    }
+    equal.sort_by_key(|list| list.len());
+    if let Some((first, rest)) = equal.split_first() {
+        let mut acc = (*first).clone();
+        for list in rest {
+            acc &= *list;
+            if acc.is_empty() {
+                return acc;
+            }
+        }
+        result = Some(acc);
+    }
     for matcher in narrowing {
         let ids = match &matcher.op {
-            MatchOp::Equal(value) => postings
-                .get(&matcher.name, value)
-                .cloned()
-                .unwrap_or_default(),
+            MatchOp::Equal(_) => continue,
             _ => {
                 let mut ids = RoaringBitmap::new();
                 for (value, list) in postings.values(&matcher.name) {
