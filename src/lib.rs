@@ -168,7 +168,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             config.limits.max_body_size.as_usize(),
             metrics.clone(),
         )
-        .with_budget(budget),
+        .with_budget(budget)
+        .with_promoted_resource_attributes(config.otlp.promote_resource_attributes.clone()),
     );
     let logs = Arc::new(
         LogsIngest::new(

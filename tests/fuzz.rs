@@ -94,7 +94,13 @@ fn metrics_seed() -> Vec<u8> {
 
 fn translate_metrics(request: &ExportMetricsServiceRequest) {
     let deltas = otlp_metrics::DeltaState::default();
-    let out = otlp_metrics::translate(request, &check(), &deltas, 1_700_000_000_000);
+    let out = otlp_metrics::translate(
+        request,
+        &check(),
+        &deltas,
+        &["k8s.pod.name".to_string()],
+        1_700_000_000_000,
+    );
     let _ = out.series_count();
 }
 

@@ -530,3 +530,88 @@ fn namespaces_get_quotas_and_nodes_are_bin_packed() {
     assert_eq!(shape["needed_with_recommended_requests"], 3, "{nodes:#}");
     assert_eq!(nodes["pods_packed"], 9);
 }
+
+/// The OpenTelemetry Collector's kubeletstats metrics over OTLP: with the
+/// k8s resource attributes promoted to labels and the names configured,
+/// the same recommendation as from cAdvisor.
+#[test]
+fn otel_kubeletstats_metrics_work_with_promoted_resource_attributes() {
+    let server = TestServer::start_with(&[
+        (
+            "OXEYE_OTLP__PROMOTE_RESOURCE_ATTRIBUTES",
+            r#"["k8s.namespace.name", "k8s.pod.name", "k8s.container.name"]"#,
+        ),
+        (
+            "OXEYE_RECOMMENDATIONS__CPU_USAGE_METRIC",
+            "container_cpu_time_seconds_total",
+        ),
+        (
+            "OXEYE_RECOMMENDATIONS__NAMESPACE_LABEL",
+            "k8s_namespace_name",
+        ),
+        ("OXEYE_RECOMMENDATIONS__POD_LABEL", "k8s_pod_name"),
+        (
+            "OXEYE_RECOMMENDATIONS__CONTAINER_LABEL",
+            "k8s_container_name",
+        ),
+    ]);
+    let from = END - 2 * DAY;
+    let times: Vec<i64> = minutes(from, END).collect();
+    let cpu: Vec<Value> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            serde_json::json!({
+                "timeUnixNano": (t * 1_000_000).to_string(),
+                "startTimeUnixNano": (from * 1_000_000).to_string(),
+                // 15 core-seconds a minute: 0.25 cores.
+                "asDouble": 1000.0 + 15.0 * i as f64,
+            })
+        })
+        .collect();
+    let memory: Vec<Value> = times
+        .iter()
+        .map(|t| serde_json::json!({"timeUnixNano": (t * 1_000_000).to_string(), "asInt": (200.0 * MIB) as i64}))
+        .collect();
+    let attr = |k: &str, v: &str| serde_json::json!({"key": k, "value": {"stringValue": v}});
+    let body = serde_json::json!({"resourceMetrics": [{
+        "resource": {"attributes": [
+            attr("k8s.namespace.name", "otel"),
+            attr("k8s.pod.name", "collector-7d9f8b6c4d-x2k9p"),
+            attr("k8s.container.name", "otelcol"),
+            attr("k8s.node.name", "node-a"),
+        ]},
+        "scopeMetrics": [{"scope": {"name": "otelcol/kubeletstatsreceiver"}, "metrics": [
+            {"name": "container.cpu.time", "unit": "s", "sum": {
+                "aggregationTemporality": 2, "isMonotonic": true, "dataPoints": cpu}},
+            {"name": "container.memory.working_set", "unit": "By", "gauge": {"dataPoints": memory}},
+        ]}],
+    }]});
+    let response = client()
+        .post(server.url("/v1/metrics"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+    // The resource attributes are labels of every series.
+    let series = get_json(&server.url("/api/v1/series?match[]=container_cpu_time_seconds_total"));
+    assert_eq!(
+        series["data"][0]["k8s_pod_name"], "collector-7d9f8b6c4d-x2k9p",
+        "{series}"
+    );
+    assert_eq!(
+        series["data"][0]["k8s_node_name"],
+        Value::Null,
+        "not promoted: {series}"
+    );
+
+    let report = recommendations(&server, "&window=1d");
+    let scan = scan(&report, "collector");
+    assert_eq!(scan["object"]["namespace"], "otel");
+    assert_eq!(scan["object"]["container"], "otelcol");
+    assert_eq!(f(&value(scan, "/requests/cpu/value")), 0.25);
+    assert_eq!(
+        f(&value(scan, "/requests/memory/value")),
+        krr_memory(200.0 * MIB * 1.15)
+    );
+}

@@ -36,6 +36,7 @@ pub struct Config {
     pub rules: RulesConfig,
     pub alerting: AlertingConfig,
     pub recommendations: RecommendationsConfig,
+    pub otlp: OtlpConfig,
     pub log: LogConfig,
     /// The directory of the configuration file (rule globs are relative to
     /// it); the working directory without one.
@@ -72,6 +73,13 @@ impl RulesConfig {
             .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
             .collect()
     }
+}
+
+/// `[otlp]`: how OTLP metrics become series.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    pub promote_resource_attributes: Vec<String>,
 }
 
 /// `[recommendations]`: Kubernetes right-sizing (see `src/recommend`).

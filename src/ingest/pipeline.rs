@@ -60,9 +60,17 @@ pub struct MetricsIngest {
     metrics: Arc<SelfMetrics>,
     /// Per-request OTLP translation limits.
     budget: crate::ingest::otlp::budget::Budget,
+    /// OTLP resource attributes copied onto every series of the resource.
+    promote: Vec<String>,
 }
 
 impl MetricsIngest {
+    /// OTLP resource attributes to promote to series labels.
+    pub fn with_promoted_resource_attributes(mut self, promote: Vec<String>) -> Self {
+        self.promote = promote;
+        self
+    }
+
     /// Apply per-request OTLP limits (the default has none).
     pub fn with_budget(mut self, budget: crate::ingest::otlp::budget::Budget) -> Self {
         self.budget = budget;
@@ -82,6 +90,7 @@ impl MetricsIngest {
             deltas: DeltaState::default(),
             metrics,
             budget: Default::default(),
+            promote: Vec::new(),
         }
     }
 
@@ -141,7 +150,7 @@ impl MetricsIngest {
         now_ms: i64,
     ) -> Result<WriteSummary, IngestError> {
         self.budget.check_metrics(request)?;
-        let mut translated = translate(request, &self.check, &self.deltas, now_ms);
+        let mut translated = translate(request, &self.check, &self.deltas, &self.promote, now_ms);
         if translated.series_count() > self.check.max_series_per_request {
             return Err(IngestError::BadRequest(format!(
                 "request has {} series, more than {} (limits.max_series_per_request)",

@@ -5,7 +5,10 @@
 //!   (`ms` → `milliseconds`, `By/s` → `bytes_per_second`, `{…}` annotations
 //!   dropped), monotonic sums get `_total`, gauges with unit `1` get `_ratio`;
 //! - `service.namespace/service.name` → `job`, `service.instance.id` →
-//!   `instance`; every other resource attribute goes to `target_info`;
+//!   `instance`; every other resource attribute goes to `target_info`, and
+//!   those named in `otlp.promote_resource_attributes` also become labels of
+//!   every series of the resource (a point attribute of the same name wins),
+//!   as Prometheus' `otlp.promote_resource_attributes`;
 //! - point attributes become labels (invalid characters → `_`, a leading
 //!   digit gets `key_`);
 //! - gauges and cumulative sums become one series each; **delta** sums are
@@ -143,6 +146,7 @@ pub fn translate(
     request: &ExportMetricsServiceRequest,
     check: &LabelCheck,
     deltas: &DeltaState,
+    promote: &[String],
     now_ms: i64,
 ) -> Translated {
     let mut out = Translated::default();
@@ -153,6 +157,14 @@ pub fn translate(
             .as_ref()
             .map_or(&[], |r| r.attributes.as_slice());
         let (job, instance) = job_and_instance(resource_attrs);
+        let promoted: Vec<(String, String)> = merge_colliding(
+            resource_attrs
+                .iter()
+                .filter(|kv| promote.iter().any(|p| *p == kv.key))
+                .map(|kv| (normalize_label(&kv.key), any_to_string(kv.value.as_ref())))
+                .filter(|(k, _)| k != "__name__" && k != "job" && k != "instance")
+                .collect(),
+        );
         let mut newest = i64::MIN;
         for scope in &resource_metrics.scope_metrics {
             for metric in &scope.metrics {
@@ -160,6 +172,7 @@ pub fn translate(
                     metric,
                     &job,
                     &instance,
+                    &promoted,
                     check,
                     deltas,
                     now_ms,
@@ -201,6 +214,7 @@ fn translate_metric(
     metric: &Metric,
     job: &str,
     instance: &str,
+    promoted: &[(String, String)],
     check: &LabelCheck,
     deltas: &DeltaState,
     now_ms: i64,
@@ -237,6 +251,11 @@ fn translate_metric(
             pairs.push((k.to_owned(), v));
         }
         pairs.retain(|(n, _)| n != "__name__");
+        for (k, v) in promoted {
+            if !pairs.iter().any(|(n, _)| n == k) {
+                pairs.push((k.clone(), v.clone()));
+            }
+        }
         pairs.push(("__name__".into(), name.to_owned()));
         add_job_instance(&mut pairs, job, instance);
         pairs
