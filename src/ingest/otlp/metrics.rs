@@ -160,7 +160,7 @@ pub fn translate(
         let promoted: Vec<(String, String)> = merge_colliding(
             resource_attrs
                 .iter()
-                .filter(|kv| promote.iter().any(|p| *p == kv.key))
+                .filter(|kv| promote.contains(&kv.key))
                 .map(|kv| (normalize_label(&kv.key), any_to_string(kv.value.as_ref())))
                 .filter(|(k, _)| k != "__name__" && k != "job" && k != "instance")
                 .collect(),
