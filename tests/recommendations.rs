@@ -139,6 +139,8 @@ fn krr_simple_vpa_hpa_and_backtests_match_the_formulas() {
     assert_eq!(value(leaky, "/info/memory"), "OOMKill detected");
     assert!(leaky["evidence"]["oom_kills"].as_u64().unwrap() >= 1);
     assert_eq!(f(&value(leaky, "/requests/cpu/value")), krr_cpu(0.1));
+    let throttled = f(&leaky["evidence"]["cpu_throttled_share"]);
+    assert!((throttled - 0.1).abs() < 1e-9, "{throttled}");
 
     // nightly: found through Job → CronJob; each pod's p95 is 3 cores.
     let nightly = scan(&report, "nightly");

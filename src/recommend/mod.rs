@@ -435,6 +435,27 @@ fn analyse(
         for (container, series) in per_container {
             usage.entry(container).or_default().pods.push(series);
         }
+        for (metric, throttled) in [
+            ("container_cpu_cfs_throttled_periods_total", true),
+            ("container_cpu_cfs_periods_total", false),
+        ] {
+            for (container, samples) in
+                select_pod(store, names, metric, &w.namespace, &pod.name, mint, maxt)
+            {
+                if let Some(u) = w
+                    .containers
+                    .contains_key(&container)
+                    .then(|| usage.entry(container).or_default())
+                {
+                    let n = usage::increase(&samples);
+                    if throttled {
+                        u.throttled_periods += n;
+                    } else {
+                        u.periods += n;
+                    }
+                }
+            }
+        }
         for (container, ooms) in ooms_of(
             store,
             &w.namespace,

@@ -189,6 +189,10 @@ pub struct Oom {
 pub struct ContainerUsage {
     pub pods: Vec<PodSeries>,
     pub ooms: Vec<Oom>,
+    /// CFS periods throttled and run over the window, summed over pods
+    /// (cAdvisor's `container_cpu_cfs_{throttled_,}periods_total`).
+    pub throttled_periods: f64,
+    pub periods: f64,
 }
 
 /// What a recommendation was computed from.
@@ -204,6 +208,9 @@ pub struct Evidence {
     pub history_hours: f64,
     pub oom_kills: usize,
     pub oom_limit: Option<f64>,
+    /// Share of CFS periods in which the container was throttled (today,
+    /// under today's CPU limit), over the whole window.
+    pub cpu_throttled_share: Option<f64>,
     /// VPA's bounds (cores / bytes) and confidence, for `vpa`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpa: Option<VpaBounds>,
@@ -283,6 +290,8 @@ pub fn recommend(
         .filter(|o| steps.contains(&o.step))
         .collect();
     evidence.oom_kills = ooms.len();
+    evidence.cpu_throttled_share =
+        (usage.periods > 0.0).then(|| usage.throttled_periods / usage.periods);
     evidence.oom_limit = ooms.iter().filter_map(|o| o.limit).reduce(f64::max);
     let peaks: Vec<f64> = usage
         .pods

@@ -150,6 +150,22 @@ pub fn per_minute(samples: &[Sample], counter: bool, from: i64, to: i64) -> Vec<
     out
 }
 
+/// A counter's increase over its samples, counting resets from zero (no
+/// extrapolation).
+pub fn increase(samples: &[Sample]) -> f64 {
+    let samples = fresh(samples);
+    samples
+        .windows(2)
+        .map(|w| {
+            if w[1].v < w[0].v {
+                w[1].v
+            } else {
+                w[1].v - w[0].v
+            }
+        })
+        .sum()
+}
+
 /// Element-wise maximum, ignoring NaN (`max by (pod, container)` over
 /// duplicate series of one container).
 pub fn merge_max(into: &mut [f64], other: &[f64]) {
@@ -208,6 +224,13 @@ mod tests {
         assert_eq!(m.len(), 5);
         assert!(m.iter().all(|(_, v)| (v - 0.5).abs() < 1e-9), "{m:?}");
         assert_eq!(m[0].0, 60_000);
+    }
+
+    #[test]
+    fn increase_counts_resets() {
+        let s = |t, v| Sample { t, v };
+        assert_eq!(increase(&[s(0, 5.0), s(1, 8.0), s(2, 2.0), s(3, 4.0)]), 7.0);
+        assert_eq!(increase(&[s(0, 5.0)]), 0.0);
     }
 
     #[test]

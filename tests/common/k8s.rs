@@ -269,6 +269,30 @@ pub fn fixtures() -> Vec<Series> {
         (512.0 * MIB, 1024.0 * MIB),
     ));
     all.push(replicaset_owner("shop", "leaky-6b5c4d3f2", "leaky"));
+    // CFS: 600 periods a minute, 60 of them throttled (10 %), with a
+    // counter reset on day 4.
+    for (metric, per_minute) in [
+        ("container_cpu_cfs_periods_total", 600.0),
+        ("container_cpu_cfs_throttled_periods_total", 60.0),
+    ] {
+        let reset = START + 4 * DAY;
+        all.push((
+            labels(&[
+                ("__name__", metric),
+                ("namespace", "shop"),
+                ("pod", "leaky-6b5c4d3f2-aaaaa"),
+                ("container", "worker"),
+            ]),
+            gauge(START, END, move |t| {
+                let since = if t >= reset {
+                    t - reset + MINUTE
+                } else {
+                    t - START + MINUTE
+                };
+                (since / MINUTE) as f64 * per_minute
+            }),
+        ));
+    }
     all.push((
         labels(&[
             (
