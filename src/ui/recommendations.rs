@@ -38,9 +38,28 @@ struct Row {
     sort_key: (f64, u8),
 }
 
+struct NamespaceRow {
+    namespace: String,
+    requests: String,
+    quota: String,
+    quota_now: String,
+    default_request: String,
+}
+
+struct ShapeRow {
+    shape: String,
+    today: String,
+    needed_now: String,
+    needed_after: String,
+    saved: String,
+}
+
 #[derive(Template)]
 #[template(path = "recommendations.html")]
 struct Page {
+    namespaces: Vec<NamespaceRow>,
+    shapes: Vec<ShapeRow>,
+    nodes_note: String,
     nav: &'static str,
     strategies: Vec<String>,
     strategy: String,
@@ -105,6 +124,9 @@ pub async fn page(
     let get = |k: &str| query.get(k).cloned().unwrap_or_default();
     let mut page = Page {
         nav: "recommendations",
+        namespaces: Vec::new(),
+        shapes: Vec::new(),
+        nodes_note: String::new(),
         strategies: ["simple", "simple_limit", "vpa"].map(String::from).to_vec(),
         strategy: query
             .get("strategy")
@@ -158,6 +180,82 @@ pub async fn page(
             return render(page);
         }
     };
+    let store = state.store.clone();
+    let (report, namespaces, nodes) = match tokio::task::spawn_blocking(move || {
+        let namespaces = crate::recommend::cluster::namespaces(&store, &report);
+        let nodes = crate::recommend::cluster::nodes(&store, &report);
+        (report, namespaces, nodes)
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            page.error = e.to_string();
+            return render(page);
+        }
+    };
+    let num = |v: &serde_json::Value| v.as_f64();
+    // Cores as people read them: millicores below one core, else decimals.
+    let cores = |v: &serde_json::Value| {
+        num(v).map_or("–".to_string(), |c| {
+            if c < 1.0 {
+                cpu_quantity(c)
+            } else {
+                format!("{}", (c * 100.0).round() / 100.0)
+            }
+        })
+    };
+    let bytes = |v: &serde_json::Value| {
+        num(v).map_or("–".to_string(), |b| {
+            memory_quantity((b / 1048576.0).ceil() * 1048576.0)
+        })
+    };
+    for n in namespaces["namespaces"].as_array().into_iter().flatten() {
+        let q = &n["resource_quota"];
+        let now = n["current_resource_quota"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        page.namespaces.push(NamespaceRow {
+            namespace: n["namespace"].as_str().unwrap_or_default().to_string(),
+            requests: format!(
+                "{} CPU · {}",
+                cores(&n["recommended_requests"]["cpu"]),
+                bytes(&n["recommended_requests"]["memory"])
+            ),
+            quota: format!(
+                "requests.cpu {} · requests.memory {} · limits.memory {}",
+                cores(&q["requests.cpu"]),
+                bytes(&q["requests.memory"]),
+                bytes(&q["limits.memory"])
+            ),
+            quota_now: if now.is_empty() { "none".into() } else { now },
+            default_request: format!(
+                "{} · {}",
+                cores(&n["limit_range"]["defaultRequest"]["cpu"]),
+                bytes(&n["limit_range"]["defaultRequest"]["memory"])
+            ),
+        });
+    }
+    for shape in nodes["shapes"].as_array().into_iter().flatten() {
+        page.shapes.push(ShapeRow {
+            shape: format!(
+                "{} CPU · {}",
+                cores(&shape["allocatable"]["cpu"]),
+                bytes(&shape["allocatable"]["memory"])
+            ),
+            today: shape["nodes_today"].to_string(),
+            needed_now: shape["needed_with_todays_requests"].to_string(),
+            needed_after: shape["needed_with_recommended_requests"].to_string(),
+            saved: shape["nodes_saved"].to_string(),
+        });
+    }
+    page.nodes_note = nodes["method"].as_str().unwrap_or_default().to_string();
     page.notes = report.notes.clone();
     page.workloads = report.workloads.len();
     page.duration = format!("{:.0} ms", report.duration.as_secs_f64() * 1000.0);

@@ -132,6 +132,8 @@ await page.goto(`${base}/ui/recommendations?window=7d&time=${process.env.REC_TIM
 const recTable = await text("#rec-table");
 check(recTable.includes("steady") && recTable.includes("1Gi → 575Mi"), "recommendations table shows today's and the recommended memory");
 check((await page.locator("#rec-table tbody tr.sev-CRITICAL").count()) >= 1, "recommendations are ranked by severity");
+check((await text("#rec-namespaces")).includes("shop"), "namespace quota suggestions are shown");
+check((await text("#rec-nodes")).includes("4 CPU"), "node shapes are bin packed");
 await page.locator("#rec-table a", { hasText: "web" }).first().click();
 await page.waitForURL(/show=/);
 await page.waitForSelector("#rec-charts .uplot");
