@@ -144,6 +144,10 @@ fn krr_simple_vpa_hpa_and_backtests_match_the_formulas() {
 
     // nightly: found through Job → CronJob; each pod's p95 is 3 cores.
     let nightly = scan(&report, "nightly");
+    let patch = nightly["patch"].as_str().unwrap();
+    assert!(patch.contains("  jobTemplate:\n"), "{patch}");
+    // No HPA for a CronJob.
+    assert_eq!(nightly["hpa_advice"]["autoscale"], false);
     assert_eq!(nightly["object"]["kind"], "CronJob");
     assert_eq!(nightly["object"]["namespace"], "batch");
     assert_eq!(f(&value(nightly, "/requests/cpu/value")), 3.0);
@@ -177,6 +181,8 @@ fn krr_simple_vpa_hpa_and_backtests_match_the_formulas() {
         "{:#}",
         api["hpa_advice"]
     );
+    // It has an HPA: no second one is proposed.
+    assert_eq!(api["hpa_manifest"], Value::Null);
     assert!(
         replay["verdict"]
             .as_str()
@@ -500,9 +506,10 @@ fn namespaces_get_quotas_and_nodes_are_bin_packed() {
         .iter()
         .find(|n| n["namespace"] == "shop")
         .unwrap();
-    // Recommended CPU × replicas: steady 1 × 2, web 2 × 3, leaky 0.1 × 1
-    // (api and young have no CPU recommendation).
-    let cpu = 1.0 * 2.0 + 2.0 * 3.0 + 0.1;
+    // Recommended CPU × replicas: steady 1 × 2, web 2 × 3, leaky 0.1 × 1;
+    // without a recommendation today's request: api 1 × its HPA's 3
+    // replicas at most, young 0.5 × 1.
+    let cpu = 1.0 * 2.0 + 2.0 * 3.0 + 0.1 + 1.0 * 3.0 + 0.5;
     assert!(
         (f(&shop["recommended_requests"]["cpu"]) - cpu).abs() < 1e-9,
         "{shop:#}"
@@ -518,7 +525,7 @@ fn namespaces_get_quotas_and_nodes_are_bin_packed() {
         20.0
     );
     assert_eq!(f(&shop["current_limit_range"]["max:cpu"]), 4.0);
-    // The median recommended CPU request of steady, web, leaky is 1 core.
+    // The median CPU request of steady, web, leaky, api and young is 1 core.
     assert_eq!(f(&shop["limit_range"]["defaultRequest"]["cpu"]), 1.0);
 
     let nodes = get("/api/v1/recommendations/nodes");
@@ -616,4 +623,105 @@ fn otel_kubeletstats_metrics_work_with_promoted_resource_attributes() {
         f(&value(scan, "/requests/memory/value")),
         krr_memory(200.0 * MIB * 1.15)
     );
+}
+
+/// Stored settings that make no sense (an HPA whose minReplicas is above
+/// its maxReplicas, a static pod owned by a Node) are answered, not crashed on.
+#[test]
+fn inconsistent_kube_state_metrics_do_not_break_a_run() {
+    let server = TestServer::start();
+    let mut series = Vec::new();
+    for p in ["odd-5d4f8c7b9-aaaaa", "odd-5d4f8c7b9-bbbbb"] {
+        let pod = Pod {
+            ns: "x",
+            pod: p,
+            container: "c",
+            from: END - DAY,
+            to: END,
+        };
+        series.extend(pod.cadvisor(
+            cpu_counter(
+                END - DAY,
+                END,
+                |t| if (t / MINUTE) % 60 < 30 { 60 } else { 6 },
+            ),
+            constant(END - DAY, END, 100.0 * MIB),
+        ));
+        series.extend(pod.ksm(
+            "ReplicaSet",
+            "odd-5d4f8c7b9",
+            (1.0, 0.0),
+            (128.0 * MIB, 0.0),
+        ));
+    }
+    series.push(replicaset_owner("x", "odd-5d4f8c7b9", "odd"));
+    let hpa = |name: &str, extra: &[(&str, &str)], v: f64| -> Series {
+        let mut l = vec![
+            ("__name__", name),
+            ("namespace", "x"),
+            ("horizontalpodautoscaler", "odd"),
+        ];
+        l.extend_from_slice(extra);
+        (labels(&l), constant(END - DAY, END, v))
+    };
+    series.push(hpa(
+        "kube_horizontalpodautoscaler_info",
+        &[
+            ("scaletargetref_kind", "Deployment"),
+            ("scaletargetref_name", "odd"),
+        ],
+        1.0,
+    ));
+    series.push(hpa(
+        "kube_horizontalpodautoscaler_spec_min_replicas",
+        &[],
+        5.0,
+    ));
+    series.push(hpa(
+        "kube_horizontalpodautoscaler_spec_max_replicas",
+        &[],
+        0.0,
+    ));
+    series.push(hpa(
+        "kube_horizontalpodautoscaler_spec_target_metric",
+        &[
+            ("metric_name", "cpu"),
+            ("metric_target_type", "utilization"),
+        ],
+        0.0,
+    ));
+    let static_pod = Pod {
+        ns: "kube-system",
+        pod: "etcd-node-a",
+        container: "etcd",
+        from: END - DAY,
+        to: END,
+    };
+    series.extend(static_pod.cadvisor(
+        cpu_counter(END - DAY, END, |_| 12),
+        constant(END - DAY, END, 300.0 * MIB),
+    ));
+    series.extend(static_pod.ksm("Node", "node-a", (0.1, 0.0), (100.0 * MIB, 0.0)));
+    write(&server.url(""), &series);
+    for strategy in ["simple", "simple_limit", "vpa"] {
+        let report = recommendations(&server, &format!("&window=1d&strategy={strategy}"));
+        let odd = scan(&report, "odd");
+        assert_eq!(odd["object"]["hpa"]["min_replicas"], 5.0);
+        // The HPA's settings are unusable: nothing is replayed.
+        assert!(
+            odd["hpa_advice"].get("current_hpa_replay").is_none(),
+            "{:#}",
+            odd["hpa_advice"]
+        );
+        let etcd = scan(&report, "etcd-node-a");
+        assert_eq!(etcd["object"]["kind"], "Pod");
+        assert_eq!(etcd["patch"], Value::Null, "a bare pod cannot be patched");
+    }
+    for path in ["namespaces", "nodes"] {
+        let url = server.url(&format!(
+            "/api/v1/recommendations/{path}?time={}&window=1d",
+            END / 1000
+        ));
+        assert_eq!(client().get(&url).send().unwrap().status(), 200, "{path}");
+    }
 }

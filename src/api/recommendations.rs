@@ -95,7 +95,8 @@ pub(crate) async fn run(
         ));
     };
     let store = state.store.clone();
-    let options = state.config.recommendations.options();
+    let mut options = state.config.recommendations.options();
+    options.timeout = Some(state.config.query.timeout);
     let metrics = state.metrics.clone();
     let result = tokio::task::spawn_blocking(move || {
         let _slot = slot;
@@ -117,6 +118,9 @@ pub(crate) async fn run(
         Ok(Err(RecommendError::BadRequest(m))) => Err((StatusCode::BAD_REQUEST, "bad_data", m)),
         Ok(Err(RecommendError::TooLarge(m))) => {
             Err((StatusCode::UNPROCESSABLE_ENTITY, "execution", m))
+        }
+        Ok(Err(e @ RecommendError::Timeout(_))) => {
+            Err((StatusCode::SERVICE_UNAVAILABLE, "timeout", e.to_string()))
         }
         Err(e) => Err((
             StatusCode::INTERNAL_SERVER_ERROR,

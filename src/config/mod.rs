@@ -105,6 +105,7 @@ pub struct RecommendationsConfig {
     pub backtest_train_fraction: f64,
     pub max_pods: usize,
     pub max_steps: usize,
+    pub max_points_per_workload: u64,
     pub cpu_usage_metric: String,
     pub cpu_usage_is_counter: bool,
     pub memory_usage_metric: String,
@@ -140,6 +141,8 @@ impl RecommendationsConfig {
             hpa_min_variation: self.hpa_min_daily_variation,
             max_pods: self.max_pods,
             max_steps: self.max_steps,
+            max_points_per_workload: self.max_points_per_workload,
+            timeout: None,
             backtest_train_fraction: self.backtest_train_fraction,
         }
     }

@@ -3,13 +3,15 @@
 //! shape the recommended requests would need (first-fit-decreasing bin
 //! packing) against today's requests and today's nodes.
 //!
-//! - ResourceQuota: `requests.*` = Σ recommended request × replicas, and
-//!   `limits.memory` = Σ recommended memory limit × replicas, each plus
+//! - ResourceQuota: `requests.*` = Σ recommended request (today's where
+//!   the recommendation is "?") × replicas (an HPA's maxReplicas when
+//!   larger), and `limits.memory` likewise from memory limits, each plus
 //!   `headroom` (20 %), rounded up (CPU to 100 m, memory to 64 MiB).
-//! - LimitRange (type Container): `defaultRequest` = the median recommended
-//!   request of the namespace's containers, `default` (limit) = the median
-//!   recommended memory limit, `max` = the largest recommendation plus
-//!   headroom.
+//! - LimitRange (type Container): `defaultRequest` = the median request of
+//!   the namespace's containers, `default` (limit) = the median memory
+//!   limit, `max` = the largest request or limit plus headroom (a
+//!   LimitRange `max` also becomes the default limit of containers without
+//!   one).
 //! - Nodes: every live pod of an analysed workload asks for the sum of its
 //!   containers' requests (the recommendation, today's where there is none);
 //!   pods are placed largest first (by the larger of their CPU and memory
@@ -74,6 +76,7 @@ struct Sums {
     containers_cpu: Vec<f64>,
     containers_memory: Vec<f64>,
     containers_memory_limit: Vec<f64>,
+    containers_cpu_limit: Vec<f64>,
     unknown: usize,
 }
 
@@ -83,21 +86,31 @@ pub fn namespaces(store: &MetricsStore, report: &Report) -> Value {
     for r in &report.results {
         for c in &r.containers {
             let w = &report.workloads[c.workload];
-            let replicas = w.replicas.unwrap_or(0.0).max(0.0);
+            // A quota must leave room for an HPA's largest scale.
+            let hpa_max = w.hpa.as_ref().and_then(|h| h.max_replicas).unwrap_or(0.0);
+            let replicas = w.replicas.unwrap_or(0.0).max(hpa_max).max(0.0);
+            let now = &w.containers[&c.container];
             let s = sums.entry(w.namespace.clone()).or_default();
-            match (
-                c.outcome.cpu.request.value(),
-                c.outcome.memory.request.value(),
-            ) {
-                (Some(cpu), Some(memory)) => {
-                    s.cpu_request += cpu * replicas;
-                    s.memory_request += memory * replicas;
-                    s.containers_cpu.push(cpu);
-                    s.containers_memory.push(memory);
-                }
-                _ => s.unknown += 1,
+            // Without a recommendation ("?"), today's request is what the
+            // pods will keep asking for.
+            let cpu = c.outcome.cpu.request.value().or(now.requests.cpu);
+            let memory = c.outcome.memory.request.value().or(now.requests.memory);
+            if c.outcome.cpu.request.value().is_none() || c.outcome.memory.request.value().is_none()
+            {
+                s.unknown += 1;
             }
-            if let Some(l) = c.outcome.memory.limit.value() {
+            if let Some(cpu) = cpu {
+                s.cpu_request += cpu * replicas;
+                s.containers_cpu.push(cpu);
+            }
+            if let Some(memory) = memory {
+                s.memory_request += memory * replicas;
+                s.containers_memory.push(memory);
+            }
+            if let Some(l) = c.outcome.cpu.limit.value() {
+                s.containers_cpu_limit.push(l);
+            }
+            if let Some(l) = c.outcome.memory.limit.value().or(now.limits.memory) {
                 s.memory_limit += l * replicas;
                 s.containers_memory_limit.push(l);
             }
@@ -122,7 +135,13 @@ pub fn namespaces(store: &MetricsStore, report: &Report) -> Value {
             };
             limit_range_now.insert(format!("{constraint}:{resource}"), json!(v));
         }
-        let cpu_max = s.containers_cpu.iter().copied().reduce(f64::max);
+        // LimitRange max bounds limits too: the largest of both.
+        let cpu_max = s
+            .containers_cpu
+            .iter()
+            .chain(&s.containers_cpu_limit)
+            .copied()
+            .reduce(f64::max);
         let memory_max = s.containers_memory_limit.iter().copied().reduce(f64::max);
         out.push(json!({
             "namespace": ns,
@@ -232,6 +251,10 @@ pub fn nodes(store: &MetricsStore, report: &Report) -> Value {
         }
         if !known {
             skipped += 1;
+            continue;
+        }
+        // DaemonSets run one pod per node whatever the node count.
+        if w.kind == "DaemonSet" {
             continue;
         }
         for _ in w.pods.iter().filter(|p| !p.deleted) {

@@ -71,17 +71,23 @@ pub struct HpaSpec {
 }
 
 fn ceil_u32(v: f64) -> u32 {
-    if v.is_finite() && v > 0.0 {
-        v.ceil().min(u32::MAX as f64) as u32
-    } else {
+    if v.is_nan() || v <= 0.0 {
         0
+    } else {
+        // Saturates: infinite demand asks for the most replicas.
+        v.ceil().min(u32::MAX as f64) as u32
     }
 }
 
 /// Replays the HPA over `demand` (cores per step), starting at `start`
 /// replicas.
 pub fn replay(demand: &[f64], grid: &Grid, request: f64, spec: &HpaSpec, start: u32) -> Replay {
-    let mut replicas = start.clamp(spec.min_replicas.max(1), spec.max_replicas.max(1));
+    // Bounds as stored may disagree (min above max): never trust them to
+    // be ordered.
+    let lo = spec.min_replicas.max(1);
+    let hi = spec.max_replicas.max(lo);
+    let bound = |r: u32| r.max(lo).min(hi);
+    let mut replicas = bound(start);
     let window = (DOWNSCALE_STABILISATION_MS / grid.step.max(1)).max(1) as usize;
     let mut recent: std::collections::VecDeque<u32> = std::collections::VecDeque::new();
     let (mut sum, mut n, mut peak, mut capped, mut overloaded) = (0.0, 0u64, 0u32, 0u64, 0u64);
@@ -108,8 +114,8 @@ pub fn replay(demand: &[f64], grid: &Grid, request: f64, spec: &HpaSpec, start: 
             replicas
         } else {
             ceil_u32(replicas as f64 * ratio)
-        }
-        .clamp(spec.min_replicas.max(1), spec.max_replicas.max(1));
+        };
+        let desired = bound(desired);
         recent.push_back(desired);
         if recent.len() > window {
             recent.pop_front();
@@ -174,6 +180,8 @@ fn hourly(demand: &[f64], grid: &Grid) -> Vec<f64> {
 }
 
 pub struct Inputs<'a> {
+    /// Only these kinds can be scaled by an HPA.
+    pub scalable: bool,
     pub demand: &'a [f64],
     pub grid: &'a Grid,
     /// Per-pod CPU request to scale against (recommended, else today's).
@@ -223,6 +231,11 @@ pub fn advise(mut i: Inputs) -> Advice {
     if let Some((spec, request)) = &i.current {
         advice.current_hpa_replay = Some(replay(i.demand, i.grid, *request, spec, i.replicas_now));
     }
+    if !i.scalable {
+        advice.reason =
+            "not a Deployment, StatefulSet or ReplicaSet: an HPA cannot scale it".into();
+        return advice;
+    }
     let Some(request) = i.request.filter(|r| *r > 0.0) else {
         advice.reason = "no CPU request to scale against".into();
         return advice;
@@ -240,9 +253,13 @@ pub fn advise(mut i: Inputs) -> Advice {
     match variation {
         Some(v) if v >= i.min_variation && max_r > min => {
             advice.autoscale = true;
+            let times = if v.is_finite() {
+                format!("{v:.1}×")
+            } else {
+                "from nothing to busy".to_string()
+            };
             advice.reason = format!(
-                "demand varies {:.1}× over the day (p95 {:.3} vs p5 {:.3} cores per hour): scale between {min} and {max_r} replicas at {:.0}% CPU",
-                v,
+                "demand varies {times} over the day (p95 {:.3} vs p5 {:.3} cores per hour): scale between {min} and {max_r} replicas at {:.0}% CPU",
                 p95,
                 p5,
                 i.target * 100.0

@@ -40,8 +40,9 @@ pub struct Pod {
 pub struct Container {
     pub requests: Resources,
     pub limits: Resources,
-    /// Time of the request/limit values taken (the newest pod's).
-    seen: i64,
+    /// Time of each request/limit value taken (the newest pod's), in the
+    /// order cpu request, memory request, cpu limit, memory limit.
+    seen: [i64; 4],
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +242,8 @@ pub fn load(
                 Some((k, n, _)) if !k.is_empty() && k != "<none>" => (k.clone(), n.clone(), false),
                 _ => ("Job".into(), name.clone(), false),
             },
+            // Static pods are owned by their Node: each is its own workload.
+            Some((kind, _, _)) if kind == "Node" => ("Pod".into(), pod.clone(), false),
             Some((kind, name, _)) if !kind.is_empty() && kind != "<none>" => {
                 (kind.clone(), name.clone(), false)
             }
@@ -300,16 +303,16 @@ pub fn load(
                 .containers
                 .entry(label(&labels, "container"))
                 .or_default();
-            let slot = match (labels.get("resource"), is_limit) {
-                (Some("cpu"), false) => &mut c.requests.cpu,
-                (Some("cpu"), true) => &mut c.limits.cpu,
-                (Some("memory"), false) => &mut c.requests.memory,
-                (Some("memory"), true) => &mut c.limits.memory,
+            let (slot, k) = match (labels.get("resource"), is_limit) {
+                (Some("cpu"), false) => (&mut c.requests.cpu, 0),
+                (Some("memory"), false) => (&mut c.requests.memory, 1),
+                (Some("cpu"), true) => (&mut c.limits.cpu, 2),
+                (Some("memory"), true) => (&mut c.limits.memory, 3),
                 _ => continue,
             };
-            if slot.is_none() || last.t >= c.seen {
+            if slot.is_none() || last.t >= c.seen[k] {
                 *slot = Some(last.v);
-                c.seen = c.seen.max(last.t);
+                c.seen[k] = last.t;
             }
         }
     }

@@ -93,27 +93,47 @@ pub fn resources_patch(
     if requests.is_empty() && limits.is_empty() {
         return None;
     }
+    // Where the pod template lives; Jobs, bare Pods and others cannot be
+    // patched in place (their pod specs are immutable).
+    let path: &[&str] = match w.kind.as_str() {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => &["spec", "template", "spec"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+        _ => return None,
+    };
     let mut out = format!(
-        "# kubectl patch {} {} -n {} --patch-file this.yaml\nspec:\n  template:\n    spec:\n      containers:\n      - name: {}\n        resources:\n",
+        "# kubectl patch {} {} -n {} --patch-file this.yaml\n",
         w.kind.to_lowercase(),
         w.name,
-        w.namespace,
-        container
+        w.namespace
     );
+    for (depth, key) in path.iter().enumerate() {
+        let _ = writeln!(out, "{:width$}{key}:", "", width = depth * 2);
+    }
+    let base = path.len() * 2;
+    let _ = writeln!(out, "{:base$}containers:", "");
+    let _ = writeln!(out, "{:base$}- name: {container}", "");
+    let _ = writeln!(out, "{:width$}resources:", "", width = base + 2);
+    let reindent = |block: &str| -> String {
+        block
+            .lines()
+            .map(|l| format!("{:width$}{}\n", "", l.trim_start(), width = base + 6))
+            .collect()
+    };
     if !requests.is_empty() {
-        out.push_str("          requests:\n");
-        out.push_str(&requests);
+        let _ = writeln!(out, "{:width$}requests:", "", width = base + 4);
+        out.push_str(&reindent(&requests));
     }
     if !limits.is_empty() {
-        out.push_str("          limits:\n");
-        out.push_str(&limits);
+        let _ = writeln!(out, "{:width$}limits:", "", width = base + 4);
+        out.push_str(&reindent(&limits));
     }
     Some(out)
 }
 
 /// An HPA manifest when autoscaling is advised.
 pub fn hpa(w: &Workload, advice: &Advice) -> Option<String> {
-    if !advice.autoscale {
+    // A workload with an HPA gets advice on its bounds, not a second HPA.
+    if !advice.autoscale || w.hpa.is_some() {
         return None;
     }
     let api = match w.kind.as_str() {

@@ -73,8 +73,11 @@ pub struct Options {
     pub max_pods: usize,
     /// Most steps per series (window / step).
     pub max_steps: usize,
-    /// Share of intervals above the recommended CPU request that a backtest
-    /// tolerates beyond the strategy's own percentile.
+    /// Most pod × container × step values one workload may hold in memory.
+    pub max_points_per_workload: u64,
+    /// A run stops with an error after this long (`query.timeout`).
+    pub timeout: Option<std::time::Duration>,
+    /// Share of the window a backtest trains on (the rest is replayed).
     pub backtest_train_fraction: f64,
 }
 
@@ -84,6 +87,8 @@ pub enum RecommendError {
     BadRequest(String),
     #[error("{0}")]
     TooLarge(String),
+    #[error("recommendation run timed out after {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// A backtest: trained on the first part of the window, replayed on the
@@ -178,8 +183,10 @@ fn select_pod(
 /// OOM kills of a pod's containers: the step where
 /// `kube_pod_container_status_last_terminated_reason{reason="OOMKilled"}`
 /// appears (or `container_oom_events_total` rises), with the memory limit.
+#[allow(clippy::too_many_arguments)]
 fn ooms_of(
     store: &MetricsStore,
+    names: &Names,
     ns: &str,
     pod: &str,
     grid: &Grid,
@@ -188,8 +195,9 @@ fn ooms_of(
     limits: &BTreeMap<String, inventory::Container>,
 ) -> BTreeMap<String, Vec<Oom>> {
     let mut out: BTreeMap<String, Vec<Oom>> = BTreeMap::new();
+    // The first step at or after `t`.
     let step_of = |t: i64| -> usize {
-        let i = (t - grid.first).div_euclid(grid.step) + 1;
+        let i = -(grid.first.saturating_sub(t)).div_euclid(grid.step);
         (i.max(0) as usize).min(grid.len.saturating_sub(1))
     };
     let reason = [
@@ -219,11 +227,15 @@ fn ooms_of(
     }
     let events = [
         Matcher::equal("__name__", "container_oom_events_total"),
-        Matcher::equal("namespace", ns),
-        Matcher::equal("pod", pod),
+        Matcher::equal(names.namespace_label.clone(), ns),
+        Matcher::equal(names.pod_label.clone(), pod),
     ];
     for s in store.select(&events, mint, maxt) {
-        let container = s.labels.get("container").unwrap_or_default().to_string();
+        let container = s
+            .labels
+            .get(&names.container_label)
+            .unwrap_or_default()
+            .to_string();
         if out.contains_key(&container) {
             continue; // already known from kube-state-metrics
         }
@@ -291,6 +303,25 @@ pub fn run(
             options.max_pods
         )));
     }
+    for w in &inv.workloads {
+        let points = (w.pods.len() as u64)
+            .saturating_mul(w.containers.len() as u64)
+            .saturating_mul(grid.len as u64);
+        if points > options.max_points_per_workload {
+            return Err(RecommendError::TooLarge(format!(
+                "{}/{} {}: {} pods × {} containers × {} steps is over recommendations.max_points_per_workload ({}); use a larger step or a shorter window",
+                w.namespace,
+                w.kind,
+                w.name,
+                w.pods.len(),
+                w.containers.len(),
+                grid.len,
+                options.max_points_per_workload
+            )));
+        }
+    }
+    let deadline = options.timeout.map(|t| started + t);
+    let timed_out = std::sync::atomic::AtomicBool::new(false);
     let mut notes = Vec::new();
     if !inv.has_kube_state_metrics && !inv.workloads.is_empty() {
         notes.push(
@@ -326,6 +357,10 @@ pub fn run(
                 if i >= inv.workloads.len() {
                     break;
                 }
+                if deadline.is_some_and(|d| Instant::now() > d) {
+                    timed_out.store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
                 let r = analyse(
                     store,
                     options,
@@ -340,6 +375,9 @@ pub fn run(
             });
         }
     });
+    if timed_out.into_inner() {
+        return Err(RecommendError::Timeout(options.timeout.unwrap_or_default()));
+    }
     let results = collected.into_inner().into_iter().flatten().collect();
     Ok(Report {
         request,
@@ -402,9 +440,13 @@ fn analyse(
                     grid.first - grid.step,
                     grid.end(),
                 );
-                if entry.minute_cpu.is_empty() {
-                    entry.minute_cpu = minutes;
-                }
+                // Several series per container (a restart starts a new
+                // cAdvisor series): all of them, the larger per minute.
+                entry.minute_cpu.extend(minutes);
+                entry
+                    .minute_cpu
+                    .sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+                entry.minute_cpu.dedup_by_key(|m| m.0);
             }
             let present = if names.cpu_is_counter {
                 usage::instants(&samples, grid)
@@ -458,6 +500,7 @@ fn analyse(
         }
         for (container, ooms) in ooms_of(
             store,
+            names,
             &w.namespace,
             &pod.name,
             grid,
@@ -557,18 +600,31 @@ fn analyse(
     };
     let recommended_request = sum_opt(&|c| c.outcome.cpu.request.value());
     let current_request: Option<f64> = w.containers.values().map(|c| c.requests.cpu).sum();
+    // Today's HPA, when its stored settings make sense.
     let current = w.hpa.as_ref().and_then(|h| {
         let target = h.target_cpu_utilization_percentage? / 100.0;
-        Some((
-            hpa::HpaSpec {
-                min_replicas: h.min_replicas.unwrap_or(1.0).max(1.0) as u32,
-                max_replicas: h.max_replicas? as u32,
-                target,
-            },
-            current_request?,
-        ))
+        let min = h.min_replicas.unwrap_or(1.0);
+        let max = h.max_replicas?;
+        let request = current_request?;
+        let sane = target.is_finite()
+            && target > 0.0
+            && request > 0.0
+            && min >= 0.0
+            && max >= min.max(1.0)
+            && max <= 1e6;
+        sane.then(|| {
+            (
+                hpa::HpaSpec {
+                    min_replicas: (min as u32).max(1),
+                    max_replicas: max as u32,
+                    target,
+                },
+                request,
+            )
+        })
     });
     let advice = hpa::advise(hpa::Inputs {
+        scalable: matches!(w.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet"),
         demand: &demand,
         grid,
         request: recommended_request.or(current_request),
@@ -686,6 +742,8 @@ fn backtest(
                 "not tested: the first part gave no recommendation ({})",
                 why.join(", ")
             )
+        } else if passed && request.is_none() {
+            "passed (memory only: no CPU recommendation): the memory limit trained on the first part held on the rest".into()
         } else if passed {
             "passed: the recommendation trained on the first part held on the rest".into()
         } else {
@@ -772,8 +830,8 @@ impl Report {
                 "other_args": options_settings_json(options, &self.request),
             },
             "window": {
-                "start": self.grid.first,
-                "end": self.grid.end(),
+                "first_step_ms": self.grid.first,
+                "last_step_ms": self.grid.end(),
                 "step_seconds": self.request.step_ms as f64 / 1000.0,
                 "steps": self.grid.len,
             },

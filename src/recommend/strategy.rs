@@ -267,6 +267,13 @@ pub fn recommend(
     steps: Range<usize>,
     ctx: &Context,
 ) -> Outcome {
+    if steps.is_empty() {
+        return Outcome {
+            cpu: Proposal::undefined("No data"),
+            memory: Proposal::undefined("No data"),
+            evidence: Evidence::default(),
+        };
+    }
     let s = ctx.settings;
     let mut evidence = Evidence {
         history_hours: history_hours(usage, steps.clone(), ctx.step),
@@ -354,7 +361,8 @@ pub fn recommend(
                 let peak = evidence.memory_peak.unwrap_or(0.0);
                 let mut v = peak * (1.0 + s.memory_buffer_percentage / 100.0);
                 let mut info = None;
-                if s.use_oomkill_data && !ooms.is_empty() {
+                // As KRR: the OOM term needs the limit the kill happened at.
+                if s.use_oomkill_data && evidence.oom_limit.is_some() {
                     let oom = evidence.oom_limit.unwrap_or(0.0)
                         * (1.0 + s.oom_memory_buffer_percentage / 100.0);
                     v = v.max(oom);
@@ -479,7 +487,11 @@ fn vpa_strategy(
                 ctx.current.requests.memory,
                 ctx.current.limits.memory,
             ),
-            info: (!usage.ooms.is_empty()).then(|| "OOMKill detected".to_string()),
+            info: usage
+                .ooms
+                .iter()
+                .any(|o| steps.contains(&o.step))
+                .then(|| "OOMKill detected".to_string()),
         }
     };
     (cpu, memory)

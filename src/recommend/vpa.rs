@@ -29,6 +29,14 @@ const POD_MIN_CPU_MILLICORES: f64 = 25.0;
 const POD_MIN_MEMORY_BYTES: f64 = 250.0 * 1024.0 * 1024.0;
 const MAX_RESOURCE_AMOUNT: f64 = 1e14;
 
+/// `2^((t - reference) / half-life)`, the exponent capped so that weights
+/// stay finite over any window (VPA moves its reference after 100
+/// half-lives instead; relative weights are the same below the cap).
+fn decay(t: i64, reference: i64) -> f64 {
+    let exponent = t.saturating_sub(reference) as f64 / HALF_LIFE_MS as f64;
+    2f64.powf(exponent.clamp(-1000.0, 1000.0))
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Buckets {
     first: f64,
@@ -94,7 +102,7 @@ impl Histogram {
             let h = HALF_LIFE_MS;
             (t + h / 2).div_euclid(h) * h
         });
-        let w = weight * 2f64.powf((t - reference) as f64 / HALF_LIFE_MS as f64);
+        let w = weight * decay(t, reference);
         self.weights[self.buckets.find(value)] += w;
         self.total += w;
     }
@@ -103,7 +111,7 @@ impl Histogram {
         let Some(reference) = self.reference else {
             return;
         };
-        let w = weight * 2f64.powf((t - reference) as f64 / HALF_LIFE_MS as f64);
+        let w = weight * decay(t, reference);
         let b = self.buckets.find(value);
         self.weights[b] -= w;
         if self.weights[b] < EPSILON {
