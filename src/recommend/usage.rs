@@ -121,7 +121,7 @@ pub fn per_minute(samples: &[Sample], counter: bool, from: i64, to: i64) -> Vec<
             let Some(prev) = i.checked_sub(1).map(|j| samples[j]) else {
                 continue;
             };
-            let dt = s.t - prev.t;
+            let dt = s.t.saturating_sub(prev.t);
             if dt <= 0 || dt > LOOKBACK_MS {
                 continue;
             }

@@ -1,6 +1,6 @@
 //! The Recommendations page: every workload container with today's and the
-//! recommended requests and limits, sorted by what applying them would save
-//! (then by severity), and for a chosen workload charts of its usage with
+//! recommended requests and limits, sorted by severity and then by how
+//! much applying them would change (freed or added), and for a chosen workload charts of its usage with
 //! the request and limit lines and the HPA replay (drawn by app.js from
 //! `/api/v1/recommendations/chart`).
 
