@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod hpa;
 pub mod inventory;
 pub mod manifest;
+pub mod sql;
 pub mod strategy;
 pub mod usage;
 pub mod vpa;

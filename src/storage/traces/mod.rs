@@ -583,6 +583,71 @@ impl TraceStore {
         Ok(found.into_iter().map(|(t, _)| t).collect())
     }
 
+    /// Every span that started in `[start_ns, end_ns]` and whose kind is in
+    /// `kinds` (all kinds when empty), in no particular order. Blocks are
+    /// read column by column: payloads only for batches with a match.
+    /// `visit` returns false to stop early.
+    pub fn for_each_span(
+        &self,
+        start_ns: i64,
+        end_ns: i64,
+        kinds: &[u8],
+        mut visit: impl FnMut(&Span) -> bool,
+    ) -> Result<(), TraceStoreError> {
+        let wanted = |start: i64, kind: u8| {
+            start >= start_ns && start <= end_ns && (kinds.is_empty() || kinds.contains(&kind))
+        };
+        let mut going = true;
+        {
+            let head = self.head.read();
+            for span in head.spans.iter().filter(|s| wanted(s.start_ns, s.kind)) {
+                if !visit(span) {
+                    return Ok(());
+                }
+            }
+        }
+        for frozen in self.heads() {
+            for span in frozen.spans.iter().filter(|s| wanted(s.start_ns, s.kind)) {
+                if !visit(span) {
+                    return Ok(());
+                }
+            }
+        }
+        let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
+        for block in blocks.iter().filter(|b| b.overlaps(start_ns, end_ns)) {
+            let mut full_reader = None;
+            block.scan(vec![block::COL_START, block::COL_KIND], |batch, columns| {
+                if !going {
+                    return Ok(());
+                }
+                let (starts, kinds) = (columns.i64s(0), columns.u8s(1));
+                let mut full: Option<block::Columns> = None;
+                for row in 0..columns.batch.num_rows() {
+                    if !wanted(starts.value(row), kinds.value(row)) {
+                        continue;
+                    }
+                    if full.is_none() {
+                        if full_reader.is_none() {
+                            full_reader = Some(block.reader(None)?);
+                        }
+                        full = full_reader.as_mut().map(|r| r.batch(batch)).transpose()?;
+                    }
+                    if let Some(span) = full.as_ref().and_then(|c| c.span(row)) {
+                        if !visit(&span) {
+                            going = false;
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            if !going {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The traces [`TraceStore::find_traces`] finds, each assembled.
     pub fn find_and_assemble(&self, query: &TraceQuery) -> Result<Vec<Vec<Span>>, TraceStoreError> {
         self.find_traces(query)?
