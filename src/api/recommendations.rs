@@ -23,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/recommendations/chart", get(chart))
         .route("/api/v1/recommendations/namespaces", get(namespaces))
         .route("/api/v1/recommendations/nodes", get(nodes))
+        .route("/api/v1/recommendations/database", get(database))
 }
 
 fn duration_ms(params: &Params, name: &str, default: std::time::Duration) -> Result<i64, String> {
@@ -144,6 +145,62 @@ async fn workloads(
     match run(&state, request).await {
         Ok(report) => Json(report.to_json(&state.config.recommendations.options())).into_response(),
         Err((status, kind, message)) => error(status, kind, message),
+    }
+}
+
+/// Database and HTTP-client findings from the stored spans
+/// (`start`/`end` as in Prometheus' API; the last hour by default).
+async fn database(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let params = Params::from_request(&method, raw.as_deref(), &headers, &Bytes::new());
+    let time = |name: &str, default: i64| -> Result<i64, String> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(t) => parse_time_ms(t).ok_or_else(|| format!("invalid parameter {name:?}: {t:?}")),
+        }
+    };
+    let end = match time("end", crate::now_ms()) {
+        Ok(t) => t,
+        Err(m) => return bad_data(m),
+    };
+    let start = match time("start", end.saturating_sub(3_600_000)) {
+        Ok(t) => t,
+        Err(m) => return bad_data(m),
+    };
+    if end < start {
+        return bad_data("end timestamp must not be before start time".into());
+    }
+    let (Some(start_ns), Some(end_ns)) = (start.checked_mul(1_000_000), end.checked_mul(1_000_000))
+    else {
+        return bad_data("start and end must be within the years 1678..2262".into());
+    };
+    let request = recommend::database::DbRequest {
+        start_ns,
+        end_ns,
+        service: params.get("service").map(str::to_string),
+    };
+    let Some(slot) = state.query_slot().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "shutting down".into(),
+        );
+    };
+    let store = state.traces.store.clone();
+    let options = state.config.recommendations.db_options();
+    let result = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        recommend::database::analyse(&store, &options, &request)
+    })
+    .await;
+    match result {
+        Ok(Ok(value)) => Json(value).into_response(),
+        Ok(Err(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }
 

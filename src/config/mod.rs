@@ -106,6 +106,13 @@ pub struct RecommendationsConfig {
     pub max_pods: usize,
     pub max_steps: usize,
     pub max_points_per_workload: u64,
+    #[serde(with = "humantime_serde")]
+    pub db_slow_query: Duration,
+    pub n_plus_one_min_count: usize,
+    #[serde(with = "humantime_serde")]
+    pub n_plus_one_min_total: Duration,
+    pub db_max_spans: usize,
+    pub db_max_templates: usize,
     pub cpu_usage_metric: String,
     pub cpu_usage_is_counter: bool,
     pub memory_usage_metric: String,
@@ -115,6 +122,16 @@ pub struct RecommendationsConfig {
 }
 
 impl RecommendationsConfig {
+    pub fn db_options(&self) -> crate::recommend::database::DbOptions {
+        crate::recommend::database::DbOptions {
+            slow_query_ms: self.db_slow_query.as_secs_f64() * 1000.0,
+            n_plus_one_min_count: self.n_plus_one_min_count.max(2),
+            n_plus_one_min_total_ms: self.n_plus_one_min_total.as_secs_f64() * 1000.0,
+            max_spans: self.db_max_spans,
+            max_templates: self.db_max_templates,
+        }
+    }
+
     pub fn options(&self) -> crate::recommend::Options {
         use crate::recommend::{Names, Options, Settings};
         Options {

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod database;
 pub mod hpa;
 pub mod inventory;
 pub mod manifest;

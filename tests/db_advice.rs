@@ -1,0 +1,269 @@
+//! Database advice from real instrumentation: a small app using Python's
+//! sqlite3 under `opentelemetry-instrumentation-sqlite3` runs a known
+//! workload (an N+1 loop, its batched twin, a full-scan lookup) and exports
+//! its spans to the server; the findings and templates are checked against
+//! that workload. Plus synthetic OTLP spans for HTTP N+1 calls, statements
+//! that do not parse, spans without statements, and bad parameters.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn advice(server: &TestServer, query: &str) -> Value {
+    let url = server.url(&format!("/api/v1/recommendations/database?{query}"));
+    let response = client().get(&url).send().unwrap();
+    assert_eq!(response.status(), 200, "{url}");
+    response.json().unwrap()
+}
+
+fn finding<'a>(report: &'a Value, kind: &str, template_part: &str) -> Option<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == kind && f["template"].as_str().unwrap_or("").contains(template_part))
+}
+
+#[test]
+fn n_plus_one_slow_queries_and_templates_from_sqlite3_instrumentation() {
+    // Sentry's thresholds are meant for production latencies; sqlite3 in
+    // memory answers in microseconds, so the test lowers them.
+    let server = TestServer::start_with(&[
+        ("OXEYE_RECOMMENDATIONS__N_PLUS_ONE_MIN_TOTAL", "0s"),
+        ("OXEYE_RECOMMENDATIONS__DB_SLOW_QUERY", "2ms"),
+    ]);
+    let out = run_python(
+        "db_app.py",
+        &[("OTLP_ENDPOINT", format!("http://{}", server.otlp_grpc))],
+    );
+    let app: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let requests = app["requests"].as_u64().unwrap();
+    let users = app["users"].as_u64().unwrap();
+    let report = wait_for(std::time::Duration::from_secs(20), || {
+        let r = advice(&server, "");
+        (r["db_calls"].as_u64()? >= requests * (users + 1)).then_some(r)
+    })
+    .expect("the app's spans arrive");
+
+    // pg_stat_statements from the outside: the per-user query is one
+    // template called REQUESTS × USERS times, 20 per trace.
+    let templates = report["templates"].as_array().unwrap();
+    let per_user = templates
+        .iter()
+        .find(|t| t["template"] == "SELECT id, title FROM items WHERE user_id = ?")
+        .unwrap_or_else(|| panic!("{templates:#?}"));
+    assert_eq!(per_user["calls"], requests * users);
+    assert_eq!(per_user["calls_per_trace"], users as f64);
+    assert_eq!(per_user["system"], "sqlite");
+    assert_eq!(per_user["services"], json!(["shop-api"]));
+    assert_eq!(
+        per_user["endpoints"][0]["endpoint"],
+        "shop-api: GET /orders"
+    );
+    // The batched variant's IN list of 20 literals is one placeholder.
+    assert!(
+        templates
+            .iter()
+            .any(|t| t["template"] == "SELECT id, title FROM items WHERE user_id IN (?)"),
+        "{templates:#?}"
+    );
+
+    // N+1: found once per /orders request, never for the batched one.
+    let n1 = finding(&report, "n_plus_one_query", "WHERE user_id = ?")
+        .unwrap_or_else(|| panic!("{:#}", report["findings"]));
+    assert_eq!(n1["occurrences"], requests);
+    assert_eq!(n1["calls_per_occurrence"], users as f64);
+    let orders: Vec<&str> = app["traces"]["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for example in n1["example_trace_ids"].as_array().unwrap() {
+        assert!(orders.contains(&example.as_str().unwrap()), "{example}");
+    }
+    assert!(finding(&report, "n_plus_one_query", "IN (?)").is_none());
+    // The example trace opens in the trace view.
+    let trace = n1["example_trace_ids"][0].as_str().unwrap();
+    let page = client()
+        .get(server.url(&format!("/ui/traces/{trace}")))
+        .send()
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().unwrap().contains("WHERE user_id = ?"));
+
+    // The full scan is slow, with an index on the column it filters.
+    let slow = finding(&report, "slow_query", "count(*) FROM events WHERE kind = ?")
+        .unwrap_or_else(|| panic!("{:#}", report["findings"]));
+    assert_eq!(slow["calls"], app["slow"]);
+    let index = finding(
+        &report,
+        "index_candidate",
+        "count(*) FROM events WHERE kind = ?",
+    )
+    .unwrap();
+    assert_eq!(
+        index["statement"],
+        "CREATE INDEX idx_events_kind ON events (kind);"
+    );
+    // The indexed per-user lookup is not called slow.
+    assert!(finding(&report, "slow_query", "WHERE user_id = ?").is_none());
+
+    // service= narrows; another service has nothing.
+    let none = advice(&server, "service=other");
+    assert_eq!(none["db_calls"], 0);
+}
+
+/// Ten minutes ago, on a whole second (inside the trace retention).
+fn base_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now - 600_000) / 1000 * 1000
+}
+
+#[allow(clippy::too_many_arguments)]
+fn span(
+    base: i64,
+    trace: u8,
+    id: u8,
+    parent: Option<u8>,
+    name: &str,
+    kind: u8,
+    start_ms: i64,
+    ms: i64,
+    attrs: Value,
+) -> Value {
+    let base: i64 = base + start_ms;
+    let mut s = json!({
+        "traceId": format!("{:032x}", trace as u128 + 0xab00),
+        "spanId": format!("{:016x}", id as u64 + 0x100),
+        "name": name,
+        "kind": kind,
+        "startTimeUnixNano": (base * 1_000_000).to_string(),
+        "endTimeUnixNano": ((base + ms) * 1_000_000).to_string(),
+        "attributes": attrs.as_object().unwrap().iter().map(|(k, v)| json!({"key": k, "value": {"stringValue": v}})).collect::<Vec<_>>(),
+    });
+    if let Some(p) = parent {
+        s["parentSpanId"] = json!(format!("{:016x}", p as u64 + 0x100));
+    }
+    s
+}
+
+#[test]
+fn http_n_plus_one_unparsable_and_missing_statements_and_bad_parameters() {
+    let server = TestServer::start_with(&[("OXEYE_RECOMMENDATIONS__N_PLUS_ONE_MIN_TOTAL", "50ms")]);
+    let b = base_ms();
+    let mut spans = vec![span(b, 1, 1, None, "GET /cart", 2, 0, 500, json!({}))];
+    // Six sequential calls to one product endpoint, 20 ms each.
+    for i in 0..6u8 {
+        spans.push(span(
+            b,
+            1,
+            10 + i,
+            Some(1),
+            "GET",
+            3,
+            10 + 25 * i as i64,
+            20,
+            json!({
+                "http.request.method": "GET",
+                "url.full": format!("http://catalog:8080/products/{}?lang=en", 1000 + i as u32),
+                "server.address": "catalog",
+            }),
+        ));
+    }
+    // Five concurrent ones to another: not N+1 (they already overlap).
+    for i in 0..5u8 {
+        spans.push(span(
+            b,
+            1,
+            30 + i,
+            Some(1),
+            "GET",
+            3,
+            200,
+            20,
+            json!({
+                "http.request.method": "GET", "url.full": format!("http://stock:8080/stock/{i}"),
+            }),
+        ));
+    }
+    // A statement that does not parse, one without a statement, a huge one.
+    spans.push(span(
+        b,
+        1,
+        50,
+        Some(1),
+        "q",
+        3,
+        300,
+        5,
+        json!({"db.system": "postgresql", "db.statement": "SELEKT 1 FROM t WHERE a = 42"}),
+    ));
+    spans.push(span(b, 1, 51, Some(1), "q", 3, 310, 5, json!({"db.system.name": "postgresql", "db.operation.name": "SELECT", "db.collection.name": "orders"})));
+    let huge = format!(
+        "SELECT * FROM t WHERE a IN ({})",
+        vec!["1"; 50_000].join(",")
+    );
+    spans.push(span(
+        b,
+        1,
+        52,
+        Some(1),
+        "q",
+        3,
+        320,
+        5,
+        json!({"db.system": "mysql", "db.statement": huge}),
+    ));
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "cart"}}]},
+        "scopeSpans": [{"spans": spans}],
+    }]});
+    let response = client()
+        .post(server.url("/v1/traces"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+    let report = advice(
+        &server,
+        &format!("start={}&end={}", b / 1000 - 1, b / 1000 + 2),
+    );
+    let n1 = finding(&report, "n_plus_one_http", "catalog:8080/products/{id}")
+        .unwrap_or_else(|| panic!("{:#}", report["findings"]));
+    assert_eq!(n1["calls_per_occurrence"], 6.0);
+    assert_eq!(n1["template"], "GET catalog:8080/products/{id}");
+    assert!(finding(&report, "n_plus_one_http", "stock").is_none());
+    let templates = report["templates"].as_array().unwrap();
+    let has = |t: &str| templates.iter().any(|x| x["template"] == t);
+    assert!(has("SELEKT ? FROM t WHERE a = ?"), "{templates:#?}");
+    assert!(has("SELECT orders"), "{templates:#?}");
+    assert!(templates
+        .iter()
+        .any(|x| x["template"].as_str().unwrap().ends_with(" …")));
+    assert!(report["notes"][0]
+        .as_str()
+        .unwrap()
+        .contains("no statement"));
+
+    for (query, needle) in [
+        ("end=yesterday", "end"),
+        ("start=10&end=5", "before start"),
+        ("start=-1e19", "start"),
+    ] {
+        let response = client()
+            .get(server.url(&format!("/api/v1/recommendations/database?{query}")))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 400, "{query}");
+        let body: Value = response.json().unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains(needle),
+            "{query}: {body}"
+        );
+    }
+}
