@@ -89,6 +89,29 @@ enum Recommend {
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Slow queries, N+1 queries and HTTP calls, query templates and index
+    /// candidates from the stored database and HTTP client spans.
+    Database {
+        /// The Oxeye server, e.g. http://127.0.0.1:9090.
+        #[arg(long, default_value = "http://127.0.0.1:9090")]
+        url: String,
+        /// Only this service's calls.
+        #[arg(long)]
+        service: Option<String>,
+        /// Start of the range (RFC 3339 or Unix seconds); end - 1h by default.
+        #[arg(long)]
+        start: Option<String>,
+        /// End of the range; now by default.
+        #[arg(long)]
+        end: Option<String>,
+        #[arg(long, short, value_enum, default_value = "table")]
+        format: oxeye::recommend::cli::Format,
+        /// Bearer token ([[auth.tokens]]); also from OXEYE_TOKEN.
+        #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(clap::Args, Default)]
@@ -205,6 +228,10 @@ fn main() -> ExitCode {
         } => {
             use oxeye::recommend::cli;
             let args = cli::Args {
+                what: cli::What::Workloads,
+                service: None,
+                start: None,
+                end: None,
                 url,
                 namespace,
                 workload,
@@ -223,6 +250,46 @@ fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("oxeye recommend workloads: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Recommend {
+            what:
+                Recommend::Database {
+                    url,
+                    service,
+                    start,
+                    end,
+                    format,
+                    token,
+                    timeout,
+                },
+        } => {
+            use oxeye::recommend::cli;
+            let args = cli::Args {
+                what: cli::What::Database,
+                url,
+                service,
+                start,
+                end,
+                namespace: None,
+                workload: None,
+                strategy: None,
+                window: None,
+                step: None,
+                time: None,
+                format,
+                token,
+                timeout,
+            };
+            match cli::fetch(&args).and_then(|report| cli::render_database(&report, args.format)) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("oxeye recommend database: {err}");
                     ExitCode::FAILURE
                 }
             }

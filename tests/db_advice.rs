@@ -110,6 +110,34 @@ fn n_plus_one_slow_queries_and_templates_from_sqlite3_instrumentation() {
     // The indexed per-user lookup is not called slow.
     assert!(finding(&report, "slow_query", "WHERE user_id = ?").is_none());
 
+    // The command line prints the same findings.
+    for (format, needle) in [
+        ("table", "n_plus_one_query"),
+        ("csv", "index_candidate,"),
+        ("json", "\"findings\""),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxeye"))
+            .args([
+                "recommend",
+                "database",
+                "--url",
+                &server.url(""),
+                "--service",
+                "shop-api",
+                "--format",
+                format,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(needle), "{format}: {text}");
+    }
+
     // service= narrows; another service has nothing.
     let none = advice(&server, "service=other");
     assert_eq!(none["db_calls"], 0);

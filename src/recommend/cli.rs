@@ -17,10 +17,22 @@ pub enum Format {
     Csv,
 }
 
+/// Which recommendations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum What {
+    Workloads,
+    Database,
+}
+
 /// What the command line asked for.
 #[derive(Debug, Clone)]
 pub struct Args {
+    pub what: What,
     pub url: String,
+    /// Database advice: only this service's spans, and the time range.
+    pub service: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
     pub namespace: Option<String>,
     pub workload: Option<String>,
     pub strategy: Option<String>,
@@ -46,13 +58,20 @@ fn query_url(args: &Args) -> String {
         ("window", &args.window),
         ("step", &args.step),
         ("time", &args.time),
+        ("service", &args.service),
+        ("start", &args.start),
+        ("end", &args.end),
     ] {
         if let Some(v) = value {
             params.append_pair(key, v);
         }
     }
+    let path = match args.what {
+        What::Workloads => "workloads",
+        What::Database => "database",
+    };
     format!(
-        "{}/api/v1/recommendations/workloads?{}",
+        "{}/api/v1/recommendations/{path}?{}",
         args.url.trim_end_matches('/'),
         params.finish()
     )
@@ -214,6 +233,102 @@ fn csv_field(text: &str) -> String {
     }
 }
 
+const DB_COLUMNS: [&str; 5] = ["Kind", "Template", "Figures", "Time/hour", "Example trace"];
+
+fn db_rows(report: &Value) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for f in report["findings"].as_array().into_iter().flatten() {
+        let figures = match f["kind"].as_str().unwrap_or("") {
+            "slow_query" => format!(
+                "{} calls, p95 {:.1} ms",
+                f["calls"],
+                f["p95_ms"].as_f64().unwrap_or(0.0)
+            ),
+            "index_candidate" => f["statement"].as_str().unwrap_or("").to_string(),
+            _ => format!(
+                "{} times, {:.0} calls each, {:.1} ms each",
+                f["occurrences"],
+                f["calls_per_occurrence"].as_f64().unwrap_or(0.0),
+                f["time_per_occurrence_ms"].as_f64().unwrap_or(0.0)
+            ),
+        };
+        rows.push(vec![
+            f["kind"].as_str().unwrap_or("").to_string(),
+            f["template"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(120)
+                .collect(),
+            figures,
+            format!(
+                "{:.2} s",
+                f["time_per_hour_seconds"].as_f64().unwrap_or(0.0)
+            ),
+            f["example_trace_ids"][0].as_str().unwrap_or("").to_string(),
+        ]);
+    }
+    rows
+}
+
+fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    for row in rows {
+        for (w, f) in widths.iter_mut().zip(row) {
+            *w = (*w).max(f.chars().count());
+        }
+    }
+    let line = |fields: Vec<&str>| -> String {
+        let cells: Vec<String> = fields
+            .iter()
+            .zip(&widths)
+            .map(|(f, w)| format!("{f:<w$}"))
+            .collect();
+        cells.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(columns.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// Database findings in the requested format.
+pub fn render_database(report: &Value, format: Format) -> Result<String, String> {
+    let rows = db_rows(report);
+    match format {
+        Format::Json => serde_json::to_string_pretty(report).map_err(|e| e.to_string()),
+        Format::Yaml => serde_yaml_ng::to_string(report).map_err(|e| e.to_string()),
+        Format::Csv => {
+            let mut out = DB_COLUMNS.join(",") + "\n";
+            for row in rows {
+                out.push_str(
+                    &row.iter()
+                        .map(|f| csv_field(f))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        Format::Table => {
+            let mut out = table(&DB_COLUMNS, &rows);
+            out.push_str(&format!(
+                "\n{} findings from {} database calls ({:.1} s of database time) and {} HTTP client calls\n",
+                rows.len(),
+                report["db_calls"],
+                report["db_time_seconds"].as_f64().unwrap_or(0.0),
+                report["http_calls"]
+            ));
+            for note in report["notes"].as_array().into_iter().flatten() {
+                out.push_str(&format!("note: {}\n", note.as_str().unwrap_or("")));
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// The report in the requested format.
 pub fn render(report: &Value, format: Format) -> Result<String, String> {
     match format {
@@ -231,24 +346,8 @@ pub fn render(report: &Value, format: Format) -> Result<String, String> {
         }
         Format::Table => {
             let rows = rows(report);
-            let mut widths: Vec<usize> = COLUMNS.iter().map(|c| c.chars().count()).collect();
-            for row in &rows {
-                for (w, f) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(f.chars().count());
-                }
-            }
-            let line = |fields: Vec<&str>| -> String {
-                let cells: Vec<String> = fields
-                    .iter()
-                    .zip(&widths)
-                    .map(|(f, w)| format!("{f:<w$}"))
-                    .collect();
-                cells.join("  ").trim_end().to_string() + "\n"
-            };
-            let mut out = line(COLUMNS.to_vec());
-            for row in &rows {
-                out.push_str(&line(row.iter().map(String::as_str).collect()));
-            }
+            let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+            let mut out = table(&COLUMNS, &rows);
             out.push_str(&format!(
                 "\n{} containers; score {}; strategy {}: {}\n",
                 rows.len(),
