@@ -119,6 +119,7 @@ fn dashboard_pages_in_chromium() {
         "alerts",
         "rules",
         "recommendations",
+        "database",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),
@@ -143,6 +144,7 @@ fn pages_render_empty_states_and_bad_input() {
         ("/ui/rules", "No rule groups"),
         ("/ui/recommendations", "No workloads with container usage"),
         ("/ui/recommendations?window=-1d", "not a positive duration"),
+        ("/ui/recommendations/database", "No findings in this range"),
         (
             "/ui/traces/0123456789abcdef0123456789abcdef",
             "No spans with this trace id",

@@ -229,6 +229,8 @@ pub fn analyse(
                             .trim()
                             .to_string()
                         });
+                        // Keys and ids in span names (`GET cart:42`) as `?`.
+                        let summary = sql::tokens(&summary).template;
                         let key = (system.clone(), format!("\u{0}{summary}"));
                         let n = (!statements.contains_key(&key)).then(|| Normalised {
                             template: summary.clone(),

@@ -5,6 +5,7 @@
 //! paging); nothing loads unbounded results into the browser.
 
 mod alerts;
+mod database;
 mod recommendations;
 
 use std::collections::{BTreeSet, HashMap};
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/alerts", get(alerts::alerts))
         .route("/ui/rules", get(alerts::rules_page))
         .route("/ui/recommendations", get(recommendations::page))
+        .route("/ui/recommendations/database", get(database::page))
         .route("/static/{*path}", get(static_file))
 }
 

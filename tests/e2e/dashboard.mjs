@@ -141,6 +141,11 @@ check(await page.locator("#rec-charts .uplot").count() === 3, "usage, memory and
 check((await text("#hpa-reason")).includes("demand varies"), "the HPA advice says why");
 await page.screenshot({ path: `${shots}/recommendations.png`, fullPage: true });
 
+// Database advice: the trace's database calls as templates.
+await page.goto(`${base}/ui/recommendations/database?range=1h`);
+check((await text("#db-templates")).includes("SELECT * FROM orders"), "database page lists query templates");
+await page.screenshot({ path: `${shots}/database.png`, fullPage: true });
+
 await browser.close();
 if (problems.length) {
   console.error(problems.join("\n"));
