@@ -295,3 +295,161 @@ fn http_n_plus_one_unparsable_and_missing_statements_and_bad_parameters() {
         );
     }
 }
+
+/// LRU of `size` entries, simulated: the hit ratio over `keys`.
+fn lru_hits(keys: &[u32], size: usize) -> f64 {
+    let mut cache: Vec<u32> = Vec::new();
+    let mut hits = 0;
+    for k in keys {
+        if let Some(p) = cache.iter().position(|x| x == k) {
+            hits += 1;
+            cache.remove(p);
+        } else if cache.len() == size {
+            cache.remove(0);
+        }
+        cache.push(*k);
+    }
+    hits as f64 / keys.len() as f64
+}
+
+#[test]
+fn cache_opportunities_ttl_advice_and_redis_hit_ratios() {
+    let server = TestServer::start_with(&[("OXEYE_RECOMMENDATIONS__CACHE_MAX_STALE_SHARE", "0.2")]);
+    let b = base_ms();
+    // 200 reads every 100 ms of 20 products in a fixed rotation (each key
+    // comes back after 2 s), and one UPDATE of the table at 10.05 s.
+    let keys: Vec<u32> = (0..200u32).map(|i| (i * 7) % 20).collect();
+    let mut spans = vec![span(
+        b,
+        2,
+        1,
+        None,
+        "GET /products",
+        2,
+        0,
+        25_000,
+        json!({}),
+    )];
+    for (i, k) in keys.iter().enumerate() {
+        spans.push(span(
+            b,
+            2,
+            10 + i as u8,
+            Some(1),
+            "SELECT",
+            3,
+            100 * i as i64,
+            2,
+            json!({
+                "db.system": "postgresql",
+                "db.statement": format!("SELECT name, price FROM products WHERE id = {k}"),
+            }),
+        ));
+    }
+    spans.push(span(b, 2, 250, Some(1), "UPDATE", 3, 10_050, 2, json!({
+        "db.system": "postgresql", "db.statement": "UPDATE products SET price = 10 WHERE id = 3",
+    })));
+    // Redis, cache-aside: a miss (GET then SET), a hit, another miss, and a
+    // key written that nobody reads.
+    let redis = |trace: u8, id: u8, at: i64, statement: &str| {
+        span(
+            b,
+            trace,
+            id,
+            None,
+            statement.split(' ').next().unwrap(),
+            3,
+            at,
+            1,
+            json!({"db.system": "redis", "db.statement": statement}),
+        )
+    };
+    spans.push(redis(3, 1, 0, "GET cart:1"));
+    spans.push(redis(3, 2, 5, "SET cart:1 {}"));
+    spans.push(redis(4, 1, 100, "GET cart:1"));
+    spans.push(redis(5, 1, 200, "GET cart:2"));
+    spans.push(redis(5, 2, 205, "SET cart:2 {}"));
+    spans.push(redis(6, 1, 300, "SET session:9f8e7d6c5b {}"));
+    let body = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "shop"}}]},
+        "scopeSpans": [{"spans": spans}],
+    }]});
+    let response = client()
+        .post(server.url("/v1/traces"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().unwrap());
+    let url = server.url(&format!(
+        "/api/v1/recommendations/cache?start={}&end={}",
+        b / 1000 - 1,
+        b / 1000 + 60
+    ));
+    let report: Value = client().get(&url).send().unwrap().json().unwrap();
+    let c = report["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["template"] == "SELECT name, price FROM products WHERE id = ?")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(c["keyed"], "exact");
+    assert_eq!(c["reads"], 200);
+    assert_eq!(c["distinct_keys"], 20);
+    assert_eq!(c["achievable_hit_ratio"], 0.9);
+    // The curve equals a simulated LRU at every size.
+    for point in c["curve"].as_array().unwrap() {
+        let size = point["entries"].as_u64().unwrap() as usize;
+        assert_eq!(point["hit_ratio"], lru_hits(&keys, size), "size {size}");
+    }
+    // TTL: keys come back after 2 s, so 1 s gets nothing and 5 s every
+    // repeat; the update at 10.05 s makes stale the 20 repeats whose
+    // previous read came before it.
+    let ttl = |s: f64| {
+        c["ttl"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["seconds"] == s)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(ttl(1.0)["hit_ratio"], 0.0);
+    assert_eq!(ttl(5.0)["hit_ratio"], 0.9);
+    let stale: usize = {
+        let mut last = std::collections::HashMap::new();
+        let mut stale = 0;
+        for (i, k) in keys.iter().enumerate() {
+            let t = 100 * i as i64;
+            if let Some(prev) = last.insert(*k, t) {
+                if prev <= 10_050 && t > 10_050 {
+                    stale += 1;
+                }
+            }
+        }
+        stale
+    };
+    assert_eq!(stale, 20);
+    assert_eq!(ttl(5.0)["stale_share"], stale as f64 / 180.0);
+    assert_eq!(c["advised_ttl_seconds"], 5.0);
+
+    let pattern = |p: &str| {
+        report["redis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pattern"] == p)
+            .unwrap_or_else(|| panic!("{report:#}"))
+            .clone()
+    };
+    let cart = pattern("cart:?");
+    assert_eq!(
+        (
+            cart["gets"].as_u64(),
+            cart["misses"].as_u64(),
+            cart["hits"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
+    assert_eq!(cart["keys_written_never_read"], 0);
+    assert_eq!(pattern("session:?")["keys_written_never_read"], 1);
+}

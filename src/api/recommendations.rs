@@ -24,6 +24,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/recommendations/namespaces", get(namespaces))
         .route("/api/v1/recommendations/nodes", get(nodes))
         .route("/api/v1/recommendations/database", get(database))
+        .route("/api/v1/recommendations/cache", get(cache))
 }
 
 fn duration_ms(params: &Params, name: &str, default: std::time::Duration) -> Result<i64, String> {
@@ -148,40 +149,48 @@ async fn workloads(
     }
 }
 
-/// Database and HTTP-client findings from the stored spans
-/// (`start`/`end` as in Prometheus' API; the last hour by default).
-async fn database(
-    State(state): State<AppState>,
-    method: Method,
-    RawQuery(raw): RawQuery,
-    headers: HeaderMap,
-) -> Response {
-    let params = Params::from_request(&method, raw.as_deref(), &headers, &Bytes::new());
+/// `start`/`end` (Prometheus' formats; the last hour by default) and
+/// `service` of a span analysis.
+fn span_request(params: &Params) -> Result<recommend::database::DbRequest, String> {
     let time = |name: &str, default: i64| -> Result<i64, String> {
         match params.get(name) {
             None => Ok(default),
             Some(t) => parse_time_ms(t).ok_or_else(|| format!("invalid parameter {name:?}: {t:?}")),
         }
     };
-    let end = match time("end", crate::now_ms()) {
-        Ok(t) => t,
-        Err(m) => return bad_data(m),
-    };
-    let start = match time("start", end.saturating_sub(3_600_000)) {
-        Ok(t) => t,
-        Err(m) => return bad_data(m),
-    };
+    let end = time("end", crate::now_ms())?;
+    let start = time("start", end.saturating_sub(3_600_000))?;
     if end < start {
-        return bad_data("end timestamp must not be before start time".into());
+        return Err("end timestamp must not be before start time".into());
     }
     let (Some(start_ns), Some(end_ns)) = (start.checked_mul(1_000_000), end.checked_mul(1_000_000))
     else {
-        return bad_data("start and end must be within the years 1678..2262".into());
+        return Err("start and end must be within the years 1678..2262".into());
     };
-    let request = recommend::database::DbRequest {
+    Ok(recommend::database::DbRequest {
         start_ns,
         end_ns,
         service: params.get("service").map(str::to_string),
+    })
+}
+
+/// Runs a span analysis on a blocking thread holding a query slot.
+async fn span_analysis(
+    state: AppState,
+    method: Method,
+    raw: Option<String>,
+    headers: HeaderMap,
+    analyse: impl FnOnce(
+            &crate::storage::traces::TraceStore,
+            &recommend::database::DbRequest,
+        ) -> Result<Value, String>
+        + Send
+        + 'static,
+) -> Response {
+    let params = Params::from_request(&method, raw.as_deref(), &headers, &Bytes::new());
+    let request = match span_request(&params) {
+        Ok(r) => r,
+        Err(m) => return bad_data(m),
     };
     let Some(slot) = state.query_slot().await else {
         return error(
@@ -191,10 +200,9 @@ async fn database(
         );
     };
     let store = state.traces.store.clone();
-    let options = state.config.recommendations.db_options();
     let result = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        recommend::database::analyse(&store, &options, &request)
+        analyse(&store, &request)
     })
     .await;
     match result {
@@ -202,6 +210,34 @@ async fn database(
         Ok(Err(m)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// Database and HTTP-client findings from the stored spans.
+async fn database(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let options = state.config.recommendations.db_options();
+    span_analysis(state, method, raw, headers, move |store, request| {
+        recommend::database::analyse(store, &options, request)
+    })
+    .await
+}
+
+/// Cache opportunities and existing Redis caches from the stored spans.
+async fn cache(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let options = state.config.recommendations.cache_options();
+    span_analysis(state, method, raw, headers, move |store, request| {
+        recommend::cache::analyse(store, &options, request)
+    })
+    .await
 }
 
 /// `ResourceQuota`/`LimitRange` suggestions per namespace.

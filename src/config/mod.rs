@@ -113,6 +113,10 @@ pub struct RecommendationsConfig {
     pub n_plus_one_min_total: Duration,
     pub db_max_spans: usize,
     pub db_max_templates: usize,
+    pub cache_max_stale_share: f64,
+    pub cache_entry_bytes: u64,
+    pub cache_min_reads: usize,
+    pub cache_exact_reads: usize,
     pub cpu_usage_metric: String,
     pub cpu_usage_is_counter: bool,
     pub memory_usage_metric: String,
@@ -122,6 +126,16 @@ pub struct RecommendationsConfig {
 }
 
 impl RecommendationsConfig {
+    pub fn cache_options(&self) -> crate::recommend::cache::CacheOptions {
+        crate::recommend::cache::CacheOptions {
+            max_spans: self.db_max_spans,
+            exact_limit: self.cache_exact_reads.max(1000),
+            max_stale: self.cache_max_stale_share,
+            entry_bytes: self.cache_entry_bytes as f64,
+            min_reads: self.cache_min_reads.max(2),
+        }
+    }
+
     pub fn db_options(&self) -> crate::recommend::database::DbOptions {
         crate::recommend::database::DbOptions {
             slow_query_ms: self.db_slow_query.as_secs_f64() * 1000.0,

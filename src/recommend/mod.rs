@@ -9,11 +9,13 @@
 //! the numbers are those of KRR's queries, computed without a query engine
 //! in between. Data flows in one direction: store → here → api/ui.
 
+pub mod cache;
 pub mod cli;
 pub mod cluster;
 pub mod database;
 pub mod hpa;
 pub mod inventory;
+pub mod lru;
 pub mod manifest;
 pub mod sql;
 pub mod strategy;
