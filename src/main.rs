@@ -91,27 +91,33 @@ enum Recommend {
     },
     /// Slow queries, N+1 queries and HTTP calls, query templates and index
     /// candidates from the stored database and HTTP client spans.
-    Database {
-        /// The Oxeye server, e.g. http://127.0.0.1:9090.
-        #[arg(long, default_value = "http://127.0.0.1:9090")]
-        url: String,
-        /// Only this service's calls.
-        #[arg(long)]
-        service: Option<String>,
-        /// Start of the range (RFC 3339 or Unix seconds); end - 1h by default.
-        #[arg(long)]
-        start: Option<String>,
-        /// End of the range; now by default.
-        #[arg(long)]
-        end: Option<String>,
-        #[arg(long, short, value_enum, default_value = "table")]
-        format: oxeye::recommend::cli::Format,
-        /// Bearer token ([[auth.tokens]]); also from OXEYE_TOKEN.
-        #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
-    },
+    Database(SpanArgs),
+    /// Cache opportunities (hit-ratio curves, TTL advice) from database
+    /// reads, and existing Redis caches' hit ratios, from the stored spans.
+    Cache(SpanArgs),
+}
+
+#[derive(clap::Args)]
+struct SpanArgs {
+    /// The Oxeye server, e.g. http://127.0.0.1:9090.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    url: String,
+    /// Only this service's calls.
+    #[arg(long)]
+    service: Option<String>,
+    /// Start of the range (RFC 3339 or Unix seconds); end - 1h by default.
+    #[arg(long)]
+    start: Option<String>,
+    /// End of the range; now by default.
+    #[arg(long)]
+    end: Option<String>,
+    #[arg(long, short, value_enum, default_value = "table")]
+    format: oxeye::recommend::cli::Format,
+    /// Bearer token ([[auth.tokens]]); also from OXEYE_TOKEN.
+    #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
 }
 
 #[derive(clap::Args, Default)]
@@ -255,41 +261,41 @@ fn main() -> ExitCode {
             }
         }
         Command::Recommend {
-            what:
-                Recommend::Database {
-                    url,
-                    service,
-                    start,
-                    end,
-                    format,
-                    token,
-                    timeout,
-                },
+            what: what @ (Recommend::Database(_) | Recommend::Cache(_)),
         } => {
             use oxeye::recommend::cli;
+            let (kind, name, a) = match what {
+                Recommend::Database(a) => (cli::What::Database, "database", a),
+                Recommend::Cache(a) => (cli::What::Cache, "cache", a),
+                Recommend::Workloads { .. } => unreachable!("matched above"),
+            };
             let args = cli::Args {
-                what: cli::What::Database,
-                url,
-                service,
-                start,
-                end,
+                what: kind,
+                url: a.url,
+                service: a.service,
+                start: a.start,
+                end: a.end,
                 namespace: None,
                 workload: None,
                 strategy: None,
                 window: None,
                 step: None,
                 time: None,
-                format,
-                token,
-                timeout,
+                format: a.format,
+                token: a.token,
+                timeout: a.timeout,
             };
-            match cli::fetch(&args).and_then(|report| cli::render_database(&report, args.format)) {
+            let rendered = cli::fetch(&args).and_then(|report| match kind {
+                cli::What::Cache => cli::render_cache(&report, args.format),
+                _ => cli::render_database(&report, args.format),
+            });
+            match rendered {
                 Ok(text) => {
                     print!("{text}");
                     ExitCode::SUCCESS
                 }
                 Err(err) => {
-                    eprintln!("oxeye recommend database: {err}");
+                    eprintln!("oxeye recommend {name}: {err}");
                     ExitCode::FAILURE
                 }
             }

@@ -452,4 +452,34 @@ fn cache_opportunities_ttl_advice_and_redis_hit_ratios() {
     );
     assert_eq!(cart["keys_written_never_read"], 0);
     assert_eq!(pattern("session:?")["keys_written_never_read"], 1);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_oxeye"))
+        .args([
+            "recommend",
+            "cache",
+            "--url",
+            &server.url(""),
+            "--format",
+            "table",
+        ])
+        .args([
+            "--start",
+            &(b / 1000 - 1).to_string(),
+            "--end",
+            &(b / 1000 + 60).to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.contains("FROM products"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(line.contains("90.0 %") && line.contains("5 s"), "{table}");
+    assert!(table.contains("redis cart:?"), "{table}");
 }

@@ -22,6 +22,7 @@ pub enum Format {
 pub enum What {
     Workloads,
     Database,
+    Cache,
 }
 
 /// What the command line asked for.
@@ -69,6 +70,7 @@ fn query_url(args: &Args) -> String {
     let path = match args.what {
         What::Workloads => "workloads",
         What::Database => "database",
+        What::Cache => "cache",
     };
     format!(
         "{}/api/v1/recommendations/{path}?{}",
@@ -291,6 +293,85 @@ fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+const CACHE_COLUMNS: [&str; 6] = [
+    "Template",
+    "Reads",
+    "Distinct keys",
+    "Achievable hit ratio",
+    "Advised TTL",
+    "DB time saved/hour",
+];
+
+fn cache_rows(report: &Value) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for c in report["candidates"].as_array().into_iter().flatten() {
+        let template: String = c["template"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(100)
+            .collect();
+        let upper = if c["keyed"] == "exact" {
+            ""
+        } else {
+            " (upper bound)"
+        };
+        rows.push(vec![
+            template,
+            c["reads"].to_string(),
+            c["distinct_keys"].to_string(),
+            format!(
+                "{:.1} %{upper}",
+                c["achievable_hit_ratio"].as_f64().unwrap_or(0.0) * 100.0
+            ),
+            c["advised_ttl_seconds"]
+                .as_f64()
+                .map_or("-".into(), |t| format!("{t} s")),
+            format!(
+                "{:.2} s",
+                c["db_time_saved_per_hour_seconds"].as_f64().unwrap_or(0.0)
+            ),
+        ]);
+    }
+    for r in report["redis"].as_array().into_iter().flatten() {
+        rows.push(vec![
+            format!("redis {}", r["pattern"].as_str().unwrap_or("")),
+            r["gets"].to_string(),
+            "-".into(),
+            format!(
+                "measured {:.1} %",
+                r["hit_ratio"].as_f64().unwrap_or(0.0) * 100.0
+            ),
+            "-".into(),
+            format!("{} keys never read", r["keys_written_never_read"]),
+        ]);
+    }
+    rows
+}
+
+/// Cache advice in the requested format.
+pub fn render_cache(report: &Value, format: Format) -> Result<String, String> {
+    let rows = cache_rows(report);
+    match format {
+        Format::Json => serde_json::to_string_pretty(report).map_err(|e| e.to_string()),
+        Format::Yaml => serde_yaml_ng::to_string(report).map_err(|e| e.to_string()),
+        Format::Csv => {
+            let mut out = CACHE_COLUMNS.join(",") + "\n";
+            for row in rows {
+                out.push_str(
+                    &row.iter()
+                        .map(|f| csv_field(f))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
+                out.push('\n');
+            }
+            Ok(out)
+        }
+        Format::Table => Ok(table(&CACHE_COLUMNS, &rows)),
+    }
 }
 
 /// Database findings in the requested format.

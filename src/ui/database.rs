@@ -34,9 +34,29 @@ struct TemplateRow {
     endpoints: String,
 }
 
+struct CacheRow {
+    template: String,
+    reads: u64,
+    distinct: u64,
+    achievable: String,
+    ttl: String,
+    saved: String,
+    /// The hit-ratio curve as JSON for the chart: [[entries, ratio], …].
+    curve: String,
+}
+
+struct RedisRow {
+    pattern: String,
+    gets: u64,
+    hit_ratio: String,
+    never_read: u64,
+}
+
 #[derive(Template)]
 #[template(path = "database.html")]
 struct Page {
+    cache: Vec<CacheRow>,
+    redis: Vec<RedisRow>,
     nav: &'static str,
     service: String,
     ranges: Vec<String>,
@@ -67,6 +87,8 @@ pub async fn page(
     let service = params.get("service").cloned().unwrap_or_default();
     let mut page = Page {
         nav: "recommendations",
+        cache: Vec::new(),
+        redis: Vec::new(),
         service: service.clone(),
         ranges: RANGES.iter().map(|r| r.to_string()).collect(),
         range: range.clone(),
@@ -92,20 +114,71 @@ pub async fn page(
     };
     let store = state.traces.store.clone();
     let options = state.config.recommendations.db_options();
-    let report = tokio::task::spawn_blocking(move || {
+    let cache_options = state.config.recommendations.cache_options();
+    let both = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        database::analyse(&store, &options, &request)
+        let db = database::analyse(&store, &options, &request)?;
+        let cache = crate::recommend::cache::analyse(&store, &cache_options, &request)?;
+        Ok::<_, String>((db, cache))
     })
     .await
     .map_err(|e| e.to_string())
     .and_then(|r| r);
-    let report = match report {
+    let (report, cache) = match both {
         Ok(r) => r,
         Err(e) => {
             page.error = e;
             return render(page);
         }
     };
+    for c in cache["candidates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .take(20)
+    {
+        let curve: Vec<(u64, Option<f64>)> = c["curve"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| (p["entries"].as_u64().unwrap_or(0), p["hit_ratio"].as_f64()))
+            .collect();
+        page.cache.push(CacheRow {
+            template: c["template"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(300)
+                .collect(),
+            reads: c["reads"].as_u64().unwrap_or(0),
+            distinct: c["distinct_keys"].as_u64().unwrap_or(0),
+            achievable: format!(
+                "{:.1} %{}",
+                c["achievable_hit_ratio"].as_f64().unwrap_or(0.0) * 100.0,
+                if c["keyed"] == "exact" {
+                    ""
+                } else {
+                    " (upper bound)"
+                }
+            ),
+            ttl: c["advised_ttl_seconds"]
+                .as_f64()
+                .map_or("–".into(), |t| format!("{t} s")),
+            saved: format!(
+                "{:.2} s",
+                c["db_time_saved_per_hour_seconds"].as_f64().unwrap_or(0.0)
+            ),
+            curve: serde_json::to_string(&curve).unwrap_or_default(),
+        });
+    }
+    for r in cache["redis"].as_array().into_iter().flatten() {
+        page.redis.push(RedisRow {
+            pattern: r["pattern"].as_str().unwrap_or("").to_string(),
+            gets: r["gets"].as_u64().unwrap_or(0),
+            hit_ratio: format!("{:.1} %", r["hit_ratio"].as_f64().unwrap_or(0.0) * 100.0),
+            never_read: r["keys_written_never_read"].as_u64().unwrap_or(0),
+        });
+    }
     page.db_calls = report["db_calls"].as_u64().unwrap_or(0);
     page.http_calls = report["http_calls"].as_u64().unwrap_or(0);
     page.db_time = format!("{:.2} s", report["db_time_seconds"].as_f64().unwrap_or(0.0));

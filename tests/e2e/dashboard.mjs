@@ -144,6 +144,7 @@ await page.screenshot({ path: `${shots}/recommendations.png`, fullPage: true });
 // Database advice: the trace's database calls as templates.
 await page.goto(`${base}/ui/recommendations/database?range=1h`);
 check((await text("#db-templates")).includes("SELECT * FROM orders"), "database page lists query templates");
+check((await text("#redis-patterns")).includes("cart:?"), "database page shows Redis key patterns");
 await page.screenshot({ path: `${shots}/database.png`, fullPage: true });
 
 await browser.close();

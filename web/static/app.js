@@ -139,7 +139,7 @@ function sevClass(s) {
   return "info";
 }
 
-document.addEventListener("DOMContentLoaded", () => { metricsPage(); logsPage(); recommendationsPage(); });
+document.addEventListener("DOMContentLoaded", () => { metricsPage(); logsPage(); recommendationsPage(); cacheCurve(); });
 
 // ---- recommendations: usage with request/limit lines, HPA replay ----
 async function recommendationsPage() {
@@ -185,4 +185,19 @@ async function recommendationsPage() {
   if (body.advised_hpa_replicas) lines.push({ label: "replicas: advised HPA replayed", color: palette.request, width: 2, data: body.advised_hpa_replicas });
   chart("Demand and HPA replay", v => v == null ? "" : v.toFixed(1), lines);
   box.append(el("p", { class: "hint", id: "hpa-reason" }, body.hpa.reason || ""));
+}
+
+// ---- database advice: the LRU hit-ratio curve of the top cache candidate ----
+function cacheCurve() {
+  const box = document.getElementById("cache-curve");
+  if (!box) return;
+  const points = JSON.parse(box.dataset.curve).filter(p => p[1] !== null);
+  if (!points.length) return;
+  const opts = {
+    width: box.clientWidth || 900, height: 220,
+    scales: { x: { distr: 3 }, y: { range: [0, 1] } },
+    series: [{ label: "entries" }, { label: "hit ratio", stroke: "#2f855a", width: 2, points: { show: true, size: 6 } }],
+    axes: [{}, { size: 60, values: (u, vals) => vals.map(v => v == null ? "" : Math.round(v * 100) + "%") }],
+  };
+  new uPlot(opts, [points.map(p => p[0]), points.map(p => p[1])], box);
 }
