@@ -92,7 +92,7 @@ fn main() {
         let t = start_ns
             + (trace_no as i64 * 3_600_000_000_000 / (db_spans as i64 / 10).max(1))
                 % 3_500_000_000_000;
-        let n_plus_one = trace_no % 4 == 0;
+        let n_plus_one = trace_no.is_multiple_of(4);
         let root = Span {
             trace_id,
             span_id: [1, 0, 0, 0, 0, 0, 0, 1],
@@ -125,7 +125,7 @@ fn main() {
                     "SELECT id, title FROM items WHERE order_id = {}",
                     zipf(100_000)
                 )
-            } else if c == 4 && trace_no % 25 == 0 {
+            } else if c == 4 && trace_no.is_multiple_of(25) {
                 format!(
                     "UPDATE products SET stock = stock - 1 WHERE id = {}",
                     zipf(100_000)
