@@ -219,6 +219,35 @@ fn http_n_plus_one_unparsable_and_missing_statements_and_bad_parameters() {
             }),
         ));
     }
+    // Three different reads one after the other, 60 ms each, under their
+    // own parent.
+    spans.push(span(
+        b,
+        1,
+        59,
+        Some(1),
+        "load profile",
+        1,
+        990,
+        300,
+        json!({}),
+    ));
+    for (i, table) in ["customers", "addresses", "coupons"].iter().enumerate() {
+        spans.push(span(
+            b,
+            1,
+            60 + i as u8,
+            Some(59),
+            "SELECT",
+            3,
+            1000 + 61 * i as i64,
+            60,
+            json!({
+                "db.system": "postgresql",
+                "db.statement": format!("SELECT * FROM {table} WHERE customer_id = 7"),
+            }),
+        ));
+    }
     // A statement that does not parse, one without a statement, a huge one.
     spans.push(span(
         b,
@@ -266,6 +295,13 @@ fn http_n_plus_one_unparsable_and_missing_statements_and_bad_parameters() {
     assert_eq!(n1["calls_per_occurrence"], 6.0);
     assert_eq!(n1["template"], "GET catalog:8080/products/{id}");
     assert!(finding(&report, "n_plus_one_http", "stock").is_none());
+    let consecutive = finding(&report, "consecutive_queries", "FROM customers")
+        .unwrap_or_else(|| panic!("{:#}", report["findings"]));
+    assert_eq!(consecutive["queries_per_occurrence"], 3);
+    // Concurrently they would take 60 ms instead of 180: 120 ms saved once
+    // in a window of 3 s.
+    let per_hour = consecutive["saving_per_hour_seconds"].as_f64().unwrap();
+    assert!((per_hour - 0.120 / 3.0 * 3600.0).abs() < 1e-6, "{per_hour}");
     let templates = report["templates"].as_array().unwrap();
     let has = |t: &str| templates.iter().any(|x| x["template"] == t);
     assert!(has("SELEKT ? FROM t WHERE a = ?"), "{templates:#?}");

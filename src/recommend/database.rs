@@ -13,6 +13,11 @@
 //!   trace, the services and endpoints (the nearest server span above)
 //!   that issue it, and the slowest example traces.
 //! - **Slow queries**: templates whose p95 reaches `db_slow_query`.
+//! - **Consecutive queries**: reads of different templates one after the
+//!   other under one parent that would save at least
+//!   `n_plus_one_min_total` if run concurrently (Sentry's
+//!   consecutive-DB-queries detector; whether they depend on each other
+//!   the spans cannot tell).
 //! - **N+1 queries**: the same template called at least
 //!   `n_plus_one_min_count` times one after the other under one parent
 //!   span, together taking at least `n_plus_one_min_total` (Sentry's N+1
@@ -441,6 +446,84 @@ pub fn analyse(
             .total_cmp(&a["total_ms"].as_f64().unwrap_or(0.0))
     });
     template_rows.truncate(200);
+
+    // Consecutive independent reads: under one parent, a run of at least
+    // two SELECTs of different templates, each starting after the previous
+    // ended (as Sentry's consecutive-DB-queries detector): run together,
+    // they would take about as long as the longest. Whether one needs the
+    // other's result the spans cannot say; the advice says so.
+    {
+        let mut by_parent: Vec<&Call> = db_calls.iter().filter(|c| c.parent.is_some()).collect();
+        by_parent.sort_by(|a, b| (a.trace, a.parent, a.start).cmp(&(b.trace, b.parent, b.start)));
+        // key: the sorted templates of the run → (occurrences, ms, saving, examples)
+        let mut per: BTreeMap<Vec<u32>, (u64, f64, f64, Vec<TraceId>)> = BTreeMap::new();
+        let is_read = |c: &Call| {
+            matches!(
+                templates[c.template as usize].1.operation.as_str(),
+                "SELECT" | "WITH"
+            )
+        };
+        let flush = |run: &[&Call], per: &mut BTreeMap<Vec<u32>, (u64, f64, f64, Vec<TraceId>)>| {
+            let mut ids: Vec<u32> = run.iter().map(|c| c.template).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if run.len() < 2 || ids.len() < 2 {
+                return;
+            }
+            let durations: Vec<f64> = run.iter().map(|c| (c.end - c.start) as f64 / 1e6).collect();
+            let total: f64 = durations.iter().sum();
+            let saving = total - durations.iter().copied().fold(0.0, f64::max);
+            if saving < options.n_plus_one_min_total_ms {
+                return;
+            }
+            let e = per.entry(ids).or_default();
+            e.0 += 1;
+            e.1 += total;
+            e.2 += saving;
+            if e.3.len() < EXAMPLES && !e.3.contains(&run[0].trace) {
+                e.3.push(run[0].trace);
+            }
+        };
+        let mut run: Vec<&Call> = Vec::new();
+        for c in by_parent {
+            let continues = run.last().is_some_and(|p| {
+                p.trace == c.trace
+                    && p.parent == c.parent
+                    && c.start >= p.end
+                    && p.template != c.template
+            });
+            if !continues {
+                flush(&run, &mut per);
+                run.clear();
+            }
+            if is_read(c) {
+                run.push(c);
+            } else {
+                flush(&run, &mut per);
+                run.clear();
+            }
+        }
+        flush(&run, &mut per);
+        for (ids, (occurrences, ms, saving, examples)) in per {
+            let names: Vec<&str> = ids
+                .iter()
+                .map(|i| templates[*i as usize].0.as_str())
+                .collect();
+            findings.push(json!({
+                "kind": "consecutive_queries",
+                "template": names.join(" ; "),
+                "templates": names,
+                "system": templates[ids[0] as usize].1.system,
+                "occurrences": occurrences,
+                "queries_per_occurrence": ids.len(),
+                "time_per_occurrence_ms": ms / occurrences as f64,
+                "time_per_hour_seconds": ms / 1000.0 / hours,
+                "saving_per_hour_seconds": saving / 1000.0 / hours,
+                "example_trace_ids": examples.iter().map(trace_hex).collect::<Vec<_>>(),
+                "advice": "reads of different templates one after the other under one parent: if neither needs the other's result, run them concurrently (the spans cannot tell whether they depend on each other)",
+            }));
+        }
+    }
 
     // N+1: repeated sequential calls of one template under one parent.
     for (calls, stats, kind) in [
