@@ -454,7 +454,7 @@ pub fn analyse(
     // other's result the spans cannot say; the advice says so.
     {
         let mut by_parent: Vec<&Call> = db_calls.iter().filter(|c| c.parent.is_some()).collect();
-        by_parent.sort_by(|a, b| (a.trace, a.parent, a.start).cmp(&(b.trace, b.parent, b.start)));
+        by_parent.sort_by_key(|c| (c.trace, c.parent, c.start));
         // key: the sorted templates of the run → (occurrences, ms, saving, examples)
         let mut per: BTreeMap<Vec<u32>, (u64, f64, f64, Vec<TraceId>)> = BTreeMap::new();
         let is_read = |c: &Call| {
