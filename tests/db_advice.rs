@@ -519,3 +519,123 @@ fn cache_opportunities_ttl_advice_and_redis_hit_ratios() {
     assert!(line.contains("90.0 %") && line.contains("5 s"), "{table}");
     assert!(table.contains("redis cart:?"), "{table}");
 }
+
+/// Connection pools from the OpenTelemetry `db.client.connection.*`
+/// metrics (as Prometheus' OTLP translation names them), over remote_write.
+#[test]
+fn connection_pools_are_sized_by_littles_law() {
+    let server = TestServer::start();
+    let now = base_ms() + 600_000;
+    let from = now - 1_200_000;
+    let times: Vec<i64> = (0..=80).map(|k| from + k * 15_000).collect();
+    let gauge = |v: f64| times.iter().map(|t| (*t, v)).collect::<Vec<_>>();
+    let counter = |per_second: f64| {
+        times
+            .iter()
+            .map(|t| (*t, 1000.0 + (t - from) as f64 / 1000.0 * per_second))
+            .collect::<Vec<_>>()
+    };
+    let mut series: Vec<TestSeries> = Vec::new();
+    // app-db: 10 connections, 4 in use: 4 checkouts a second held 1 s each.
+    // reports-db: 5 of 5 in use, requests waiting 20 ms, timeouts.
+    for (pool, max, used, checkouts, hold, pending, timeouts, wait) in [
+        ("app-db", 10.0, 4.0, 4.0, 1.0, 0.0, 0.0, 0.0),
+        ("reports-db", 5.0, 5.0, 10.0, 0.5, 3.0, 0.01, 0.02),
+    ] {
+        let p = ("db_client_connection_pool_name", pool);
+        series.push((
+            vec![("__name__", "db_client_connection_max"), p],
+            gauge(max),
+        ));
+        series.push((
+            vec![
+                ("__name__", "db_client_connection_count"),
+                p,
+                ("db_client_connection_state", "used"),
+            ],
+            gauge(used),
+        ));
+        series.push((
+            vec![
+                ("__name__", "db_client_connection_count"),
+                p,
+                ("db_client_connection_state", "idle"),
+            ],
+            gauge(max - used),
+        ));
+        series.push((
+            vec![("__name__", "db_client_connection_pending_requests"), p],
+            gauge(pending),
+        ));
+        series.push((
+            vec![("__name__", "db_client_connection_timeouts_total"), p],
+            counter(timeouts),
+        ));
+        series.push((
+            vec![
+                ("__name__", "db_client_connection_use_time_seconds_count"),
+                p,
+            ],
+            counter(checkouts),
+        ));
+        series.push((
+            vec![("__name__", "db_client_connection_use_time_seconds_sum"), p],
+            counter(checkouts * hold),
+        ));
+        series.push((
+            vec![
+                ("__name__", "db_client_connection_wait_time_seconds_count"),
+                p,
+            ],
+            counter(checkouts),
+        ));
+        series.push((
+            vec![
+                ("__name__", "db_client_connection_wait_time_seconds_sum"),
+                p,
+            ],
+            counter(checkouts * wait),
+        ));
+    }
+    let (status, text) = post_remote_write(&server.url(""), remote_write_body(&series));
+    assert_eq!(status, 204, "{text}");
+    let report: Value = client()
+        .get(server.url(&format!(
+            "/api/v1/recommendations/database?start={}&end={}",
+            from / 1000,
+            now / 1000
+        )))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let pools = report["connection_pools"].as_array().unwrap();
+    let pool = |name: &str| {
+        pools
+            .iter()
+            .find(|p| p["pool"] == name)
+            .unwrap_or_else(|| panic!("{pools:#?}"))
+    };
+    let app = pool("app-db");
+    let close = |v: &Value, want: f64| (v.as_f64().unwrap() - want).abs() <= want * 0.02 + 1e-9;
+    // Little's law: 4 checkouts a second × 1 s = 4 connections.
+    assert!(close(&app["littles_law_mean"], 4.0), "{app:#}");
+    assert!(close(&app["littles_law_busiest_5m"], 4.0), "{app:#}");
+    assert_eq!(app["peak_used"], 4.0);
+    assert_eq!(app["suggested_max"], 5);
+    assert!(
+        app["verdict"].as_str().unwrap().starts_with("oversized"),
+        "{app:#}"
+    );
+    let reports = pool("reports-db");
+    assert!(close(&reports["mean_wait_seconds"], 0.02), "{reports:#}");
+    assert!(close(&reports["timeouts"], 12.0), "{reports:#}");
+    assert_eq!(reports["pending_requests_max"], 3.0);
+    assert!(
+        reports["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("too small"),
+        "{reports:#}"
+    );
+}

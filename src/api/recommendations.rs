@@ -220,8 +220,16 @@ async fn database(
     headers: HeaderMap,
 ) -> Response {
     let options = state.config.recommendations.db_options();
+    let metrics = state.store.clone();
     span_analysis(state, method, raw, headers, move |store, request| {
-        recommend::database::analyse(store, &options, request)
+        let mut report = recommend::database::analyse(store, &options, request)?;
+        // Connection pools come from metrics, over the same window.
+        report["connection_pools"] = recommend::pools::analyse(
+            &metrics,
+            request.start_ns / 1_000_000,
+            request.end_ns / 1_000_000,
+        );
+        Ok(report)
     })
     .await
 }
