@@ -40,6 +40,59 @@ fn n_plus_one_slow_queries_and_templates_from_sqlite3_instrumentation() {
     let app: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     let requests = app["requests"].as_u64().unwrap();
     let users = app["users"].as_u64().unwrap();
+    // postgres_exporter series for the same tables: events read by
+    // sequential scans, an index on it never used, items by its index.
+    let now = base_ms() + 600_000;
+    let times: Vec<i64> = (0..=40).map(|k| now - 600_000 + k * 15_000).collect();
+    let counter = |per_second: f64| {
+        times
+            .iter()
+            .map(|t| (*t, 100.0 + (t - times[0]) as f64 / 1000.0 * per_second))
+            .collect::<Vec<_>>()
+    };
+    let table = |name: &'static str, rel: &'static str| {
+        vec![
+            ("__name__", name),
+            ("datname", "shop"),
+            ("schemaname", "main"),
+            ("relname", rel),
+        ]
+    };
+    let mut pg: Vec<TestSeries> = vec![
+        (
+            table("pg_stat_user_tables_seq_scan", "events"),
+            counter(1.0),
+        ),
+        (
+            table("pg_stat_user_tables_idx_scan", "events"),
+            counter(0.0),
+        ),
+        (
+            table("pg_stat_user_tables_seq_tup_read", "events"),
+            counter(200_000.0),
+        ),
+        (
+            table("pg_stat_user_tables_seq_scan", "items"),
+            counter(0.01),
+        ),
+        (
+            table("pg_stat_user_tables_idx_scan", "items"),
+            counter(10.0),
+        ),
+        (
+            table("pg_stat_user_tables_seq_tup_read", "items"),
+            counter(100.0),
+        ),
+    ];
+    let mut index = |rel: &'static str, idx: &'static str, per_second: f64| {
+        let mut l = table("pg_stat_user_indexes_idx_scan", rel);
+        l.push(("indexrelname", idx));
+        pg.push((l, counter(per_second)));
+    };
+    index("events", "events_created", 0.0);
+    index("items", "items_user", 10.0);
+    let (status, text) = post_remote_write(&server.url(""), remote_write_body(&pg));
+    assert_eq!(status, 204, "{text}");
     let report = wait_for(std::time::Duration::from_secs(20), || {
         let r = advice(&server, "");
         (r["db_calls"].as_u64()? >= requests * (users + 1)).then_some(r)
@@ -137,6 +190,25 @@ fn n_plus_one_slow_queries_and_templates_from_sqlite3_instrumentation() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(needle), "{format}: {text}");
     }
+
+    // Index usage from the exporter, joined with the slow template.
+    let usage = &report["index_usage"];
+    assert_eq!(
+        usage["unused_indexes"].as_array().unwrap().len(),
+        1,
+        "{usage:#}"
+    );
+    assert_eq!(usage["unused_indexes"][0]["index"], "events_created");
+    let seq = usage["sequentially_scanned_tables"].as_array().unwrap();
+    assert_eq!(seq.len(), 1, "{usage:#}");
+    assert_eq!(seq[0]["table"], "events");
+    assert!(
+        seq[0]["slow_templates"][0]
+            .as_str()
+            .unwrap()
+            .contains("FROM events"),
+        "{usage:#}"
+    );
 
     // service= narrows; another service has nothing.
     let none = advice(&server, "service=other");

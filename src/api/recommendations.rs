@@ -224,11 +224,31 @@ async fn database(
     span_analysis(state, method, raw, headers, move |store, request| {
         let mut report = recommend::database::analyse(store, &options, request)?;
         // Connection pools come from metrics, over the same window.
-        report["connection_pools"] = recommend::pools::analyse(
-            &metrics,
-            request.start_ns / 1_000_000,
-            request.end_ns / 1_000_000,
-        );
+        let (start_ms, end_ms) = (request.start_ns / 1_000_000, request.end_ns / 1_000_000);
+        report["connection_pools"] = recommend::pools::analyse(&metrics, start_ms, end_ms);
+        let slow: Vec<(String, Vec<String>)> = report["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| f["kind"] == "slow_query")
+            .map(|f| {
+                let template = f["template"].as_str().unwrap_or("").to_string();
+                let tables = report["templates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["template"] == f["template"])
+                    .and_then(|t| t["tables"].as_array())
+                    .map(|ts| {
+                        ts.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (template, tables)
+            })
+            .collect();
+        report["index_usage"] = recommend::pgstats::analyse(&metrics, start_ms, end_ms, &slow);
         Ok(report)
     })
     .await

@@ -17,6 +17,7 @@ pub mod hpa;
 pub mod inventory;
 pub mod lru;
 pub mod manifest;
+pub mod pgstats;
 pub mod pools;
 pub mod sql;
 pub mod strategy;
