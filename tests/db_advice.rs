@@ -711,3 +711,100 @@ fn connection_pools_are_sized_by_littles_law() {
         "{reports:#}"
     );
 }
+
+/// A real redis-server (Debian's) and redis-py under
+/// opentelemetry-instrumentation-redis: the measured hit ratio per key
+/// pattern equals the one the app counted itself.
+#[test]
+fn redis_hit_ratio_from_real_instrumentation() {
+    let redis_server = require_program("redis-server");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let _redis = ChildGuard(
+        std::process::Command::new(redis_server)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = wait_for(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "redis-server did not start");
+    let server = TestServer::start();
+    let out = run_python(
+        "redis_app.py",
+        &[
+            ("OTLP_ENDPOINT", format!("http://{}", server.otlp_grpc)),
+            ("REDIS_PORT", port.to_string()),
+            ("RECORD_KEYS", "1".to_string()),
+        ],
+    );
+    let app: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let reads = app["reads"].as_u64().unwrap();
+    let report = wait_for(std::time::Duration::from_secs(20), || {
+        let r: Value = client()
+            .get(server.url("/api/v1/recommendations/cache"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        let product = r["redis"]
+            .as_array()?
+            .iter()
+            .find(|p| p["pattern"] == "product:?")?
+            .clone();
+        let session = r["redis"]
+            .as_array()?
+            .iter()
+            .find(|p| p["pattern"] == "session:?")?
+            .clone();
+        (product["gets"].as_u64()? == reads && session["sets"].as_u64()? == 10)
+            .then_some((product, session))
+    });
+    let (product, session) =
+        report.unwrap_or_else(|| panic!("the app's Redis spans did not arrive"));
+    assert_eq!(product["misses"], app["misses"], "{product:#}");
+    assert_eq!(product["hits"], app["hits"], "{product:#}");
+    assert_eq!(session["keys_written_never_read"], 10);
+
+    // Without the hook the instrumentation records `GET ?`: the same hits
+    // and misses, under one pattern, and nothing about keys never read.
+    let plain = TestServer::start();
+    run_python(
+        "redis_app.py",
+        &[
+            ("OTLP_ENDPOINT", format!("http://{}", plain.otlp_grpc)),
+            ("REDIS_PORT", port.to_string()),
+        ],
+    );
+    let all = wait_for(std::time::Duration::from_secs(20), || {
+        let r: Value = client()
+            .get(plain.url("/api/v1/recommendations/cache"))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        let p = r["redis"]
+            .as_array()?
+            .iter()
+            .find(|p| p["pattern"] == "(keys not recorded)")?
+            .clone();
+        (p["gets"].as_u64()? == reads && p["sets"].as_u64()? == app["misses"].as_u64()? + 10)
+            .then_some(p)
+    })
+    .expect("the app's Redis spans arrive");
+    assert_eq!(all["misses"], app["misses"], "{all:#}");
+    assert_eq!(all["keys_written_never_read"], Value::Null);
+}

@@ -18,7 +18,10 @@
 //! - **Existing Redis caches**: per key pattern (ids as `?`), `GET`s, hits
 //!   and misses (a `GET` followed in the same trace by a `SET` of the same
 //!   key counts as a miss, as cache-aside code does), and keys written but
-//!   never read in the window.
+//!   never read in the window. opentelemetry-instrumentation-redis records
+//!   `GET ?`: keys then come from a `db.redis.key` attribute that a
+//!   request hook sets, else they are counted together as "(keys not
+//!   recorded)".
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -106,9 +109,14 @@ fn redis_command(span: &Span) -> Option<(String, String)> {
         // The statement starts with the command too.
         words.next();
     }
-    let key = words.next()?.to_string();
+    // opentelemetry-instrumentation-redis replaces every argument with `?`;
+    // a `request_hook` can record the key as `db.redis.key`.
+    let key = text(span, &["db.redis.key"]).or_else(|| words.next().map(str::to_string))?;
     Some((command, key))
 }
+
+/// What stands for keys the instrumentation did not record.
+pub const UNRECORDED: &str = "(keys not recorded)";
 
 /// A Redis key's pattern: runs of digits and long hex ids as `?`.
 pub fn key_pattern(key: &str) -> String {
@@ -158,7 +166,12 @@ pub fn analyse(
             };
             if system == "redis" || system == "memcached" {
                 if let Some((command, key)) = redis_command(span) {
-                    let p = redis.entry(key_pattern(&key)).or_default();
+                    let pattern = if key == "?" {
+                        UNRECORDED.to_string()
+                    } else {
+                        key_pattern(&key)
+                    };
+                    let p = redis.entry(pattern).or_default();
                     match command.as_str() {
                         "GET" | "MGET" | "HGET" | "HGETALL" | "EXISTS" => {
                             p.gets += 1;
@@ -336,11 +349,12 @@ pub fn analyse(
         .iter()
         .map(|(pattern, p)| {
             let hits = p.gets.saturating_sub(p.misses);
-            let never_read = p
-                .set_keys
-                .iter()
-                .filter(|k| !p.get_keys.contains(*k))
-                .count();
+            let never_read = (pattern != UNRECORDED).then(|| {
+                p.set_keys
+                    .iter()
+                    .filter(|k| !p.get_keys.contains(*k))
+                    .count()
+            });
             json!({
                 "pattern": pattern,
                 "gets": p.gets,
