@@ -215,18 +215,61 @@ fn ooms_of(
         Matcher::equal("pod", pod),
         Matcher::equal("reason", "OOMKilled"),
     ];
-    for s in store.select(&reason, mint, maxt) {
+    let reasons = store.select(&reason, mint, maxt);
+    // The memory limit series of the pod's containers, read only when it
+    // was OOM-killed: KRR takes the largest limit seen while the last
+    // termination reason says OOMKilled.
+    let limit_series: BTreeMap<String, Vec<crate::model::Sample>> = if reasons.is_empty() {
+        BTreeMap::new()
+    } else {
+        let m = [
+            Matcher::equal("__name__", "kube_pod_container_resource_limits"),
+            Matcher::equal("namespace", ns),
+            Matcher::equal("pod", pod),
+            Matcher::equal("resource", "memory"),
+        ];
+        store
+            .select(&m, mint, maxt)
+            .into_iter()
+            .map(|s| {
+                (
+                    s.labels.get("container").unwrap_or_default().to_string(),
+                    s.samples,
+                )
+            })
+            .collect()
+    };
+    let limit_at = |container: &str, t: i64| -> Option<f64> {
+        let samples = limit_series.get(container)?;
+        let i = samples.partition_point(|x| x.t <= t);
+        samples
+            .get(i.checked_sub(1)?)
+            .or_else(|| samples.first())
+            .map(|x| x.v)
+            .filter(|v| !is_stale_nan(*v))
+    };
+    for s in reasons {
         let container = s.labels.get("container").unwrap_or_default().to_string();
-        let limit = limits.get(&container).and_then(|c| c.limits.memory);
+        let today = limits.get(&container).and_then(|c| c.limits.memory);
         // A new OOM each time the series turns to 1 (it stays 1 until the
-        // container terminates for another reason).
+        // container terminates for another reason); its limit is the
+        // largest while the series stays 1.
         let mut previous = 0.0;
         for x in s.samples.iter().filter(|x| !is_stale_nan(x.v)) {
+            let limit = limit_at(&container, x.t).or(today);
             if x.v >= 1.0 && previous < 1.0 {
                 out.entry(container.clone()).or_default().push(Oom {
                     step: step_of(x.t),
                     limit,
+                    pod: pod.to_string(),
                 });
+            } else if x.v >= 1.0 {
+                if let Some(last) = out.get_mut(&container).and_then(|v| v.last_mut()) {
+                    last.limit = match (last.limit, limit) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
             }
             previous = x.v;
         }
@@ -252,6 +295,7 @@ fn ooms_of(
                 out.entry(container.clone()).or_default().push(Oom {
                     step: step_of(w[1].t),
                     limit,
+                    pod: pod.to_string(),
                 });
             }
         }

@@ -178,10 +178,12 @@ pub struct PodSeries {
 }
 
 /// An OOM kill: the step it was seen at and the memory limit then.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Oom {
     pub step: usize,
     pub limit: Option<f64>,
+    /// The pod whose container was killed.
+    pub pod: String,
 }
 
 /// Everything the strategies read about one workload container.
@@ -290,10 +292,9 @@ pub fn recommend(
         .iter()
         .map(|p| defined(&p.memory[steps.clone()]).count() as u64)
         .sum();
-    let ooms: Vec<Oom> = usage
+    let ooms: Vec<&Oom> = usage
         .ooms
         .iter()
-        .copied()
         .filter(|o| steps.contains(&o.step))
         .collect();
     evidence.oom_kills = ooms.len();
@@ -430,18 +431,23 @@ fn vpa_strategy(
             last = last.max(t);
             samples += 1;
         }
+        // Memory peaks per 24 h, and as VPA does on the container that was
+        // killed, an OOM bumps that container's peak: max(request, the
+        // interval's peak so far) + 100 MiB or × 1.2.
+        let request = ctx.current.requests.memory.unwrap_or(0.0);
+        let ooms: Vec<usize> = usage
+            .ooms
+            .iter()
+            .filter(|o| o.pod == p.pod && steps.contains(&o.step))
+            .map(|o| o.step)
+            .collect();
         let mut peaks = vpa::PeakTracker::default();
         for i in steps.clone() {
             peaks.add(&mut memory_hist, at(i), p.memory[i]);
+            if ooms.contains(&i) {
+                peaks.oom(&mut memory_hist, at(i), request);
+            }
         }
-    }
-    // OOM kills bump the memory peaks (per container; VPA records them on
-    // the container that was killed).
-    let request = ctx.current.requests.memory.unwrap_or(0.0);
-    let mut oom_tracker = vpa::PeakTracker::default();
-    for o in usage.ooms.iter().filter(|o| steps.contains(&o.step)) {
-        let used = request.max(evidence.memory_peak.unwrap_or(0.0));
-        oom_tracker.oom(&mut memory_hist, at(o.step), used);
     }
     let minutes = samples as f64;
     let lifespan_days = if samples > 0 {

@@ -304,8 +304,31 @@ pub fn fixtures() -> Vec<Series> {
             ("container", "worker"),
             ("reason", "OOMKilled"),
         ]),
-        constant(START + cycle, END, 1.0),
+        // OOMKilled from day 2; the container ends otherwise on day 5.
+        gauge(START + cycle, END, |t| {
+            if t < START + 5 * DAY {
+                1.0
+            } else {
+                0.0
+            }
+        }),
     ));
+    // The memory limit was 1 GiB while it was OOM-killed and was lowered
+    // to 900 MiB on day 5: KRR's OOM term takes the limit while the reason
+    // said OOMKilled, not today's.
+    for (labels, samples) in all.iter_mut() {
+        let is = |k: &str, v: &str| labels.iter().any(|(a, b)| a == k && b == v);
+        if is("__name__", "kube_pod_container_resource_limits")
+            && is("pod", "leaky-6b5c4d3f2-aaaaa")
+            && is("resource", "memory")
+        {
+            for (t, v) in samples.iter_mut() {
+                if *t >= START + 5 * DAY {
+                    *v = 900.0 * MIB;
+                }
+            }
+        }
+    }
 
     // 4. nightly: a CronJob whose Jobs run 30 minutes every 6 hours at 3
     //    cores, one short-lived pod each.
