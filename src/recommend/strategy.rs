@@ -567,6 +567,61 @@ mod tests {
         }
     }
 
+    /// VPA's OOM bump, worked by hand: two days of a steady 200 MiB at
+    /// hourly steps, a kill on day 2 with a 256 MiB request. Day 1's peak is
+    /// 200 MiB; day 2's becomes max(256 + 100, 256 × 1.2) = 356 MiB (the
+    /// request is above the day's peak). The target is p90 of the two
+    /// peaks, whose weights are 1 (day 1) and 2 (day 2, a half-life later):
+    /// the end of 356 MiB's bucket plus 15 %.
+    #[test]
+    fn vpa_oom_bumps_the_killed_pods_daily_peak() {
+        let hours = 48;
+        let pod = PodSeries {
+            pod: "p".into(),
+            cpu: vec![0.1; hours],
+            cpu_present: vec![true; hours],
+            memory: vec![200.0 * MIB; hours],
+            minute_cpu: (0..hours as i64).map(|h| (h * 3_600_000, 0.1)).collect(),
+        };
+        let usage = ContainerUsage {
+            pods: vec![pod],
+            ooms: vec![Oom {
+                step: 30,
+                limit: Some(512.0 * MIB),
+                pod: "p".into(),
+            }],
+            ..Default::default()
+        };
+        let settings = Settings {
+            cpu_percentile: 95.0,
+            cpu_request_percentile: 66.0,
+            cpu_limit_percentile: 96.0,
+            memory_buffer_percentage: 15.0,
+            points_required: 1,
+            allow_hpa: false,
+            use_oomkill_data: true,
+            oom_memory_buffer_percentage: 25.0,
+        };
+        let mut current = Container::default();
+        current.requests.memory = Some(256.0 * MIB);
+        let ctx = Context {
+            settings: &settings,
+            hpa: None,
+            current: &current,
+            containers_in_pod: 1,
+            first: 0,
+            step: 3_600_000,
+        };
+        let out = recommend(Strategy::Vpa, &usage, 0..hours, &ctx);
+        let bumped = (256.0 * MIB + 100.0 * MIB).max(256.0 * MIB * 1.2);
+        // Bucket end of `bumped` in VPA's memory buckets (1e7 B, × 1.05).
+        let n = ((bumped * 0.05 / 1e7 + 1.0).ln() / 1.05f64.ln()).floor() as i32;
+        let end = (1e7 * (1.05f64.powi(n + 1) - 1.0) / 0.05).trunc();
+        let target = end + (end * 0.15).trunc();
+        assert_eq!(out.evidence.vpa.unwrap().memory.target, target);
+        assert_eq!(out.memory.info.as_deref(), Some("OOMKill detected"));
+    }
+
     #[test]
     fn krr_rounding_and_minimums() {
         assert_eq!(round_cpu(0.0041), 0.010);
