@@ -249,16 +249,10 @@ fn main() -> ExitCode {
                 token,
                 timeout,
             };
-            match cli::fetch(&args).and_then(|report| cli::render(&report, args.format)) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("oxeye recommend workloads: {err}");
-                    ExitCode::FAILURE
-                }
-            }
+            printed(
+                "workloads",
+                cli::fetch(&args).and_then(|report| cli::render(&report, args.format)),
+            )
         }
         Command::Recommend {
             what: what @ (Recommend::Database(_) | Recommend::Cache(_)),
@@ -289,16 +283,7 @@ fn main() -> ExitCode {
                 cli::What::Cache => cli::render_cache(&report, args.format),
                 _ => cli::render_database(&report, args.format),
             });
-            match rendered {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("oxeye recommend {name}: {err}");
-                    ExitCode::FAILURE
-                }
-            }
+            printed(name, rendered)
         }
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
@@ -325,6 +310,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Prints a command's output, or its error (named after `oxeye recommend
+/// NAME`) with a failing exit status.
+fn printed(name: &str, result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("oxeye recommend {name}: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -351,74 +351,21 @@ fn cache_rows(report: &Value) -> Vec<Vec<String>> {
     rows
 }
 
-/// Cache advice in the requested format.
-pub fn render_cache(report: &Value, format: Format) -> Result<String, String> {
-    let rows = cache_rows(report);
+/// A report as JSON or YAML (whole), or its rows as CSV or a table with
+/// `summary` and the report's notes below.
+fn render_rows(
+    report: &Value,
+    format: Format,
+    columns: &[&str],
+    rows: Vec<Vec<String>>,
+    summary: String,
+) -> Result<String, String> {
     match format {
         Format::Json => serde_json::to_string_pretty(report).map_err(|e| e.to_string()),
         Format::Yaml => serde_yaml_ng::to_string(report).map_err(|e| e.to_string()),
         Format::Csv => {
-            let mut out = CACHE_COLUMNS.join(",") + "\n";
+            let mut out = columns.join(",") + "\n";
             for row in rows {
-                out.push_str(
-                    &row.iter()
-                        .map(|f| csv_field(f))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                out.push('\n');
-            }
-            Ok(out)
-        }
-        Format::Table => Ok(table(&CACHE_COLUMNS, &rows)),
-    }
-}
-
-/// Database findings in the requested format.
-pub fn render_database(report: &Value, format: Format) -> Result<String, String> {
-    let rows = db_rows(report);
-    match format {
-        Format::Json => serde_json::to_string_pretty(report).map_err(|e| e.to_string()),
-        Format::Yaml => serde_yaml_ng::to_string(report).map_err(|e| e.to_string()),
-        Format::Csv => {
-            let mut out = DB_COLUMNS.join(",") + "\n";
-            for row in rows {
-                out.push_str(
-                    &row.iter()
-                        .map(|f| csv_field(f))
-                        .collect::<Vec<_>>()
-                        .join(","),
-                );
-                out.push('\n');
-            }
-            Ok(out)
-        }
-        Format::Table => {
-            let mut out = table(&DB_COLUMNS, &rows);
-            out.push_str(&format!(
-                "\n{} findings from {} database calls ({:.1} s of database time) and {} HTTP client calls\n",
-                rows.len(),
-                report["db_calls"],
-                report["db_time_seconds"].as_f64().unwrap_or(0.0),
-                report["http_calls"]
-            ));
-            for note in report["notes"].as_array().into_iter().flatten() {
-                out.push_str(&format!("note: {}\n", note.as_str().unwrap_or("")));
-            }
-            Ok(out)
-        }
-    }
-}
-
-/// The report in the requested format.
-pub fn render(report: &Value, format: Format) -> Result<String, String> {
-    match format {
-        Format::Json => serde_json::to_string_pretty(report).map_err(|e| e.to_string()),
-        Format::Yaml => serde_yaml_ng::to_string(report).map_err(|e| e.to_string()),
-        Format::Csv => {
-            let mut out = COLUMNS.join(",");
-            out.push('\n');
-            for row in rows(report) {
                 let fields: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
                 out.push_str(&fields.join(","));
                 out.push('\n');
@@ -426,20 +373,53 @@ pub fn render(report: &Value, format: Format) -> Result<String, String> {
             Ok(out)
         }
         Format::Table => {
-            let rows = rows(report);
-            let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
-            let mut out = table(&COLUMNS, &rows);
-            out.push_str(&format!(
-                "\n{} containers; score {}; strategy {}: {}\n",
-                rows.len(),
-                report["score"],
-                report["strategy"]["name"].as_str().unwrap_or(""),
-                report["description"].as_str().unwrap_or("")
-            ));
+            let mut out = table(columns, &rows);
+            if !summary.is_empty() {
+                out.push('\n');
+                out.push_str(&summary);
+                out.push('\n');
+            }
             for note in report["notes"].as_array().into_iter().flatten() {
                 out.push_str(&format!("note: {}\n", note.as_str().unwrap_or("")));
             }
             Ok(out)
         }
     }
+}
+
+/// Cache advice in the requested format.
+pub fn render_cache(report: &Value, format: Format) -> Result<String, String> {
+    render_rows(
+        report,
+        format,
+        &CACHE_COLUMNS,
+        cache_rows(report),
+        String::new(),
+    )
+}
+
+/// Database findings in the requested format.
+pub fn render_database(report: &Value, format: Format) -> Result<String, String> {
+    let rows = db_rows(report);
+    let summary = format!(
+        "{} findings from {} database calls ({:.1} s of database time) and {} HTTP client calls",
+        rows.len(),
+        report["db_calls"],
+        report["db_time_seconds"].as_f64().unwrap_or(0.0),
+        report["http_calls"]
+    );
+    render_rows(report, format, &DB_COLUMNS, rows, summary)
+}
+
+/// Workload recommendations in the requested format.
+pub fn render(report: &Value, format: Format) -> Result<String, String> {
+    let rows: Vec<Vec<String>> = rows(report).into_iter().map(Vec::from).collect();
+    let summary = format!(
+        "{} containers; score {}; strategy {}: {}",
+        rows.len(),
+        report["score"],
+        report["strategy"]["name"].as_str().unwrap_or(""),
+        report["description"].as_str().unwrap_or("")
+    );
+    render_rows(report, format, &COLUMNS, rows, summary)
 }
