@@ -71,6 +71,40 @@ fn dashboard_pages_in_chromium() {
     }
     // Kubernetes workloads for the Recommendations page.
     common::k8s::write(&server.url(""), &common::k8s::fixtures());
+    // Repeated database reads (30 of 5 products) for the Database advice
+    // page's cache candidate and its hit-ratio chart.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
+        - 60_000_000_000;
+    let reads: Vec<Value> = (0..30i64)
+        .map(|i| {
+            let start = now_ns + i * 100_000_000;
+            serde_json::json!({
+                "traceId": format!("{:032x}", 0xcafe_0000u64 + i as u64),
+                "spanId": format!("{:016x}", 0x100 + i),
+                "name": "SELECT",
+                "kind": 3,
+                "startTimeUnixNano": start.to_string(),
+                "endTimeUnixNano": (start + 2_000_000).to_string(),
+                "attributes": [
+                    {"key": "db.system", "value": {"stringValue": "postgresql"}},
+                    {"key": "db.statement", "value": {"stringValue": format!("SELECT * FROM products WHERE id = {}", i % 5)}},
+                ],
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "catalog"}}]},
+        "scopeSpans": [{"spans": reads}],
+    }]});
+    let sent = client()
+        .post(server.url("/v1/traces"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(sent.status(), 200);
     client()
         .post(server.url("/api/v1/admin/flush"))
         .send()

@@ -145,6 +145,9 @@ await page.screenshot({ path: `${shots}/recommendations.png`, fullPage: true });
 await page.goto(`${base}/ui/recommendations/database?range=1h`);
 check((await text("#db-templates")).includes("SELECT * FROM orders"), "database page lists query templates");
 check((await text("#redis-patterns")).includes("cart:?"), "database page shows Redis key patterns");
+check((await text("#cache-candidates")).includes("FROM products WHERE id = ?"), "database page lists cache candidates");
+await page.waitForSelector("#cache-curve .uplot");
+check(true, "the hit-ratio curve is drawn");
 await page.screenshot({ path: `${shots}/database.png`, fullPage: true });
 
 await browser.close();
