@@ -60,9 +60,8 @@ enum Recommend {
     /// Kubernetes requests, limits and autoscaling per workload container
     /// (KRR's JSON shape with --format json).
     Workloads {
-        /// The Oxeye server, e.g. http://127.0.0.1:9090.
-        #[arg(long, default_value = "http://127.0.0.1:9090")]
-        url: String,
+        #[command(flatten)]
+        server: oxeye::recommend::cli::Server,
         #[arg(long, short)]
         namespace: Option<String>,
         /// Only this workload (Deployment, StatefulSet, … name).
@@ -80,14 +79,6 @@ enum Recommend {
         /// End of the window (RFC 3339 or Unix seconds); now by default.
         #[arg(long)]
         time: Option<String>,
-        #[arg(long, short, value_enum, default_value = "table")]
-        format: oxeye::recommend::cli::Format,
-        /// Bearer token ([[auth.tokens]]); also from OXEYE_TOKEN.
-        #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// How long to wait for the answer.
-        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
     },
     /// Slow queries, N+1 queries and HTTP calls, query templates and index
     /// candidates from the stored database and HTTP client spans.
@@ -99,9 +90,8 @@ enum Recommend {
 
 #[derive(clap::Args)]
 struct SpanArgs {
-    /// The Oxeye server, e.g. http://127.0.0.1:9090.
-    #[arg(long, default_value = "http://127.0.0.1:9090")]
-    url: String,
+    #[command(flatten)]
+    server: oxeye::recommend::cli::Server,
     /// Only this service's calls.
     #[arg(long)]
     service: Option<String>,
@@ -111,13 +101,22 @@ struct SpanArgs {
     /// End of the range; now by default.
     #[arg(long)]
     end: Option<String>,
-    #[arg(long, short, value_enum, default_value = "table")]
-    format: oxeye::recommend::cli::Format,
-    /// Bearer token ([[auth.tokens]]); also from OXEYE_TOKEN.
-    #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
-    timeout: std::time::Duration,
+}
+
+impl SpanArgs {
+    fn params(
+        self,
+    ) -> (
+        oxeye::recommend::cli::Server,
+        Vec<(&'static str, Option<String>)>,
+    ) {
+        let params = vec![
+            ("service", self.service),
+            ("start", self.start),
+            ("end", self.end),
+        ];
+        (self.server, params)
+    }
 }
 
 #[derive(clap::Args, Default)]
@@ -217,73 +216,44 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
-        Command::Recommend {
-            what:
+        Command::Recommend { what } => {
+            use oxeye::recommend::cli::{self, What};
+            let (what, (server, params)) = match what {
                 Recommend::Workloads {
-                    url,
+                    server,
                     namespace,
                     workload,
                     strategy,
                     window,
                     step,
                     time,
-                    format,
-                    token,
-                    timeout,
-                },
-        } => {
-            use oxeye::recommend::cli;
-            let args = cli::Args {
-                what: cli::What::Workloads,
-                service: None,
-                start: None,
-                end: None,
-                url,
-                namespace,
-                workload,
-                strategy,
-                window,
-                step,
-                time,
-                format,
-                token,
-                timeout,
+                } => (
+                    What::Workloads,
+                    (
+                        server,
+                        vec![
+                            ("namespace", namespace),
+                            ("workload", workload),
+                            ("strategy", strategy),
+                            ("window", window),
+                            ("step", step),
+                            ("time", time),
+                        ],
+                    ),
+                ),
+                Recommend::Database(a) => (What::Database, a.params()),
+                Recommend::Cache(a) => (What::Cache, a.params()),
             };
-            printed(
-                "workloads",
-                cli::fetch(&args).and_then(|report| cli::render(&report, args.format)),
-            )
-        }
-        Command::Recommend {
-            what: what @ (Recommend::Database(_) | Recommend::Cache(_)),
-        } => {
-            use oxeye::recommend::cli;
-            let (kind, name, a) = match what {
-                Recommend::Database(a) => (cli::What::Database, "database", a),
-                Recommend::Cache(a) => (cli::What::Cache, "cache", a),
-                Recommend::Workloads { .. } => unreachable!("matched above"),
-            };
-            let args = cli::Args {
-                what: kind,
-                url: a.url,
-                service: a.service,
-                start: a.start,
-                end: a.end,
-                namespace: None,
-                workload: None,
-                strategy: None,
-                window: None,
-                step: None,
-                time: None,
-                format: a.format,
-                token: a.token,
-                timeout: a.timeout,
-            };
-            let rendered = cli::fetch(&args).and_then(|report| match kind {
-                cli::What::Cache => cli::render_cache(&report, args.format),
-                _ => cli::render_database(&report, args.format),
-            });
-            printed(name, rendered)
+            match cli::run(&server, what, &params) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("oxeye recommend {}: {err}", what.name());
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
@@ -310,21 +280,6 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
-        }
-    }
-}
-
-/// Prints a command's output, or its error (named after `oxeye recommend
-/// NAME`) with a failing exit status.
-fn printed(name: &str, result: Result<String, String>) -> ExitCode {
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("oxeye recommend {name}: {err}");
-            ExitCode::FAILURE
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `oxeye recommend workloads --url URL …`: asks a running server and
-//! prints its answer as a table, KRR's JSON, YAML or CSV.
+//! `oxeye recommend workloads|database|cache --url URL …`: asks a running
+//! server and prints its answer as a table, JSON (KRR's shape for
+//! workloads), YAML or CSV.
 
 use std::time::Duration;
 
@@ -25,69 +26,72 @@ pub enum What {
     Cache,
 }
 
-/// What the command line asked for.
-#[derive(Debug, Clone)]
-pub struct Args {
-    pub what: What,
+impl What {
+    /// The command's and the endpoint's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            What::Workloads => "workloads",
+            What::Database => "database",
+            What::Cache => "cache",
+        }
+    }
+}
+
+/// How to reach the server and print its answer (every `oxeye recommend`
+/// command takes these).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Server {
+    /// The Oxeye server, e.g. http://127.0.0.1:9090.
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
     pub url: String,
-    /// Database advice: only this service's spans, and the time range.
-    pub service: Option<String>,
-    pub start: Option<String>,
-    pub end: Option<String>,
-    pub namespace: Option<String>,
-    pub workload: Option<String>,
-    pub strategy: Option<String>,
-    pub window: Option<String>,
-    pub step: Option<String>,
-    /// End of the window (RFC 3339 or Unix seconds); now by default.
-    pub time: Option<String>,
+    #[arg(long, short, value_enum, default_value = "table")]
     pub format: Format,
-    /// Sent as `Authorization: Bearer …` when set.
+    /// Bearer token ([[auth.tokens]]); also from OXEYE_TOKEN.
+    #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 }
 
 /// Largest answer read from the server.
 const MAX_RESPONSE: usize = 512 * 1024 * 1024;
 
-fn query_url(args: &Args) -> String {
-    let mut params = form_urlencoded::Serializer::new(String::new());
-    for (key, value) in [
-        ("namespace", &args.namespace),
-        ("workload", &args.workload),
-        ("strategy", &args.strategy),
-        ("window", &args.window),
-        ("step", &args.step),
-        ("time", &args.time),
-        ("service", &args.service),
-        ("start", &args.start),
-        ("end", &args.end),
-    ] {
-        if let Some(v) = value {
-            params.append_pair(key, v);
-        }
+/// Asks the server for `what` with the given query parameters (unset ones
+/// left out) and renders the answer in `server.format`.
+pub fn run(
+    server: &Server,
+    what: What,
+    params: &[(&str, Option<String>)],
+) -> Result<String, String> {
+    let report = fetch(server, what, params)?;
+    match what {
+        What::Workloads => render(&report, server.format),
+        What::Database => render_database(&report, server.format),
+        What::Cache => render_cache(&report, server.format),
     }
-    let path = match args.what {
-        What::Workloads => "workloads",
-        What::Database => "database",
-        What::Cache => "cache",
-    };
-    format!(
-        "{}/api/v1/recommendations/{path}?{}",
-        args.url.trim_end_matches('/'),
-        params.finish()
-    )
 }
 
 /// Fetches the report.
-pub fn fetch(args: &Args) -> Result<Value, String> {
-    if !args.url.starts_with("http://") {
+fn fetch(server: &Server, what: What, params: &[(&str, Option<String>)]) -> Result<Value, String> {
+    if !server.url.starts_with("http://") {
         return Err(format!(
             "--url {:?}: only http:// URLs are supported",
-            args.url
+            server.url
         ));
     }
-    let url = query_url(args);
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in params {
+        if let Some(v) = value {
+            query.append_pair(key, v);
+        }
+    }
+    let url = format!(
+        "{}/api/v1/recommendations/{}?{}",
+        server.url.trim_end_matches('/'),
+        what.name(),
+        query.finish()
+    );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,11 +103,11 @@ pub fn fetch(args: &Args) -> Result<Value, String> {
         let mut request = hyper::Request::get(&url)
             .header("accept", "application/json")
             .header("user-agent", concat!("oxeye/", env!("CARGO_PKG_VERSION")));
-        if let Some(token) = &args.token {
+        if let Some(token) = &server.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
-        let (status, body) = tokio::time::timeout(args.timeout, async {
+        let (status, body) = tokio::time::timeout(server.timeout, async {
             let response = client
                 .request(request)
                 .await
@@ -117,7 +121,7 @@ pub fn fetch(args: &Args) -> Result<Value, String> {
             Ok::<_, String>((status, body))
         })
         .await
-        .map_err(|_| format!("{url}: no answer within {:?}", args.timeout))??;
+        .map_err(|_| format!("{url}: no answer within {:?}", server.timeout))??;
         let value: Value = serde_json::from_slice(&body).map_err(|e| {
             format!(
                 "{url}: answer is not JSON ({e}): {}",
@@ -388,7 +392,7 @@ fn render_rows(
 }
 
 /// Cache advice in the requested format.
-pub fn render_cache(report: &Value, format: Format) -> Result<String, String> {
+fn render_cache(report: &Value, format: Format) -> Result<String, String> {
     render_rows(
         report,
         format,
@@ -399,7 +403,7 @@ pub fn render_cache(report: &Value, format: Format) -> Result<String, String> {
 }
 
 /// Database findings in the requested format.
-pub fn render_database(report: &Value, format: Format) -> Result<String, String> {
+fn render_database(report: &Value, format: Format) -> Result<String, String> {
     let rows = db_rows(report);
     let summary = format!(
         "{} findings from {} database calls ({:.1} s of database time) and {} HTTP client calls",
@@ -412,7 +416,7 @@ pub fn render_database(report: &Value, format: Format) -> Result<String, String>
 }
 
 /// Workload recommendations in the requested format.
-pub fn render(report: &Value, format: Format) -> Result<String, String> {
+fn render(report: &Value, format: Format) -> Result<String, String> {
     let rows: Vec<Vec<String>> = rows(report).into_iter().map(Vec::from).collect();
     let summary = format!(
         "{} containers; score {}; strategy {}: {}",

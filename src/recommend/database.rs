@@ -169,8 +169,7 @@ pub fn analyse(
     let mut http_calls: Vec<Call> = Vec::new();
     let mut http_templates: Vec<(String, TemplateStats)> = Vec::new();
     let mut http_ids: HashMap<String, u32> = HashMap::new();
-    let (mut scanned, mut truncated, mut without_statement, mut unparsed) =
-        (0usize, false, 0u64, 0u64);
+    let (mut scanned, mut truncated, mut without_statement) = (0usize, false, 0u64);
     let mut too_many_templates = false;
     let mut intern = |s: &str, names: &mut Vec<String>| -> u32 {
         if let Some(&i) = name_ids.get(s) {
@@ -254,9 +253,6 @@ pub fn analyse(
                 let id = match (statements.get(&key), normalised) {
                     (Some(&id), _) => id,
                     (None, Some(n)) => {
-                        if !n.parsed {
-                            unparsed += 1;
-                        }
                         let tkey = (system.clone(), n.template.clone());
                         let id = match template_ids.get(&tkey) {
                             Some(&id) => id,
@@ -341,7 +337,6 @@ pub fn analyse(
             true
         })
         .map_err(|e| e.to_string())?;
-    let _ = unparsed;
 
     // Endpoints: the nearest server span above each call (bounded walk).
     for (id, is_db, trace, mut parent) in endpoint_of {

@@ -260,18 +260,6 @@ pub async fn page(
     page.workloads = report.workloads.len();
     page.duration = format!("{:.0} ms", report.duration.as_secs_f64() * 1000.0);
     let (mut cores, mut bytes) = (0.0, 0.0);
-    let json = report.to_json(&config.options());
-    let mut patches: HashMap<(String, String, String), String> = HashMap::new();
-    for scan in json["scans"].as_array().into_iter().flatten() {
-        let o = &scan["object"];
-        let key = |k: &str| o[k].as_str().unwrap_or_default().to_string();
-        if let Some(p) = scan["patch"].as_str() {
-            patches.insert(
-                (key("namespace"), key("name"), key("container")),
-                p.to_string(),
-            );
-        }
-    }
     for r in &report.results {
         for c in &r.containers {
             let w = &report.workloads[c.workload];
@@ -327,10 +315,13 @@ pub async fn page(
                     "/ui/recommendations?{}#chart",
                     encoded(&[("show", &format!("{}/{}/{}", w.namespace, w.kind, w.name))])
                 ),
-                patch: patches
-                    .get(&(w.namespace.clone(), w.name.clone(), c.container.clone()))
-                    .cloned()
-                    .unwrap_or_default(),
+                patch: crate::recommend::manifest::resources_patch(
+                    w,
+                    &c.container,
+                    &c.outcome,
+                    now,
+                )
+                .unwrap_or_default(),
                 sort_key: (
                     c.saving.cpu_cores.unwrap_or(0.0).abs()
                         + c.saving.memory_bytes.unwrap_or(0.0).abs() / (4.0 * 1024.0 * 1048576.0),
