@@ -163,6 +163,31 @@ fn n_plus_one_slow_queries_and_templates_from_sqlite3_instrumentation() {
     // The indexed per-user lookup is not called slow.
     assert!(finding(&report, "slow_query", "WHERE user_id = ?").is_none());
 
+    // N+1 HTTP from the requests instrumentation: the product ids in the
+    // URL become {id} and the query string is dropped.
+    let catalogue = app["catalogue"].as_str().unwrap();
+    let host_port = catalogue.trim_start_matches("http://");
+    let http = finding(
+        &report,
+        "n_plus_one_http",
+        &format!("{host_port}/products/{{id}}"),
+    )
+    .unwrap_or_else(|| panic!("{:#}", report["findings"]));
+    assert_eq!(http["occurrences"], app["carts"]);
+    assert_eq!(
+        http["calls_per_occurrence"],
+        app["products"].as_f64().unwrap()
+    );
+    let carts: Vec<&str> = app["traces"]["cart"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for example in http["example_trace_ids"].as_array().unwrap() {
+        assert!(carts.contains(&example.as_str().unwrap()), "{example}");
+    }
+
     // The command line prints the same findings.
     for (format, needle) in [
         ("table", "n_plus_one_query"),
