@@ -209,6 +209,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     rules
         .reload()
         .map_err(|e| anyhow::anyhow!("cannot load the rule files:\n{e}"))?;
+    let results_cache = query::cache::ResultsCache::new(
+        &config.cache,
+        &store,
+        metrics.cache.clone(),
+        tokio::runtime::Handle::current(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .map(Arc::new);
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
@@ -224,6 +232,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         query_slots: Arc::new(tokio::sync::Semaphore::new(config.query.max_concurrent)),
         auth: auth.clone(),
         rules: rules.clone(),
+        results_cache,
     };
 
     let http = bind(config.server.listen, "HTTP").await?;

@@ -742,31 +742,8 @@ fn connection_pools_are_sized_by_littles_law() {
 /// pattern equals the one the app counted itself.
 #[test]
 fn redis_hit_ratio_from_real_instrumentation() {
-    let redis_server = require_program("redis-server");
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let _redis = ChildGuard(
-        std::process::Command::new(redis_server)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let up = wait_for(std::time::Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
-    assert!(up.is_some(), "redis-server did not start");
+    let (_redis, port) = start_redis(dir.path());
     let server = TestServer::start();
     let out = run_python(
         "redis_app.py",

@@ -55,6 +55,8 @@ pub struct AppState {
     pub auth: Arc<auth::Authenticator>,
     /// Recording and alerting rules, and alert delivery.
     pub rules: Arc<crate::rules::RuleManager>,
+    /// `[cache]`: range queries over the past answered from earlier ones.
+    pub results_cache: Option<Arc<crate::query::cache::ResultsCache>>,
 }
 
 impl AppState {

@@ -355,8 +355,10 @@ async fn query_range(
     }
     let timeout = params.get("timeout").and_then(parse_duration_ms);
     let options = options(&state, timeout);
-    evaluate(&state, true, options, move |store, options| {
-        promql::range_query(store, options, &text, start, end, step)
+    let cache = state.results_cache.clone();
+    evaluate(&state, true, options, move |store, options| match cache {
+        Some(cache) => cache.range_query(store, options, &text, (start, end, step), now_ms()),
+        None => promql::range_query(store, options, &text, start, end, step),
     })
     .await
 }

@@ -30,6 +30,7 @@ pub struct Config {
     pub wal: WalConfig,
     pub limits: LimitsConfig,
     pub query: QueryConfig,
+    pub cache: CacheConfig,
     pub logs: LogsConfig,
     pub traces: TracesConfig,
     pub auth: AuthConfig,
@@ -266,6 +267,25 @@ pub struct QueryConfig {
     pub timeout: Duration,
     pub max_concurrent: usize,
     pub max_expression_depth: usize,
+}
+
+/// `[cache]`: the query results cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    #[serde(with = "humantime_serde")]
+    pub max_freshness: Duration,
+    #[serde(with = "humantime_serde")]
+    pub split_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    pub max_bytes: ByteSize,
+    pub max_entry_bytes: ByteSize,
+    pub redis_url: String,
+    #[serde(with = "humantime_serde")]
+    pub redis_timeout: Duration,
+    pub redis_key_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -542,6 +562,19 @@ impl Config {
             r.max_pods > 0 && r.max_steps > 0,
             "recommendations.max_pods",
             "max_pods and max_steps must be greater than zero",
+        );
+        let c = &self.cache;
+        check(
+            !c.split_interval.is_zero() && !c.ttl.is_zero() && !c.redis_timeout.is_zero(),
+            "cache.split_interval",
+            "cache.split_interval, cache.ttl and cache.redis_timeout must be greater than zero",
+        );
+        check(
+            c.redis_url.is_empty()
+                || c.redis_url.starts_with("redis://")
+                || c.redis_url.starts_with("unix://"),
+            "cache.redis_url",
+            "must be empty or a redis:// or unix:// URL",
         );
         check(
             self.alerting.queue_capacity > 0,

@@ -1,6 +1,7 @@
 //! Readers: query engines over the stores. Faces (src/api) call these; they
 //! never decode wire formats.
 
+pub mod cache;
 pub mod logs;
 pub mod promql;
 

@@ -134,6 +134,8 @@ impl RuleMetrics {
 pub struct SelfMetrics {
     registry: Registry,
     rules: RuleMetrics,
+    /// The results cache's (`oxeye_results_cache_*`).
+    pub cache: crate::query::cache::CacheMetrics,
     samples_ingested: Family<SourceLabels, Counter>,
     samples_rejected: Family<RejectLabels, Counter>,
     spans_ingested: Family<SourceLabels, Counter>,
@@ -382,6 +384,7 @@ impl SelfMetrics {
             "Newest sample timestamp in the head (ms since the epoch)",
         );
         let rules = RuleMetrics::register(&mut registry);
+        let cache = crate::query::cache::CacheMetrics::register(&mut registry);
         let recommendation_runs = Counter::default();
         registry.register(
             "recommendation_runs",
@@ -405,6 +408,7 @@ impl SelfMetrics {
             recommendation_workloads,
             recommendation_duration,
             rules,
+            cache,
             registry,
             samples_ingested,
             samples_rejected,

@@ -865,6 +865,7 @@ struct StatusPage {
     nav: &'static str,
     build: Vec<(String, String)>,
     storage: Vec<(String, String)>,
+    cache: Vec<(String, String)>,
     limits: Vec<(String, String)>,
     config: String,
 }
@@ -886,7 +887,13 @@ pub fn redact(text: &str) -> String {
             .any(|w| lower.contains(w));
             match (secret, line.split_once(':')) {
                 (true, Some((key, _))) => format!("{key}: \"<redacted>\","),
-                _ => line.to_owned(),
+                // Credentials in a URL (redis://user:password@host).
+                _ => match (line.find("://"), line.rfind('@')) {
+                    (Some(scheme), Some(at)) if at > scheme => {
+                        format!("{}<redacted>{}", &line[..scheme + 3], &line[at..])
+                    }
+                    _ => line.to_owned(),
+                },
             }
         })
         .collect::<Vec<_>>()
@@ -982,10 +989,21 @@ async fn status(State(state): State<AppState>) -> Response {
             c.traces.max_search_traces.to_string(),
         ),
     ];
+    let cache = match &state.results_cache {
+        Some(cache) => {
+            let cache = cache.clone();
+            blocking(move || cache.status_rows()).await
+        }
+        None => vec![(
+            "backend".to_owned(),
+            "off (cache.enabled = false)".to_owned(),
+        )],
+    };
     render(StatusPage {
         nav: "status",
         build,
         storage,
+        cache,
         limits,
         config: redact(&format!("{:#?}", state.config)),
     })
@@ -1033,6 +1051,11 @@ mod tests {
         assert_eq!(severity_class("ERROR"), "error");
         assert_eq!(severity_class("Warning"), "warn");
         assert!(redact("    api_key: \"abc\",\n    listen: x").contains("<redacted>"));
+        let url = redact("    redis_url: \"redis://user:hunter2@127.0.0.1:6379/0\",");
+        assert!(
+            !url.contains("hunter2") && url.contains("@127.0.0.1:6379/0"),
+            "{url}"
+        );
         assert!(volume_svg(&[(0, 1), (1, 3)]).contains("<rect"));
     }
 }

@@ -203,6 +203,32 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Debian's redis-server on a free loopback port, without persistence,
+/// killed on drop.
+pub fn start_redis(dir: &Path) -> (ChildGuard, u16) {
+    let port = free_port();
+    (start_redis_on(dir, port), port)
+}
+
+/// [`start_redis`] on a given port (to restart one).
+pub fn start_redis_on(dir: &Path, port: u16) -> ChildGuard {
+    let guard = ChildGuard(
+        Command::new(require_program("redis-server"))
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let up = wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    assert!(up.is_some(), "redis-server did not start");
+    guard
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

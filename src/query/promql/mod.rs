@@ -123,6 +123,12 @@ pub fn range_query(
     end: i64,
     step: i64,
 ) -> Result<QueryResult, EvalError> {
+    check_range(start, end, step)?;
+    let expr = parse(query)?;
+    range_query_expr(source, options, &expr, start, end, step)
+}
+
+fn check_range(start: i64, end: i64, step: i64) -> Result<(), EvalError> {
     if step <= 0 {
         return Err(EvalError::BadData(
             "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -133,7 +139,19 @@ pub fn range_query(
             "end timestamp must not be before start time".into(),
         ));
     }
-    let expr = parse(query)?;
+    Ok(())
+}
+
+/// Evaluate an already parsed expression over `[start, end]` every `step`.
+pub fn range_query_expr(
+    source: &dyn SeriesSource,
+    options: &EngineOptions,
+    expr: &promql_parser::parser::Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<QueryResult, EvalError> {
+    check_range(start, end, step)?;
     match expr.value_type() {
         promql_parser::parser::value::ValueType::Vector
         | promql_parser::parser::value::ValueType::Scalar => {}
@@ -148,7 +166,7 @@ pub fn range_query(
         }
     }
     let evaluator = Evaluator::new(source, options, start, end, step)?;
-    let value = evaluator.run(&expr)?;
+    let value = evaluator.run(expr)?;
     let steps = evaluator.steps.clone();
     Ok(QueryResult { value, steps })
 }

@@ -16,6 +16,7 @@ pub mod block_chunk;
 pub mod chunk;
 pub mod head;
 pub mod index;
+pub mod late;
 mod maintenance;
 pub mod matcher;
 mod read;
@@ -373,6 +374,8 @@ pub struct MetricsStore {
     exemplars: Mutex<ExemplarRing>,
     metadata: RwLock<HashMap<String, MetricMetadata>>,
     pub stats: StoreStats,
+    /// Writes of samples older than the results cache's freshness bound.
+    pub late: late::LateWrites,
 }
 
 /// What a cut did, for logs and the flush API.
@@ -501,6 +504,7 @@ impl MetricsStore {
             exemplars: Mutex::new(exemplars),
             metadata: RwLock::new(metadata),
             stats: StoreStats::default(),
+            late: late::LateWrites::default(),
         }))
     }
 
@@ -552,6 +556,8 @@ impl MetricsStore {
         let mut new_series: Vec<(u32, Arc<Labels>)> = Vec::new();
         let mut new_exemplars: Vec<(u32, Exemplar)> = Vec::new();
         let mut last_seq = 0;
+        // The oldest accepted sample, for the late-write log.
+        let mut oldest_accepted = i64::MAX;
         {
             let mut head = self.head.write();
             let state = &mut *head;
@@ -642,6 +648,7 @@ impl MetricsStore {
                     }
                     state.records.add_sample(id, t, v);
                     outcome.samples_accepted += 1;
+                    oldest_accepted = oldest_accepted.min(t);
                     max_t = max_t.max(t);
                     min_t = min_t.min(t);
                 }
@@ -716,6 +723,11 @@ impl MetricsStore {
                 }
             };
             counter.fetch_add(*count, Ordering::Relaxed);
+        }
+        // After the samples became readable: an evaluation that started
+        // before this moment may have missed them.
+        if oldest_accepted != i64::MAX {
+            self.late.note(oldest_accepted, crate::now_ns());
         }
         Ok((outcome, last_seq))
     }
