@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod loadgen;
 pub mod model;
 pub mod query;
 pub mod recommend;

@@ -47,6 +47,10 @@ enum Command {
         #[command(subcommand)]
         what: Recommend,
     },
+    /// Generate load over every ingest protocol (remote_write, OTLP
+    /// metrics/traces/logs over gRPC and HTTP, Elasticsearch _bulk) and
+    /// report what was acknowledged, latency and the server's CPU.
+    Loadgen(LoadgenArgs),
     /// Print the argon2 hash of a password for `[[auth.users]] password_hash`
     /// (read from standard input, one line).
     HashPassword,
@@ -119,6 +123,73 @@ impl SpanArgs {
     }
 }
 
+#[derive(clap::Args)]
+struct LoadgenArgs {
+    /// Oxeye's HTTP base URL (remote_write, OTLP/HTTP, its /metrics).
+    #[arg(long, default_value = "http://127.0.0.1:9090")]
+    url: String,
+    /// OTLP/HTTP base URL (the --url by default).
+    #[arg(long)]
+    otlp_http: Option<String>,
+    /// OTLP/gRPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    otlp_grpc: String,
+    /// Elasticsearch-compatible base URL.
+    #[arg(long, default_value = "http://127.0.0.1:9200")]
+    elasticsearch: String,
+    /// Protocols, comma-separated: remote_write, otlp-grpc-metrics,
+    /// otlp-http-metrics, otlp-grpc-traces, otlp-http-traces,
+    /// otlp-grpc-logs, otlp-http-logs, es-bulk, or the groups all,
+    /// metrics, traces, logs.
+    #[arg(long, default_value = "remote_write")]
+    protocol: String,
+    /// Items (samples, spans, records) per second per protocol; 0 sends
+    /// as fast as the server answers.
+    #[arg(long, default_value_t = 10_000.0)]
+    rate: f64,
+    /// How long to run (e.g. 30s, 5m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Stop after this many items per protocol.
+    #[arg(long)]
+    items: Option<u64>,
+    /// Items per request.
+    #[arg(long, default_value_t = 1000)]
+    batch: u64,
+    /// Active series (cardinality) of the metric protocols.
+    #[arg(long, default_value_t = 10_000)]
+    series: u64,
+    /// Services the spans and log records come from.
+    #[arg(long, default_value_t = 10)]
+    services: u64,
+    /// Share of the series replaced every --churn-interval (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    churn_interval: std::time::Duration,
+    /// Requests in flight per protocol.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Marks every item of the run (`run` label/attribute); random by default.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Index of the `_bulk` records.
+    #[arg(long, default_value = "loadgen")]
+    index: String,
+    /// Bearer token for a server with `[auth]`.
+    #[arg(long, env = "OXEYE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// table (default) or json.
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// No progress line on standard error.
+    #[arg(long)]
+    quiet: bool,
+}
+
 #[derive(clap::Args, Default)]
 struct ServeArgs {
     /// Configuration file, merged over the embedded default.
@@ -169,6 +240,63 @@ impl ServeArgs {
             ));
         }
         sources
+    }
+}
+
+fn loadgen(args: LoadgenArgs) -> ExitCode {
+    let fail = |err: String| {
+        eprintln!("oxeye loadgen: {err}");
+        ExitCode::FAILURE
+    };
+    let protocols = match oxeye::loadgen::Protocol::parse_list(&args.protocol) {
+        Ok(p) => p,
+        Err(err) => return fail(err),
+    };
+    if args.format != "table" && args.format != "json" {
+        return fail(format!("--format {:?}: table or json", args.format));
+    }
+    let run_id = args.run_id.unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        format!("run-{:08x}", nanos ^ std::process::id())
+    });
+    let options = oxeye::loadgen::Options {
+        otlp_http: args.otlp_http.unwrap_or_else(|| args.url.clone()),
+        url: args.url,
+        otlp_grpc: args.otlp_grpc,
+        elasticsearch: args.elasticsearch,
+        protocols,
+        rate: args.rate,
+        duration: args.duration,
+        items: args.items,
+        batch: args.batch,
+        series: args.series,
+        services: args.services,
+        churn: args.churn,
+        churn_interval: args.churn_interval,
+        concurrency: args.concurrency,
+        run_id,
+        index: args.index,
+        token: args.token,
+        timeout: args.timeout,
+        progress: !args.quiet,
+    };
+    match oxeye::loadgen::run(options) {
+        Ok(report) => {
+            if args.format == "json" {
+                println!("{report:#}");
+            } else {
+                print!("{}", oxeye::loadgen::render(&report));
+            }
+            if oxeye::loadgen::clean(&report) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("oxeye loadgen: not every item was acknowledged (see the report)");
+                ExitCode::from(2)
+            }
+        }
+        Err(err) => fail(err),
     }
 }
 
@@ -259,6 +387,7 @@ fn main() -> ExitCode {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS
         }
+        Command::Loadgen(args) => loadgen(args),
         command @ (Command::HashPassword | Command::HashToken) => {
             let mut line = String::new();
             if std::io::stdin().read_line(&mut line).is_err() || line.trim().is_empty() {

@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+mod process;
+
 use crate::storage::logs::LogStore;
 use crate::storage::metrics::MetricsStore;
 use crate::storage::traces::TraceStore;
@@ -712,6 +714,12 @@ impl SelfMetrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
+        // The process families go before OpenMetrics' closing `# EOF`.
+        let process = process::render();
+        match out.rfind("# EOF") {
+            Some(at) => out.insert_str(at, &process),
+            None => out.push_str(&process),
+        }
         out
     }
 }
