@@ -167,6 +167,14 @@ struct LoadgenArgs {
     churn: f64,
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     churn_interval: std::time::Duration,
+    /// Write metric history instead: samples from this long ago up to now,
+    /// one per series every --interval (e.g. --backfill 24h --interval 15s),
+    /// one request at a time (in order per series).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    backfill: Option<std::time::Duration>,
+    /// Sample interval of --backfill.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
     /// Requests in flight per protocol.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -275,6 +283,8 @@ fn loadgen(args: LoadgenArgs) -> ExitCode {
         services: args.services,
         churn: args.churn,
         churn_interval: args.churn_interval,
+        backfill: args.backfill,
+        interval: args.interval,
         concurrency: args.concurrency,
         run_id,
         index: args.index,

@@ -233,7 +233,10 @@ fn bad_arguments_are_named() {
             vec!["--protocol", "pigeon", "--items", "1"],
             "unknown protocol",
         ),
-        (vec!["--protocol", "remote_write"], "--duration or --items"),
+        (
+            vec!["--protocol", "remote_write"],
+            "--duration, --items or --backfill",
+        ),
         (
             vec!["--items", "1", "--url", "https://127.0.0.1:1"],
             "only http://",
@@ -248,5 +251,139 @@ fn bad_arguments_are_named() {
         assert!(!output.status.success(), "{args:?}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn backfill_writes_history_on_the_interval_grid() {
+    let server = TestServer::start();
+    let report = loadgen(
+        &server,
+        &[
+            "--protocol",
+            "remote_write",
+            "--backfill",
+            "1h",
+            "--interval",
+            "60s",
+            "--series",
+            "50",
+            "--rate",
+            "0",
+            "--run-id",
+            "history",
+        ],
+    );
+    assert_eq!(report["protocols"][0]["acknowledged"], 60 * 50);
+    let samples = export(&server.url(""), r#"{run="history",series="7"}"#);
+    assert_eq!(samples.len(), 1);
+    let times: Vec<i64> = samples[0].1.iter().map(|(t, _)| *t).collect();
+    assert_eq!(times.len(), 60);
+    assert!(times.windows(2).all(|w| w[1] - w[0] == 60_000), "{times:?}");
+    let now = now_us() / 1000;
+    assert!(now - times[0] >= 59 * 60_000 && now - times[0] < 61 * 60_000);
+}
+
+/// The Locust suite, headless for a few seconds against data that loadgen
+/// wrote (metric history, log records, traces): every request of every
+/// user class answered correctly.
+#[test]
+fn locust_suite_runs_without_failures() {
+    let server = TestServer::start_with(&[("OXEYE_LOGS__COMMIT_INTERVAL", "200ms")]);
+    loadgen(
+        &server,
+        &[
+            "--protocol",
+            "remote_write",
+            "--backfill",
+            "2h",
+            "--interval",
+            "60s",
+            "--series",
+            "300",
+            "--rate",
+            "0",
+            "--run-id",
+            "locust",
+        ],
+    );
+    loadgen(
+        &server,
+        &[
+            "--protocol",
+            "es-bulk,otlp-grpc-traces",
+            "--items",
+            "2000",
+            "--rate",
+            "0",
+            "--run-id",
+            "locust",
+        ],
+    );
+    let out = tempfile::tempdir().unwrap();
+    let prefix = out.path().join("oxeye");
+    let locustfile =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("loadtest/locustfile.py");
+    let output = Command::new(python())
+        .args(["-m", "locust", "-f"])
+        .arg(&locustfile)
+        .args([
+            "--headless",
+            "-u",
+            "10",
+            "-r",
+            "10",
+            "-t",
+            "8s",
+            "--only-summary",
+        ])
+        .args(["--host", &server.url("")])
+        .arg("--csv")
+        .arg(&prefix)
+        .env("OXEYE_ES_URL", format!("http://{}", server.elasticsearch))
+        .env("OXEYE_LOCUST_RANGE", "1h")
+        .env("OXEYE_LOCUST_REFRESH", "3s")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run locust ({e}); scripts/test installs it"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "locust failed ({}):\n{stderr}",
+        output.status
+    );
+    let stats = std::fs::read_to_string(out.path().join("oxeye_stats.csv")).unwrap();
+    let mut rows = stats.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim_matches('"') == name)
+            .unwrap()
+    };
+    let (name, requests, failures) = (
+        column("Name"),
+        column("Request Count"),
+        column("Failure Count"),
+    );
+    let mut seen = Vec::new();
+    for row in rows {
+        let cells: Vec<&str> = row.split(',').collect();
+        let count: u64 = cells[requests].parse().unwrap();
+        assert_eq!(cells[failures], "0", "{row}\n{stderr}");
+        seen.push((cells[name].trim_matches('"').to_owned(), count));
+    }
+    // Every kind of user ran: a dashboard refresh, Explore, logs, traces.
+    for needle in [
+        "dashboard panel 00",
+        "dashboard panel 11",
+        "explore",
+        "logs",
+        "jaeger services",
+        "Aggregated",
+    ] {
+        assert!(
+            seen.iter().any(|(n, c)| n.contains(needle) && *c > 0),
+            "no {needle} requests: {seen:?}"
+        );
     }
 }

@@ -136,6 +136,10 @@ pub struct Options {
     pub services: u64,
     pub churn: f64,
     pub churn_interval: Duration,
+    /// Metric samples from this long ago up to now, one per series every
+    /// `interval` (a history to query); sets `items` for metric protocols.
+    pub backfill: Option<Duration>,
+    pub interval: Duration,
     pub concurrency: usize,
     pub run_id: String,
     pub index: String,
@@ -156,8 +160,20 @@ impl Options {
                 return Err(format!("{name} {url:?}: only http:// URLs are supported"));
             }
         }
-        if self.duration.is_none() && self.items.is_none() {
-            return Err("give --duration or --items (or both): a run must end".into());
+        if self.duration.is_none() && self.items.is_none() && self.backfill.is_none() {
+            return Err("give --duration, --items or --backfill: a run must end".into());
+        }
+        if self.backfill.is_some() {
+            if self.interval.is_zero() {
+                return Err("--interval must be greater than zero".into());
+            }
+            if let Some(p) = self.protocols.iter().find(|p| p.unit() != "samples") {
+                return Err(format!(
+                    "--backfill writes metric history: {} sends {} stamped now",
+                    p.name(),
+                    p.unit()
+                ));
+            }
         }
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
             return Err("--rate must be a number of items per second, 0 for no limit".into());
@@ -277,13 +293,30 @@ async fn run_async(options: Options) -> Result<Value, String> {
         options.timeout,
         options.index.clone(),
     ));
-    let start_ms = crate::now_ms();
-    // One sample per series per `series / rate` seconds, like a scrape
-    // interval; 1 ms apart when unpaced.
-    let sample_interval_ms = if options.rate > 0.0 {
-        ((options.series as f64 / options.rate) * 1000.0).max(1.0) as i64
-    } else {
-        1
+    let mut options = options;
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let (start_ms, sample_interval_ms) = match options.backfill {
+        // Whole intervals back from now, every series once per interval.
+        Some(back) => {
+            let interval = ms(options.interval).max(1);
+            let rounds = (ms(back) / interval).max(1);
+            let now = crate::now_ms();
+            let start = now - now.rem_euclid(interval) - (rounds - 1) * interval;
+            let items = (rounds as u64).saturating_mul(options.series);
+            options.items = Some(options.items.map_or(items, |i| i.min(items)));
+            // One request at a time: concurrent batches would deliver a
+            // series' older rounds after its newer ones, beyond the
+            // out-of-order window.
+            options.concurrency = 1;
+            (start, interval)
+        }
+        // One sample per series per `series / rate` seconds, like a scrape
+        // interval; 1 ms apart when unpaced.
+        None if options.rate > 0.0 => (
+            crate::now_ms(),
+            ((options.series as f64 / options.rate) * 1000.0).max(1.0) as i64,
+        ),
+        None => (crate::now_ms(), 1),
     };
     let workload = Arc::new(Workload {
         run: options.run_id.clone(),
