@@ -218,6 +218,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?
     .map(Arc::new);
+    if let Some(cache) = &results_cache {
+        cache.track(&log_store.late);
+        cache.track(&trace_store.late);
+    }
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),

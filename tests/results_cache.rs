@@ -556,3 +556,243 @@ fn two_servers_share_redis_and_survive_its_death() {
     assert!(refilled.is_some(), "A reconnects to Redis");
     a.check_alive("Redis restart");
 }
+
+/// A `_bulk` of records at the given times (ms), with a level and a number.
+fn bulk(es: &str, index: &str, times: &[i64]) {
+    let mut body = String::new();
+    for (n, t) in times.iter().enumerate() {
+        let level = ["info", "warn", "error"][n % 3];
+        body.push_str(&format!("{{\"create\":{{\"_index\":\"{index}\"}}}}\n"));
+        body.push_str(
+            &serde_json::json!({
+                "@timestamp": t,
+                "level": level,
+                "took": (n * 37 % 500) as i64,
+                "message": format!("record {n}"),
+            })
+            .to_string(),
+        );
+        body.push('\n');
+    }
+    let reply: serde_json::Value = client()
+        .post(format!("{es}/_bulk?refresh=true"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(reply["errors"], false, "{reply}");
+}
+
+/// One search through `_msearch`, as Grafana sends it; `took` removed.
+fn msearch(es: &str, index: &str, search: &serde_json::Value) -> serde_json::Value {
+    let body = format!(
+        "{}\n{}\n",
+        serde_json::json!({"search_type": "query_then_fetch", "ignore_unavailable": true, "index": index}),
+        search
+    );
+    let mut reply: serde_json::Value = client()
+        .post(format!("{es}/_msearch"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut answer = reply["responses"][0].take();
+    answer.as_object_mut().unwrap().remove("took");
+    answer
+}
+
+/// Log volume histograms (Grafana's shape and variations of it) answered
+/// by a server with the cache equal those of a server without, over the
+/// same records, before and after a backfill; repeated ones come from the
+/// cache.
+#[test]
+fn log_volume_histograms_equal_uncached_answers() {
+    let cached = TestServer::start_with(&[("OXEYE_CACHE__SPLIT_INTERVAL", "1h")]);
+    let plain = TestServer::start_with(&[("OXEYE_CACHE__ENABLED", "false")]);
+    let now = now_aligned(1000);
+    // Three hours of records, denser lately, some in the last minutes.
+    let times: Vec<i64> = (0..3000i64)
+        .map(|n| now - 3 * HOUR + (n * n) % (3 * HOUR) + n % 7)
+        .chain((0..50).map(|n| now - n * 5_000))
+        .collect();
+    let es = |s: &TestServer| format!("http://{}", s.elasticsearch);
+    for server in [&cached, &plain] {
+        bulk(&es(server), "app", &times);
+    }
+    let mut rng = 7u64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let mut cases = Vec::new();
+    for case in 0..24 {
+        let interval = ["30s", "1m", "5m", "1h", "7m"][next(5) as usize];
+        let lo = now - 3 * HOUR - 60_000 + next(600_000) as i64;
+        let hi = now - next(3 * HOUR as u64 / 2) as i64 * if case % 3 == 0 { 0 } else { 1 };
+        let mut histogram = serde_json::json!({"field": "@timestamp", "fixed_interval": interval, "format": "epoch_millis"});
+        match case % 4 {
+            0 => {
+                histogram["min_doc_count"] = 0.into();
+                histogram["extended_bounds"] = serde_json::json!({"min": lo, "max": hi});
+            }
+            1 => histogram["min_doc_count"] = 1.into(),
+            2 => histogram["min_doc_count"] = 0.into(),
+            _ => {}
+        }
+        let sub = if case % 2 == 0 {
+            serde_json::json!({"3": {"terms": {"field": "level", "size": 10, "order": {"_count": "desc"}, "min_doc_count": 1}}})
+        } else {
+            serde_json::json!({"avg": {"avg": {"field": "took"}}, "max": {"max": {"field": "took"}}})
+        };
+        let query = if case % 5 == 0 { "level:error" } else { "*" };
+        cases.push(serde_json::json!({
+            "size": 0,
+            "query": {"bool": {"filter": [
+                {"range": {"@timestamp": {"gte": lo, "lte": hi, "format": "epoch_millis"}}},
+                {"query_string": {"analyze_wildcard": true, "query": query}}]}},
+            "aggs": {"2": {"date_histogram": histogram, "aggs": sub}},
+        }));
+    }
+    let check = |round: &str| {
+        for search in &cases {
+            let want = msearch(&es(&plain), "app", search);
+            assert!(want["aggregations"]["2"]["buckets"].is_array(), "{want}");
+            for _ in 0..2 {
+                let got = msearch(&es(&cached), "app", search);
+                assert_eq!(got, want, "{round}: {search}");
+            }
+        }
+    };
+    check("first");
+    let page = metrics_page(&cached.url(""));
+    let hits = metric(
+        &page,
+        "oxeye_results_cache_lookups_total",
+        &["cache=\"logs\"", "result=\"hit\""],
+    );
+    assert!(hits >= 24.0, "{page}");
+
+    // A backfill two hours back: every answer still equals the uncached one.
+    for server in [&cached, &plain] {
+        bulk(
+            &es(server),
+            "app",
+            &[now - 2 * HOUR + 1234, now - 2 * HOUR + 99_999],
+        );
+    }
+    check("after a backfill");
+    // A record with an id, then the same id at another time (its old
+    // time is not known to the cache): still equal.
+    let put = |server: &TestServer, t: i64| {
+        let status = client()
+            .put(format!("{}/app/_doc/moved?refresh=true", es(server)))
+            .json(&serde_json::json!({"@timestamp": t, "level": "info", "took": 1, "message": "moved"}))
+            .send()
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "{status}");
+    };
+    for server in [&cached, &plain] {
+        put(server, now - 2 * HOUR - 30 * 60_000);
+    }
+    check("with a record by id");
+    for server in [&cached, &plain] {
+        put(server, now - HOUR);
+    }
+    check("after the record moved");
+}
+
+/// OTLP/JSON spans of service `svc`: (trace number, start ms).
+fn send_spans(server: &TestServer, spans: &[(u8, i64)]) {
+    let spans: Vec<serde_json::Value> = spans
+        .iter()
+        .map(|(trace, start)| {
+            serde_json::json!({
+                "traceId": format!("{:032x}", *trace as u128 + 1),
+                "spanId": format!("{:016x}", (*start as u64) ^ (*trace as u64) << 56 | 1),
+                "name": "GET /item",
+                "kind": 2,
+                "startTimeUnixNano": (start * 1_000_000).to_string(),
+                "endTimeUnixNano": ((start + 20) * 1_000_000).to_string(),
+            })
+        })
+        .collect();
+    let body = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+        "scopeSpans": [{"spans": spans}]}]});
+    let status = client()
+        .post(server.url("/v1/traces"))
+        .json(&body)
+        .send()
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+}
+
+/// Jaeger searches over a past range are answered from the cache, and a
+/// span written late into the range shows at once.
+#[test]
+fn past_trace_searches_are_cached_until_a_late_span() {
+    let server = TestServer::start();
+    let now = now_aligned(1000);
+    send_spans(
+        &server,
+        &[
+            (1, now - 2 * HOUR),
+            (2, now - 2 * HOUR + 60_000),
+            (3, now - 5 * 60_000),
+        ],
+    );
+    let search = || {
+        let v = get_json(&format!(
+            "{}?service=svc&limit=100&start={}&end={}",
+            server.url("/api/traces"),
+            (now - 3 * HOUR) * 1000,
+            (now - HOUR) * 1000
+        ));
+        let mut ids: Vec<String> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["traceID"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let first = search();
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert_eq!(search(), first);
+    let page = metrics_page(&server.url(""));
+    assert_eq!(
+        metric(
+            &page,
+            "oxeye_results_cache_lookups_total",
+            &["cache=\"traces\"", "result=\"hit\""]
+        ),
+        1.0,
+        "{page}"
+    );
+    // A span of a new trace, 90 minutes ago, arrives now.
+    send_spans(&server, &[(4, now - 90 * 60_000)]);
+    let after = search();
+    assert_eq!(after.len(), 3, "{after:?}");
+    // A fresh span (outside the range) keeps the cached answer.
+    send_spans(&server, &[(5, now - 1000)]);
+    assert_eq!(search(), after);
+    let page = metrics_page(&server.url(""));
+    assert_eq!(
+        metric(
+            &page,
+            "oxeye_results_cache_lookups_total",
+            &["cache=\"traces\"", "result=\"hit\""]
+        ),
+        2.0,
+        "{page}"
+    );
+}

@@ -286,6 +286,20 @@ fn v1_query(params: &[(String, String)], max: usize) -> Result<(TraceQuery, Vec<
     ))
 }
 
+/// The ids of the traces a search finds, through the results cache when
+/// there is one.
+fn find_ids(
+    cache: Option<&crate::query::cache::ResultsCache>,
+    store: &crate::storage::traces::TraceStore,
+    query: &crate::storage::traces::TraceQuery,
+) -> Result<Vec<crate::model::span::TraceId>, String> {
+    match cache {
+        Some(cache) => cache.find_traces(store, query, crate::now_ms()),
+        None => store.find_traces(query),
+    }
+    .map_err(|e| e.to_string())
+}
+
 async fn find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let params = pairs(raw.as_deref());
     let (query, ids) = match v1_query(&params, state.config.traces.max_search_traces) {
@@ -293,10 +307,11 @@ async fn find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         Err(e) => return v1_error(StatusCode::BAD_REQUEST, &e),
     };
     let store = state.traces.store.clone();
+    let cache = state.results_cache.clone();
     let result = blocking(move || {
         let mut errors = Vec::new();
         let found = if ids.is_empty() {
-            store.find_traces(&query).map_err(|e| e.to_string())?
+            find_ids(cache.as_deref(), &store, &query)?
         } else {
             ids
         };
@@ -680,7 +695,13 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
         Err(r) => return r,
     };
     let store = state.traces.store.clone();
-    let result = blocking(move || store.find_and_assemble(&query).map_err(|e| e.to_string())).await;
+    let cache = state.results_cache.clone();
+    let result = blocking(move || {
+        store
+            .assemble(&find_ids(cache.as_deref(), &store, &query)?)
+            .map_err(|e| e.to_string())
+    })
+    .await;
     match result {
         Ok(Ok(traces)) if traces.is_empty() => v3_error(StatusCode::NOT_FOUND, "No traces found"),
         Ok(Ok(traces)) => json_response(StatusCode::OK, json!({"result": otlp_json(&traces)})),
@@ -696,7 +717,13 @@ async fn v3_trace_summaries(State(state): State<AppState>, RawQuery(raw): RawQue
         Err(r) => return r,
     };
     let store = state.traces.store.clone();
-    let result = blocking(move || store.find_and_assemble(&query).map_err(|e| e.to_string())).await;
+    let cache = state.results_cache.clone();
+    let result = blocking(move || {
+        store
+            .assemble(&find_ids(cache.as_deref(), &store, &query)?)
+            .map_err(|e| e.to_string())
+    })
+    .await;
     let traces = match result {
         Ok(Ok(traces)) => traces,
         Ok(Err(e)) | Err(e) => return v3_error(StatusCode::INTERNAL_SERVER_ERROR, &e),

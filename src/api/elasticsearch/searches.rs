@@ -24,10 +24,11 @@ pub(super) async fn search_docs(
     };
     let store = state.logs.store.clone();
     let limits = limits(&state);
+    let cache = state.results_cache.clone();
     let result = blocking(move || {
         let _slot = slot;
         let indices = resolve(&store, &index, ignore).map_err(Err)?;
-        search::search(&store, &indices, &req, limits, now_ms()).map_err(Ok)
+        run_search(cache.as_deref(), &store, &indices, &req, limits).map_err(Ok)
     })
     .await;
     match result {
@@ -35,6 +36,20 @@ pub(super) async fn search_docs(
         Ok(Err(Ok(err))) => query_error(err),
         Ok(Err(Err(missing))) => index_not_found(&missing),
         Err(r) => r,
+    }
+}
+
+/// A search, through the results cache when there is one.
+fn run_search(
+    cache: Option<&crate::query::cache::ResultsCache>,
+    store: &crate::storage::logs::LogStore,
+    indices: &[String],
+    req: &SearchRequest,
+    limits: search::SearchLimits,
+) -> Result<Value, crate::query::logs::QueryError> {
+    match cache {
+        Some(cache) => cache.log_search(store, indices, req, limits, now_ms()),
+        None => search::search(store, indices, req, limits, now_ms()),
     }
 }
 
@@ -99,6 +114,7 @@ pub(super) async fn msearch(
     };
     let store = state.logs.store.clone();
     let limits = limits(&state);
+    let cache = state.results_cache.clone();
     let max_searches = state.config.logs.max_msearch_searches;
     let started = std::time::Instant::now();
     let responses = blocking(move || {
@@ -132,7 +148,7 @@ pub(super) async fn msearch(
                     }
                 };
                 let result = SearchRequest::parse(Some(&body), &params)
-                    .and_then(|req| search::search(&store, &indices, &req, limits, now_ms()));
+                    .and_then(|req| run_search(cache.as_deref(), &store, &indices, &req, limits));
                 match result {
                     Ok(mut r) => {
                         r["status"] = json!(200);

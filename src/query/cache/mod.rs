@@ -22,7 +22,9 @@
 
 mod backend;
 pub mod extent;
+mod logs;
 pub mod metrics;
+mod traces;
 
 use promql_parser::parser::{Expr, Offset};
 use xxhash_rust::xxh3::Xxh3;
@@ -50,6 +52,7 @@ pub struct ResultsCache {
     max_freshness_ms: i64,
     split_ms: i64,
     max_entry_bytes: usize,
+    ttl_ms: i64,
     prefix: String,
 }
 
@@ -103,6 +106,7 @@ impl ResultsCache {
             max_freshness_ms: ms(config.max_freshness),
             split_ms: ms(config.split_interval).max(1),
             max_entry_bytes: config.max_entry_bytes.as_usize(),
+            ttl_ms: ms(config.ttl),
             prefix: config.redis_key_prefix.clone(),
         }))
     }
@@ -380,10 +384,14 @@ impl ResultsCache {
         format!("{}promql:{:032x}", self.prefix, h.digest128())
     }
 
+    /// An extent as stored (see [`ResultsCache::pack`]).
+    fn encode(&self, extent: &Extent) -> Option<Vec<u8>> {
+        self.pack(extent.encode())
+    }
+
     /// Compressed, with its decompressed length first; `None` (counted)
     /// beyond `cache.max_entry_bytes`.
-    fn encode(&self, extent: &Extent) -> Option<Vec<u8>> {
-        let raw = extent.encode();
+    fn pack(&self, raw: Vec<u8>) -> Option<Vec<u8>> {
         let too_large = || {
             self.metrics.skipped(self.backend.name());
             None
@@ -401,20 +409,27 @@ impl ResultsCache {
     }
 
     fn decode(&self, bytes: &[u8]) -> Option<Extent> {
-        let decoded = (|| {
-            let (len, frame) = bytes.split_first_chunk::<4>()?;
-            let len = u32::from_le_bytes(*len) as usize;
-            if len > self.max_entry_bytes.saturating_mul(MAX_EXPANSION) {
-                return None;
-            }
-            let raw = zstd::bulk::decompress(frame, len).ok()?;
-            (raw.len() == len).then_some(())?;
-            Extent::decode(&raw)
-        })();
+        let decoded = self.unpack(bytes).and_then(|raw| Extent::decode(&raw));
         if decoded.is_none() {
             self.metrics.error(self.backend.name(), "decode");
         }
         decoded
+    }
+
+    /// What [`ResultsCache::pack`] stored; `None` for anything else.
+    fn unpack(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let (len, frame) = bytes.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > self.max_entry_bytes.saturating_mul(MAX_EXPANSION) {
+            return None;
+        }
+        let raw = zstd::bulk::decompress(frame, len).ok()?;
+        (raw.len() == len).then_some(raw)
+    }
+
+    /// Record late writes in `late` (a log or trace store's) from now on.
+    pub fn track(&self, late: &crate::storage::metrics::late::LateWrites) {
+        late.track(self.max_freshness_ms, self.ttl_ms);
     }
 }
 

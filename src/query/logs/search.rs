@@ -926,6 +926,26 @@ pub fn search(
         }
         hits.push(Value::Object(hit));
     }
+    Ok(response(
+        req,
+        executed.total,
+        max_score,
+        hits,
+        executed.aggregations,
+        started,
+    ))
+}
+
+/// A search response in Elasticsearch's shape: `total` matching documents
+/// (reported as `track_total_hits` and `rest_total_hits_as_int` ask).
+pub fn response(
+    req: &SearchRequest,
+    total: u64,
+    max_score: Option<f32>,
+    hits: Vec<Value>,
+    aggregations: Option<Value>,
+    started: std::time::Instant,
+) -> Value {
     let mut hits_obj = Map::new();
     match req.track_total_hits {
         TrackTotal::Off if req.total_as_int => {
@@ -934,8 +954,8 @@ pub fn search(
         TrackTotal::Off => {}
         track => {
             let (value, relation) = match track {
-                TrackTotal::UpTo(n) if executed.total > n => (n, "gte"),
-                _ => (executed.total, "eq"),
+                TrackTotal::UpTo(n) if total > n => (n, "gte"),
+                _ => (total, "eq"),
             };
             hits_obj.insert(
                 "total".into(),
@@ -960,10 +980,10 @@ pub fn search(
         json!({"total": 1, "successful": 1, "skipped": 0, "failed": 0}),
     );
     body.insert("hits".into(), Value::Object(hits_obj));
-    if let Some(aggs) = executed.aggregations {
+    if let Some(aggs) = aggregations {
         body.insert("aggregations".into(), aggs);
     }
-    Ok(Value::Object(body))
+    Value::Object(body)
 }
 
 /// A hit's index and id: the stored `_uid` of a caller-chosen id, or the

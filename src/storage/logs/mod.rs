@@ -193,6 +193,11 @@ pub struct LogStore {
     id_seed: u64,
     tail: tokio::sync::broadcast::Sender<Arc<Vec<StoredDoc>>>,
     pub stats: LogStoreStats,
+    /// Commits that made records older than the results cache's freshness
+    /// bound searchable (or replaced or deleted records of unknown time).
+    pub late: crate::storage::metrics::late::LateWrites,
+    /// The oldest record time (ms) written since the last commit began.
+    late_pending: std::sync::atomic::AtomicI64,
 }
 
 const RECORD_DOCS: u8 = 1;
@@ -254,6 +259,8 @@ impl LogStore {
             id_seed: xxhash_rust::xxh3::xxh3_64(&seed.to_le_bytes()),
             tail,
             stats: LogStoreStats::default(),
+            late: Default::default(),
+            late_pending: std::sync::atomic::AtomicI64::new(i64::MAX),
             options,
         });
         let (mut replayed, mut skipped) = (0u64, 0u64);
@@ -500,9 +507,23 @@ impl LogStore {
                 tail.push((slot, doc, ts));
             }
         }
+        // A replaced record's old time is unknown: it could be any.
+        let oldest_ms = if replaced.is_empty() {
+            built
+                .iter()
+                .map(|(_, ts, _, _)| ts.div_euclid(1_000_000))
+                .min()
+                .unwrap_or(i64::MAX)
+        } else {
+            i64::MIN
+        };
         let seq = {
             let mut next_seq = self.write_lock.lock();
             record[base_at..base_at + 8].copy_from_slice(&next_seq.to_le_bytes());
+            // Under the lock a commit takes this value under: a record
+            // becomes searchable at this commit or the next, never before
+            // its time is counted.
+            self.late_pending.fetch_min(oldest_ms, Ordering::AcqRel);
             let seq = self.wal.append(&record)?;
             let mut pending = self.pending_ids.lock();
             for (slot, ts, mut tdoc, uid) in built {
@@ -545,8 +566,9 @@ impl LogStore {
     /// partitions; then drop the WAL segments that held it.
     pub fn commit(&self) -> Result<(), LogStoreError> {
         let _commit = self.commit_lock.lock();
-        let (cut, dirty) = {
+        let (cut, dirty, late) = {
             let _guard = self.write_lock.lock();
+            let late = self.late_pending.swap(i64::MAX, Ordering::AcqRel);
             let cut = self.wal.cut()?;
             let dirty: Vec<Arc<Partition>> = self
                 .partitions
@@ -558,18 +580,23 @@ impl LogStore {
             let mut pending = self.pending_ids.lock();
             let fresh = std::mem::take(&mut pending.0);
             pending.1.extend(fresh);
-            (cut, dirty)
+            (cut, dirty, late)
         };
         for partition in &dirty {
             let mut guard = partition.writer.lock();
             if let Some(writer) = guard.as_mut() {
                 if let Err(err) = writer.commit() {
                     partition.dirty.store(true, Ordering::Release);
+                    self.late_pending.fetch_min(late, Ordering::AcqRel);
                     return Err(err.into());
                 }
             }
             drop(guard);
             partition.reader.reload()?;
+        }
+        // Searchable now: what was computed before may have missed them.
+        if late != i64::MAX {
+            self.late.note(late, crate::now_ns());
         }
         // Serialised under the lock, written and fsync'd without it (a
         // change made meanwhile marks the catalogue dirty again).
@@ -647,6 +674,7 @@ impl LogStore {
             self.delete_index_unlogged(name)?;
         }
         self.commit()?;
+        self.late.note(i64::MIN, crate::now_ns());
         Ok(true)
     }
 

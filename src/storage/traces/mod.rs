@@ -188,6 +188,8 @@ pub struct TraceStore {
     cut_lock: Mutex<()>,
     /// A background cut is running (see [`TraceStore::cut_if_full`]).
     cutting: std::sync::atomic::AtomicBool,
+    /// Spans older than the results cache's freshness bound, written.
+    pub late: crate::storage::metrics::late::LateWrites,
 }
 
 const RECORD_SPANS: u8 = 1;
@@ -260,6 +262,7 @@ impl TraceStore {
             catalog: RwLock::new(catalog),
             cut_lock: Mutex::new(()),
             cutting: std::sync::atomic::AtomicBool::new(false),
+            late: Default::default(),
         }))
     }
 
@@ -280,6 +283,11 @@ impl TraceStore {
                 catalog.add(span);
             }
         }
+        let oldest_ms = spans
+            .iter()
+            .map(|s| s.start_ns.div_euclid(1_000_000))
+            .min()
+            .unwrap_or(i64::MAX);
         let seq = {
             let mut head = self.head.write();
             let seq = self.wal.append(&record)?;
@@ -288,6 +296,8 @@ impl TraceStore {
             }
             seq
         };
+        // Searchable now: a search computed before may have missed them.
+        self.late.note(oldest_ms, crate::now_ns());
         if self.options.fsync == FsyncPolicy::Always {
             self.wal.sync(seq)?;
         }
@@ -650,10 +660,12 @@ impl TraceStore {
 
     /// The traces [`TraceStore::find_traces`] finds, each assembled.
     pub fn find_and_assemble(&self, query: &TraceQuery) -> Result<Vec<Vec<Span>>, TraceStoreError> {
-        self.find_traces(query)?
-            .iter()
-            .map(|id| self.trace(id))
-            .collect()
+        self.assemble(&self.find_traces(query)?)
+    }
+
+    /// The traces with these ids, each assembled.
+    pub fn assemble(&self, ids: &[TraceId]) -> Result<Vec<Vec<Span>>, TraceStoreError> {
+        ids.iter().map(|id| self.trace(id)).collect()
     }
 
     /// Service-to-service call counts from parent/child spans that started
