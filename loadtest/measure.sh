@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The results cache, measured: the Locust dashboard scenario (DashboardUser:
 # 12 panels refreshed every 15 s) against one data directory holding
-# SERIES series × HISTORY of 15 s samples, with the cache off, in-process
-# and in Redis, one after the other in the same run. Prints p50/p95 panel
-# latency, server CPU per dashboard refresh, and whether the answers of the
-# three modes are identical.
+# SERIES series × HISTORY of 15 s samples, still scraped every 15 s while
+# the dashboards refresh, with the cache off, in-process and in Redis, one
+# after the other in the same run. Each mode starts with a WARMUP of the
+# same dashboards (not measured: the first refresh of a range is evaluated
+# whole in every mode). Prints p50/p95 panel latency, server CPU per
+# dashboard refresh, and whether the answers of the three modes are
+# identical.
 #
 #   loadtest/measure.sh                     # 10k series × 24h, 10 dashboards, 3 min per mode
 #   SERIES=1000 HISTORY=6h DURATION=1m loadtest/measure.sh
@@ -18,6 +21,7 @@ SERIES=${SERIES:-10000}
 HISTORY=${HISTORY:-24h}
 USERS=${USERS:-10}
 DURATION=${DURATION:-3m}
+WARMUP=${WARMUP:-20s}
 RANGE=${RANGE:-6h}
 OXEYE=${OXEYE:-${CARGO_TARGET_DIR:-$HOME/.cache/oxeye-target}/release/oxeye}
 PYTHON=${PYTHON:-python3}
@@ -42,7 +46,6 @@ log "writing $SERIES series × $HISTORY of 15 s samples"
 start OXEYE_CACHE__ENABLED=false
 "$OXEYE" loadgen --url "$base" --protocol remote_write --backfill "$HISTORY" --interval 15s \
   --series "$SERIES" --rate 0 --batch 10000 --run-id measure --quiet
-curl -sf -X POST "$base/api/v1/admin/flush" >/dev/null
 stop
 
 # Fixed past ranges for the answer comparison (the panels' own ranges end now).
@@ -76,13 +79,22 @@ for mode in off memory redis; do
       start OXEYE_CACHE__ENABLED=true OXEYE_CACHE__REDIS_URL=redis://127.0.0.1:$redis_port/0 ;;
   esac
   answers "$work/answers-$mode.txt"
+  # The same series go on being scraped every 15 s meanwhile.
+  "$OXEYE" loadgen --url "$base" --protocol remote_write --series "$SERIES" \
+    --rate "$(awk -v s="$SERIES" 'BEGIN {print s / 15}')" --duration 1h --batch 1000 \
+    --run-id measure --quiet >/dev/null 2>&1 &
+  live=$!
+  log "$mode: warm-up ($WARMUP), then $USERS dashboards for $DURATION"
+  OXEYE_LOCUST_RANGE=$RANGE "$PYTHON" -m locust -f loadtest/locustfile.py --headless \
+    -u "$USERS" -r "$USERS" -t "$WARMUP" --host "$base" --only-summary DashboardUser \
+    >/dev/null 2>&1 || true
   before=$(cpu)
-  log "$mode: $USERS dashboards for $DURATION"
   OXEYE_LOCUST_RANGE=$RANGE "$PYTHON" -m locust -f loadtest/locustfile.py --headless \
     -u "$USERS" -r "$USERS" -t "$DURATION" --host "$base" --csv "$work/$mode" \
     --only-summary DashboardUser >/dev/null 2>"$work/locust-$mode.log" || {
       log "locust reported failures ($mode)"; tail -30 "$work/locust-$mode.log"; exit 1; }
   after=$(cpu)
+  kill "$live" 2>/dev/null || true
   # Locust's columns: 3 requests, 4 failures, 12 the 50th and 17 the 95th percentile.
   read -r requests failures q50 q95 < <(awk -F, '{gsub(/"/, "")} $2 == "Aggregated" {print $3, $4, $12, $17}' \
     "$work/${mode}_stats.csv")

@@ -310,6 +310,7 @@ async fn find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
     let cache = state.results_cache.clone();
     let result = blocking(move || {
         let mut errors = Vec::new();
+        let searched = ids.is_empty();
         let found = if ids.is_empty() {
             find_ids(cache.as_deref(), &store, &query)?
         } else {
@@ -318,6 +319,10 @@ async fn find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> 
         let mut traces = Vec::new();
         for id in found {
             let spans = store.trace(&id).map_err(|e| e.to_string())?;
+            // A trace a (cached) search found may have expired since.
+            if spans.is_empty() && searched {
+                continue;
+            }
             if spans.is_empty() {
                 errors.push(json!({"msg": "trace not found", "traceID": jaeger_trace_id(&id)}));
             } else {

@@ -137,7 +137,12 @@ mod write {
         out.push('[');
         timestamp(out, t);
         out.push_str(",\"");
-        out.push_str(&format_value(v));
+        if v.is_finite() {
+            // As format_value prints it, without a String per point.
+            let _ = write!(out, "{v}");
+        } else {
+            out.push_str(&format_value(v));
+        }
         out.push_str("\"]");
     }
 }

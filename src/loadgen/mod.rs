@@ -175,14 +175,18 @@ impl Options {
                 ));
             }
         }
-        if !(self.rate >= 0.0 && self.rate.is_finite()) {
-            return Err("--rate must be a number of items per second, 0 for no limit".into());
+        if !(self.rate == 0.0 || (0.01..=1e9).contains(&self.rate)) {
+            return Err(
+                "--rate must be items per second between 0.01 and 1e9, or 0 for no limit".into(),
+            );
         }
         if self.batch == 0 || self.batch > 100_000 {
             return Err("--batch must be between 1 and 100000".into());
         }
-        if self.series == 0 || self.services == 0 || self.concurrency == 0 {
-            return Err("--series, --services and --concurrency must be at least 1".into());
+        if self.series == 0 || self.services == 0 || !(1..=10_000).contains(&self.concurrency) {
+            return Err(
+                "--series and --services must be at least 1, --concurrency 1 to 10000".into(),
+            );
         }
         if !(0.0..=1.0).contains(&self.churn) {
             return Err("--churn must be between 0 and 1".into());

@@ -11,6 +11,11 @@ use crate::storage::codec::{put_uvarint, put_varint, Reader};
 /// Version of the encoding, the first byte of every entry.
 const FORMAT: u8 = 1;
 
+/// Values (series × steps) an extent may hold: larger ones are not
+/// cached, and a stored one claiming more is refused before allocating
+/// (64 MiB of `Option<f64>`).
+pub const MAX_VALUES: usize = 4 << 20;
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Points {
     Scalar(Vec<f64>),
@@ -48,6 +53,14 @@ impl Extent {
             step,
             len,
             points,
+        }
+    }
+
+    /// Values held (series × steps).
+    pub fn values(&self) -> usize {
+        match &self.points {
+            Points::Scalar(v) => v.len(),
+            Points::Vector(series) => series.len().saturating_mul(self.len),
         }
     }
 
@@ -182,10 +195,11 @@ impl Extent {
         out
     }
 
-    /// Decode what [`Extent::encode`] wrote; `None` for anything else
-    /// (another version, a truncated or corrupted entry), with every count
-    /// checked against the bytes left before anything is allocated.
-    pub fn decode(data: &[u8]) -> Option<Extent> {
+    /// Decode what [`Extent::encode`] wrote, of at most `max_len` steps;
+    /// `None` for anything else (another version, a truncated or corrupted
+    /// entry), with every count checked against the bytes left and
+    /// [`MAX_VALUES`] before anything is allocated.
+    pub fn decode(data: &[u8], max_len: usize) -> Option<Extent> {
         let mut r = Reader::new(data);
         if r.u8()? != FORMAT {
             return None;
@@ -196,8 +210,10 @@ impl Extent {
         let len = usize::try_from(r.uvarint()?).ok()?;
         if step <= 0
             || len == 0
+            || len > max_len
+            || len > MAX_VALUES
             || first
-                .checked_add(step.checked_mul(len as i64 - 1)?)
+                .checked_add(step.checked_mul(i64::try_from(len).ok()? - 1)?)
                 .is_none()
         {
             return None;
@@ -214,7 +230,9 @@ impl Extent {
             1 => {
                 let count = usize::try_from(r.uvarint()?).ok()?;
                 // Each series takes at least its bitmap and a label count.
-                if count.checked_mul(len.div_ceil(8) + 1)? > left(&r) {
+                if count.checked_mul(len.div_ceil(8) + 1)? > left(&r)
+                    || count.checked_mul(len)? > MAX_VALUES
+                {
                     return None;
                 }
                 let mut series = Vec::with_capacity(count);
@@ -285,13 +303,14 @@ mod tests {
     fn codec_round_trips_and_refuses_damage() {
         let e = vector(-50, &[("a", &[Some(1.5), None, Some(f64::INFINITY)])]);
         let bytes = e.encode();
-        assert_eq!(Extent::decode(&bytes).unwrap().encode(), bytes);
+        assert_eq!(Extent::decode(&bytes, 3).unwrap().encode(), bytes);
+        assert!(Extent::decode(&bytes, 2).is_none(), "longer than asked for");
         for cut in 0..bytes.len() {
-            assert!(Extent::decode(&bytes[..cut]).is_none(), "cut at {cut}");
+            assert!(Extent::decode(&bytes[..cut], 3).is_none(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(Extent::decode(&longer).is_none());
+        assert!(Extent::decode(&longer, 3).is_none());
         // A huge series count in a short entry allocates nothing.
         let mut bomb = vec![FORMAT];
         put_varint(&mut bomb, 0);
@@ -300,7 +319,7 @@ mod tests {
         put_uvarint(&mut bomb, 1 << 40);
         bomb.push(1);
         put_uvarint(&mut bomb, u64::MAX >> 2);
-        assert!(Extent::decode(&bomb).is_none());
+        assert!(Extent::decode(&bomb, usize::MAX).is_none());
         let scalar = Extent {
             computed_ns: 1,
             first: 0,
@@ -308,6 +327,6 @@ mod tests {
             len: 2,
             points: Points::Scalar(vec![1.0, 2.0]),
         };
-        assert_eq!(Extent::decode(&scalar.encode()).unwrap(), scalar);
+        assert_eq!(Extent::decode(&scalar.encode(), 2).unwrap(), scalar);
     }
 }

@@ -166,8 +166,11 @@ fn has_pipeline(aggs: &Value) -> bool {
     }
 }
 
+/// Times beyond this (year 33658) are left to the search to refuse.
+const MAX_TIME_MS: i64 = 1_000_000_000_000_000;
+
 fn plan(req: &SearchRequest) -> Option<Plan> {
-    if req.size != 0 {
+    if req.size != 0 || req.from != 0 {
         return None;
     }
     let aggs = req.aggs.as_ref()?.as_object()?;
@@ -213,11 +216,25 @@ fn plan(req: &SearchRequest) -> Option<Plan> {
         }
     }
     let (field, interval) = (field?, interval?);
+    // Tantivy refuses these together; so must the cache.
+    if min_doc_count > 0 && bounds.is_some() {
+        return None;
+    }
     if ranges_on(&req.query, field) != 1 {
         return None;
     }
     let (lo, hi) = top_range(&req.query, field)?;
-    if hi < lo {
+    if hi < lo || lo < -MAX_TIME_MS || hi > MAX_TIME_MS {
+        return None;
+    }
+    if bounds.is_some_and(|(a, b)| a.abs() > MAX_TIME_MS || b.abs() > MAX_TIME_MS) {
+        return None;
+    }
+    // Date math relative to now elsewhere (another range, an aggregation)
+    // would be frozen in the cache.
+    if format!("{:?}", narrowed(&req.query, field, 0, 0)).contains("now")
+        || agg.values().any(|v| v.to_string().contains("now"))
+    {
         return None;
     }
     let key = |t: i64| t.div_euclid(interval) * interval;
@@ -350,7 +367,7 @@ impl ResultsCache {
         let mut stored: Vec<Option<Stretch>> = Vec::with_capacity(chunks.len());
         for (c, bytes) in chunks.iter().zip(found) {
             let stretch = bytes
-                .and_then(|b| self.unpack(&b))
+                .and_then(|b| self.unpack(&b, self.max_entry_bytes))
                 .and_then(|raw| {
                     let s = Stretch::decode(&raw, i);
                     if s.is_none() {

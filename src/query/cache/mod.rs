@@ -42,9 +42,9 @@ const KEY_VERSION: u8 = 1;
 /// zstd level for entries: fast, and still about 4× on query results.
 const ZSTD_LEVEL: i32 = 1;
 
-/// Decompressed entries are refused beyond this many times
-/// `cache.max_entry_bytes` (a compression bomb in a shared Redis).
-const MAX_EXPANSION: usize = 64;
+/// Decompressed PromQL entries are refused beyond this (a compression
+/// bomb in a shared Redis); larger ones are not stored.
+const MAX_RAW_BYTES: usize = 64 << 20;
 
 pub struct ResultsCache {
     backend: Backend,
@@ -99,8 +99,7 @@ impl ResultsCache {
                 metrics.clone(),
             )?))
         };
-        store.late.track(ms(config.max_freshness), ms(config.ttl));
-        Ok(Some(ResultsCache {
+        let cache = ResultsCache {
             backend,
             metrics,
             max_freshness_ms: ms(config.max_freshness),
@@ -108,7 +107,9 @@ impl ResultsCache {
             max_entry_bytes: config.max_entry_bytes.as_usize(),
             ttl_ms: ms(config.ttl),
             prefix: config.redis_key_prefix.clone(),
-        }))
+        };
+        cache.track(&store.late);
+        Ok(Some(cache))
     }
 
     pub fn backend_name(&self) -> &'static str {
@@ -203,6 +204,13 @@ impl ResultsCache {
             return promql::range_query_expr(store, options, &expr, start, end, step);
         }
         let boundary = now_ms.saturating_sub(self.max_freshness_ms);
+        // Points strictly before the boundary: a sample stamped exactly
+        // `now − max_freshness` is not a late write.
+        let last_cacheable = align_down(boundary.saturating_sub(1), start, step);
+        let scalar = matches!(
+            expr.value_type(),
+            promql_parser::parser::value::ValueType::Scalar
+        );
         let base = self.key_base(&expr, start, step, options);
 
         // The steps, grouped by split interval.
@@ -217,7 +225,7 @@ impl ResultsCache {
                     bucket,
                     first: t,
                     last: t,
-                    key: (t <= boundary).then(|| format!("{base}:{bucket}")),
+                    key: (t <= last_cacheable).then(|| format!("{base}:{bucket}")),
                     valid: None,
                     evaluated: false,
                 }),
@@ -244,11 +252,13 @@ impl ResultsCache {
                 Some(_) => found
                     .next()
                     .flatten()
-                    .and_then(|bytes| self.decode(&bytes))
-                    .and_then(|e| self.still_valid(store, e, start, step, boundary, g)),
+                    .and_then(|bytes| self.decode(&bytes, self.split_ms / step + 1))
+                    .and_then(|e| {
+                        self.still_valid(store, e, (start, step, scalar), last_cacheable, g)
+                    }),
                 None => None,
             };
-            let cacheable_last = g.last.min(align_down(boundary, start, step));
+            let cacheable_last = g.last.min(last_cacheable);
             let Some(extent) = cached else {
                 if g.key.is_some() {
                     self.metrics.lookup(self.backend.name(), "promql", "miss");
@@ -280,6 +290,7 @@ impl ResultsCache {
         }
 
         // Evaluate what is missing, then answer from all parts in order.
+        let deadline = std::time::Instant::now().checked_add(options.timeout);
         let mut pieces = Vec::with_capacity(parts.len());
         let (mut from_cache, mut evaluated) = (0u64, 0u64);
         for part in parts {
@@ -289,8 +300,20 @@ impl ResultsCache {
                     pieces.push(e);
                 }
                 Part::Evaluate { first, last } => {
+                    // One timeout for all the parts (max_samples applies to
+                    // each, as to each split of a query-frontend).
+                    let left = deadline.map_or(options.timeout, |d| {
+                        d.saturating_duration_since(std::time::Instant::now())
+                    });
+                    if left.is_zero() {
+                        return Err(EvalError::Timeout("query evaluation".into()));
+                    }
+                    let options = EngineOptions {
+                        timeout: left,
+                        ..options.clone()
+                    };
                     let result =
-                        promql::range_query_expr(store, options, &expr, first, last, step)?;
+                        promql::range_query_expr(store, &options, &expr, first, last, step)?;
                     evaluated += result.steps.len() as u64;
                     pieces.push(Extent::from_result(result, first, step, checked_ns));
                 }
@@ -309,7 +332,7 @@ impl ResultsCache {
             let (Some(key), true) = (&g.key, g.evaluated) else {
                 continue;
             };
-            let last = g.last.min(align_down(boundary, start, step));
+            let last = g.last.min(last_cacheable);
             if last < g.first {
                 continue;
             }
@@ -338,22 +361,22 @@ impl ResultsCache {
         &self,
         store: &MetricsStore,
         mut extent: Extent,
-        start: i64,
-        step: i64,
-        boundary: i64,
+        (start, step, scalar): (i64, i64, bool),
+        last_cacheable: i64,
         group: &Group,
     ) -> Option<Extent> {
-        // Another grid or interval under this key (a hash collision, or
-        // an entry from elsewhere): unusable.
+        // Another grid, interval or type under this key (a hash collision,
+        // or an entry from elsewhere): unusable.
         if extent.step != step
-            || (extent.first - start).rem_euclid(step) != 0
+            || (extent.first as i128 - start as i128).rem_euclid(step as i128) != 0
             || extent.first.div_euclid(self.split_ms) != group.bucket
             || extent.last().div_euclid(self.split_ms) != group.bucket
+            || matches!(extent.points, extent::Points::Scalar(_)) != scalar
         {
             self.metrics.error(self.backend.name(), "decode");
             return None;
         }
-        let mut last = extent.last().min(align_down(boundary, start, step));
+        let mut last = extent.last().min(last_cacheable);
         if let Some(late) = store.late.oldest_since(extent.computed_ns) {
             last = last.min(align_down(late.saturating_sub(1), start, step));
         }
@@ -386,6 +409,10 @@ impl ResultsCache {
 
     /// An extent as stored (see [`ResultsCache::pack`]).
     fn encode(&self, extent: &Extent) -> Option<Vec<u8>> {
+        if extent.values() > extent::MAX_VALUES {
+            self.metrics.skipped(self.backend.name());
+            return None;
+        }
         self.pack(extent.encode())
     }
 
@@ -396,7 +423,7 @@ impl ResultsCache {
             self.metrics.skipped(self.backend.name());
             None
         };
-        if raw.len() > self.max_entry_bytes.saturating_mul(MAX_EXPANSION) {
+        if raw.len() > MAX_RAW_BYTES {
             return too_large();
         }
         let mut out = (raw.len() as u32).to_le_bytes().to_vec();
@@ -408,28 +435,40 @@ impl ResultsCache {
         Some(out)
     }
 
-    fn decode(&self, bytes: &[u8]) -> Option<Extent> {
-        let decoded = self.unpack(bytes).and_then(|raw| Extent::decode(&raw));
+    fn decode(&self, bytes: &[u8], max_len: i64) -> Option<Extent> {
+        let decoded = self
+            .unpack(bytes, MAX_RAW_BYTES)
+            .and_then(|raw| Extent::decode(&raw, usize::try_from(max_len).unwrap_or(0)));
         if decoded.is_none() {
             self.metrics.error(self.backend.name(), "decode");
         }
         decoded
     }
 
-    /// What [`ResultsCache::pack`] stored; `None` for anything else.
-    fn unpack(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+    /// What [`ResultsCache::pack`] stored, if it decompresses to at most
+    /// `max_raw` bytes; `None` for anything else.
+    fn unpack(&self, bytes: &[u8], max_raw: usize) -> Option<Vec<u8>> {
+        if bytes.len() > self.max_entry_bytes {
+            return None;
+        }
         let (len, frame) = bytes.split_first_chunk::<4>()?;
         let len = u32::from_le_bytes(*len) as usize;
-        if len > self.max_entry_bytes.saturating_mul(MAX_EXPANSION) {
+        if len > max_raw {
             return None;
         }
         let raw = zstd::bulk::decompress(frame, len).ok()?;
         (raw.len() == len).then_some(raw)
     }
 
-    /// Record late writes in `late` (a log or trace store's) from now on.
+    /// Record late writes in `late` (a store's) from now on. Entries
+    /// computed before (by an earlier run of this server, into a shared
+    /// Redis) may have missed writes this server has replayed from its WAL:
+    /// they count as changed from the start of time. Records are kept for
+    /// twice the entries' lifetime (an entry is stored after its evaluation,
+    /// which can start long before).
     pub fn track(&self, late: &crate::storage::metrics::late::LateWrites) {
-        late.track(self.max_freshness_ms, self.ttl_ms);
+        late.track(self.max_freshness_ms, self.ttl_ms.saturating_mul(2));
+        late.note(i64::MIN, crate::now_ns());
     }
 }
 
@@ -439,7 +478,8 @@ fn align_down(t: i64, start: i64, step: i64) -> i64 {
 }
 
 /// Whether every step's value depends only on samples at or before it and
-/// not on the range: no `@` modifier, no negative offset.
+/// not on the range: no `@` modifier, no negative offset, no `start()`,
+/// `end()` or `range()`.
 pub fn cacheable(expr: &Expr) -> bool {
     let plain = |offset: &Option<Offset>, at: bool| !at && !matches!(offset, Some(Offset::Neg(_)));
     match expr {
@@ -450,7 +490,11 @@ pub fn cacheable(expr: &Expr) -> bool {
         Expr::Unary(u) => cacheable(&u.expr),
         Expr::Binary(b) => cacheable(&b.lhs) && cacheable(&b.rhs),
         Expr::Paren(p) => cacheable(&p.expr),
-        Expr::Call(c) => c.args.args.iter().all(|a| cacheable(a)),
+        // start(), end() and range() are the evaluation's own range.
+        Expr::Call(c) => {
+            !matches!(c.func.name, "start" | "end" | "range")
+                && c.args.args.iter().all(|a| cacheable(a))
+        }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
         Expr::Extension(_) => false,
     }
@@ -481,6 +525,9 @@ mod tests {
             "sum(rate(x[5m] offset -1m))",
             "max_over_time(up[10m:1m] @ start())",
             "topk(3, up @ 5)",
+            "up + end()",
+            "vector(range())",
+            "up - on() group_left vector(start())",
         ];
         for q in no {
             assert!(!cacheable(&promql::parse(q).unwrap()), "{q}");

@@ -36,7 +36,9 @@ impl ResultsCache {
             .pop()
             .flatten()
             .and_then(|bytes| {
-                let ids = self.unpack(&bytes).and_then(|raw| decode(&raw));
+                let ids = self
+                    .unpack(&bytes, self.max_entry_bytes)
+                    .and_then(|raw| decode(&raw));
                 if ids.is_none() {
                     self.metrics.error(self.backend.name(), "decode");
                 }

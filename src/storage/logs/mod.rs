@@ -592,7 +592,10 @@ impl LogStore {
                 }
             }
             drop(guard);
-            partition.reader.reload()?;
+            if let Err(err) = partition.reader.reload() {
+                self.late_pending.fetch_min(late, Ordering::AcqRel);
+                return Err(err.into());
+            }
         }
         // Searchable now: what was computed before may have missed them.
         if late != i64::MAX {
@@ -672,9 +675,10 @@ impl LogStore {
             let seq = self.wal.append(&record)?;
             self.wal.sync(seq)?;
             self.delete_index_unlogged(name)?;
+            // Records of any time are gone at this commit (or a later one).
+            self.late_pending.fetch_min(i64::MIN, Ordering::AcqRel);
         }
         self.commit()?;
-        self.late.note(i64::MIN, crate::now_ns());
         Ok(true)
     }
 

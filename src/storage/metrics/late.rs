@@ -108,6 +108,34 @@ impl LateWrites {
     }
 }
 
+/// Notes the oldest time it saw in a log when dropped (after the write
+/// became readable, on every way out of it).
+pub struct NoteOnDrop<'a> {
+    late: &'a LateWrites,
+    oldest: i64,
+}
+
+impl<'a> NoteOnDrop<'a> {
+    pub fn new(late: &'a LateWrites) -> Self {
+        NoteOnDrop {
+            late,
+            oldest: i64::MAX,
+        }
+    }
+
+    pub fn saw(&mut self, t: i64) {
+        self.oldest = self.oldest.min(t);
+    }
+}
+
+impl Drop for NoteOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.oldest != i64::MAX {
+            self.late.note(self.oldest, crate::now_ns());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

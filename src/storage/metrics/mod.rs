@@ -556,8 +556,9 @@ impl MetricsStore {
         let mut new_series: Vec<(u32, Arc<Labels>)> = Vec::new();
         let mut new_exemplars: Vec<(u32, Exemplar)> = Vec::new();
         let mut last_seq = 0;
-        // The oldest accepted sample, for the late-write log.
-        let mut oldest_accepted = i64::MAX;
+        // The oldest accepted sample, for the late-write log: noted however
+        // this ends, as the samples are readable once in the head.
+        let mut oldest_accepted = late::NoteOnDrop::new(&self.late);
         {
             let mut head = self.head.write();
             let state = &mut *head;
@@ -648,7 +649,7 @@ impl MetricsStore {
                     }
                     state.records.add_sample(id, t, v);
                     outcome.samples_accepted += 1;
-                    oldest_accepted = oldest_accepted.min(t);
+                    oldest_accepted.saw(t);
                     max_t = max_t.max(t);
                     min_t = min_t.min(t);
                 }
@@ -723,11 +724,6 @@ impl MetricsStore {
                 }
             };
             counter.fetch_add(*count, Ordering::Relaxed);
-        }
-        // After the samples became readable: an evaluation that started
-        // before this moment may have missed them.
-        if oldest_accepted != i64::MAX {
-            self.late.note(oldest_accepted, crate::now_ns());
         }
         Ok((outcome, last_seq))
     }

@@ -663,9 +663,17 @@ impl TraceStore {
         self.assemble(&self.find_traces(query)?)
     }
 
-    /// The traces with these ids, each assembled.
+    /// The traces with these ids, each assembled; those no longer stored
+    /// (retention) are left out.
     pub fn assemble(&self, ids: &[TraceId]) -> Result<Vec<Vec<Span>>, TraceStoreError> {
-        ids.iter().map(|id| self.trace(id)).collect()
+        let mut traces = Vec::with_capacity(ids.len());
+        for id in ids {
+            let spans = self.trace(id)?;
+            if !spans.is_empty() {
+                traces.push(spans);
+            }
+        }
+        Ok(traces)
     }
 
     /// Service-to-service call counts from parent/child spans that started
