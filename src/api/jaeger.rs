@@ -300,6 +300,21 @@ fn find_ids(
     .map_err(|e| e.to_string())
 }
 
+/// The traces a search finds, each assembled (on a blocking thread).
+async fn find_assembled(
+    state: &AppState,
+    query: crate::storage::traces::TraceQuery,
+) -> Result<Result<Vec<Vec<crate::model::span::Span>>, String>, String> {
+    let store = state.traces.store.clone();
+    let cache = state.results_cache.clone();
+    blocking(move || {
+        store
+            .assemble(&find_ids(cache.as_deref(), &store, &query)?)
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
 async fn find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Response {
     let params = pairs(raw.as_deref());
     let (query, ids) = match v1_query(&params, state.config.traces.max_search_traces) {
@@ -699,14 +714,7 @@ async fn v3_find_traces(State(state): State<AppState>, RawQuery(raw): RawQuery) 
         Ok(q) => q,
         Err(r) => return r,
     };
-    let store = state.traces.store.clone();
-    let cache = state.results_cache.clone();
-    let result = blocking(move || {
-        store
-            .assemble(&find_ids(cache.as_deref(), &store, &query)?)
-            .map_err(|e| e.to_string())
-    })
-    .await;
+    let result = find_assembled(&state, query).await;
     match result {
         Ok(Ok(traces)) if traces.is_empty() => v3_error(StatusCode::NOT_FOUND, "No traces found"),
         Ok(Ok(traces)) => json_response(StatusCode::OK, json!({"result": otlp_json(&traces)})),
@@ -721,14 +729,7 @@ async fn v3_trace_summaries(State(state): State<AppState>, RawQuery(raw): RawQue
         Ok(q) => q,
         Err(r) => return r,
     };
-    let store = state.traces.store.clone();
-    let cache = state.results_cache.clone();
-    let result = blocking(move || {
-        store
-            .assemble(&find_ids(cache.as_deref(), &store, &query)?)
-            .map_err(|e| e.to_string())
-    })
-    .await;
+    let result = find_assembled(&state, query).await;
     let traces = match result {
         Ok(Ok(traces)) => traces,
         Ok(Err(e)) | Err(e) => return v3_error(StatusCode::INTERNAL_SERVER_ERROR, &e),

@@ -96,36 +96,39 @@ impl Sender {
                 }
                 Protocol::OtlpHttpMetrics => {
                     let body = workload.otlp_metrics("otlp_http", batch).encode_to_vec();
-                    let answer = self.post_otlp("/v1/metrics", body, batch.count).await?;
-                    Ok(answer.map_or_else(Outcome::Failed, |bytes| {
-                        let rejected = ExportMetricsServiceResponse::decode(bytes.as_ref())
-                            .ok()
-                            .and_then(|r| r.partial_success)
-                            .map_or(0, |p| p.rejected_data_points.max(0) as u64);
-                        partial(batch.count, rejected)
-                    }))
+                    self.otlp_http(
+                        "/v1/metrics",
+                        body,
+                        batch.count,
+                        |r: ExportMetricsServiceResponse| {
+                            r.partial_success.map_or(0, |p| p.rejected_data_points)
+                        },
+                    )
+                    .await
                 }
                 Protocol::OtlpHttpTraces => {
                     let body = workload.spans("otlp_http", batch).encode_to_vec();
-                    let answer = self.post_otlp("/v1/traces", body, batch.count).await?;
-                    Ok(answer.map_or_else(Outcome::Failed, |bytes| {
-                        let rejected = ExportTraceServiceResponse::decode(bytes.as_ref())
-                            .ok()
-                            .and_then(|r| r.partial_success)
-                            .map_or(0, |p| p.rejected_spans.max(0) as u64);
-                        partial(batch.count, rejected)
-                    }))
+                    self.otlp_http(
+                        "/v1/traces",
+                        body,
+                        batch.count,
+                        |r: ExportTraceServiceResponse| {
+                            r.partial_success.map_or(0, |p| p.rejected_spans)
+                        },
+                    )
+                    .await
                 }
                 Protocol::OtlpHttpLogs => {
                     let body = workload.logs("otlp_http", batch).encode_to_vec();
-                    let answer = self.post_otlp("/v1/logs", body, batch.count).await?;
-                    Ok(answer.map_or_else(Outcome::Failed, |bytes| {
-                        let rejected = ExportLogsServiceResponse::decode(bytes.as_ref())
-                            .ok()
-                            .and_then(|r| r.partial_success)
-                            .map_or(0, |p| p.rejected_log_records.max(0) as u64);
-                        partial(batch.count, rejected)
-                    }))
+                    self.otlp_http(
+                        "/v1/logs",
+                        body,
+                        batch.count,
+                        |r: ExportLogsServiceResponse| {
+                            r.partial_success.map_or(0, |p| p.rejected_log_records)
+                        },
+                    )
+                    .await
                 }
                 Protocol::OtlpGrpcMetrics => {
                     let mut client = MetricsServiceClient::new(self.channel()?);
@@ -206,13 +209,15 @@ impl Sender {
         request
     }
 
-    /// An OTLP/HTTP protobuf export: the answer body when 2xx.
-    async fn post_otlp(
+    /// An OTLP/HTTP protobuf export of `items`; `rejected` reads the
+    /// partial success of a 2xx answer.
+    async fn otlp_http<M: Message + Default>(
         &self,
         path: &str,
         body: Vec<u8>,
-        _items: u64,
-    ) -> Result<Result<Bytes, String>, String> {
+        items: u64,
+        rejected: impl FnOnce(M) -> i64,
+    ) -> Result<Outcome, String> {
         let (status, answer) = self
             .post(
                 &format!("{}{path}", self.otlp_http),
@@ -221,11 +226,11 @@ impl Sender {
                 body,
             )
             .await?;
-        Ok(if status.is_success() {
-            Ok(answer)
-        } else {
-            Err(format!("http {}", status.as_u16()))
-        })
+        if !status.is_success() {
+            return Ok(Outcome::Failed(format!("http {}", status.as_u16())));
+        }
+        let count = M::decode(answer.as_ref()).map_or(0, rejected);
+        Ok(partial(items, count.max(0) as u64))
     }
 
     /// A GET's body as text when 2xx (at most 64 MiB).

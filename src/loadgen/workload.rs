@@ -67,6 +67,14 @@ fn kv(key: &str, value: impl Into<String>) -> KeyValue {
     }
 }
 
+/// `item` into its service's group (services are few: a list will do).
+fn add<T>(groups: &mut Vec<(String, Vec<T>)>, service: String, item: T) {
+    match groups.iter_mut().find(|(s, _)| *s == service) {
+        Some((_, items)) => items.push(item),
+        None => groups.push((service, vec![item])),
+    }
+}
+
 /// 64 well-mixed bits of `x` (splitmix64's finaliser).
 fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -222,11 +230,7 @@ impl Workload {
                 }),
                 ..Default::default()
             };
-            let service = self.service(trace);
-            match by_service.iter_mut().find(|(s, _)| *s == service) {
-                Some((_, spans)) => spans.push(span),
-                None => by_service.push((service, vec![span])),
-            }
+            add(&mut by_service, self.service(trace), span);
         }
         ExportTraceServiceRequest {
             resource_spans: by_service
@@ -284,11 +288,7 @@ impl Workload {
                 trace_id: self.trace_id("otlp_grpc", i / SPANS_PER_TRACE),
                 ..Default::default()
             };
-            let service = self.service(i);
-            match by_service.iter_mut().find(|(s, _)| *s == service) {
-                Some((_, records)) => records.push(record),
-                None => by_service.push((service, vec![record])),
-            }
+            add(&mut by_service, self.service(i), record);
         }
         ExportLogsServiceRequest {
             resource_logs: by_service
