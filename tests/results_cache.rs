@@ -122,7 +122,13 @@ const QUERIES: &[&str] = &[
     "vector(range()) + vector(start())",
 ];
 
-fn cache(store: &MetricsStore, split: Duration) -> (ResultsCache, tokio::runtime::Runtime) {
+/// An in-process cache over `store` splitting at `split`, counting in
+/// `metrics` (the runtime is for the backend; keep it alive).
+fn cache(
+    store: &MetricsStore,
+    split: Duration,
+    metrics: CacheMetrics,
+) -> (ResultsCache, tokio::runtime::Runtime) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,14 +137,9 @@ fn cache(store: &MetricsStore, split: Duration) -> (ResultsCache, tokio::runtime
     config.split_interval = split;
     config.max_freshness = Duration::from_secs(600);
     config.max_bytes = ByteSize(64 << 20);
-    let cache = ResultsCache::new(
-        &config,
-        store,
-        CacheMetrics::default(),
-        runtime.handle().clone(),
-    )
-    .unwrap()
-    .expect("enabled by default");
+    let cache = ResultsCache::new(&config, store, metrics, runtime.handle().clone())
+        .unwrap()
+        .expect("enabled by default");
     (cache, runtime)
 }
 
@@ -191,7 +192,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
-        let (cache, _runtime) = cache(&store, Duration::from_secs(split_min as u64 * 60));
+        let (cache, _runtime) = cache(&store, Duration::from_secs(split_min as u64 * 60), CacheMetrics::default());
         let q = QUERIES[query];
         let start = T0 + start_min * 60_000 + unaligned_ms;
         let range = (start, start + length_min * 60_000, step_s * 1000);
@@ -222,15 +223,7 @@ fn repeated_ranges_come_from_the_cache_and_late_writes_invalidate_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let metrics = CacheMetrics::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let mut config = Config::default_config().cache;
-    config.split_interval = Duration::from_secs(3600);
-    let cache = ResultsCache::new(&config, &store, metrics.clone(), runtime.handle().clone())
-        .unwrap()
-        .unwrap();
+    let (cache, _runtime) = cache(&store, Duration::from_secs(3600), metrics.clone());
     let options = EngineOptions::default();
     let q = "sum by (job) (g)";
     // Six hours of data in the past, seen from two hours later.
@@ -293,14 +286,7 @@ fn fresh_points_are_always_evaluated() {
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let metrics = CacheMetrics::default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let config = Config::default_config().cache;
-    let cache = ResultsCache::new(&config, &store, metrics.clone(), runtime.handle().clone())
-        .unwrap()
-        .unwrap();
+    let (cache, _runtime) = cache(&store, Duration::from_secs(86_400), metrics.clone());
     let options = EngineOptions::default();
     // now is 5 minutes after the range's end: the steps at or after
     // now-10m (the last 6 of 1m) are evaluated on every request.

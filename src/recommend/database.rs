@@ -141,6 +141,20 @@ struct Call {
     end: i64,
 }
 
+impl Call {
+    /// `span` as a call of template `template`.
+    fn of(span: &Span, template: u32) -> Call {
+        Call {
+            trace: span.trace_id,
+            parent: span.parent_span_id,
+            span: span.span_id,
+            template,
+            start: span.start_ns,
+            end: span.end_ns,
+        }
+    }
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -288,14 +302,7 @@ pub fn analyse(
                     .1
                     .add(ms, span.trace_id, &span.service);
                 endpoint_of.push((id as usize, true, span.trace_id, span.parent_span_id));
-                db_calls.push(Call {
-                    trace: span.trace_id,
-                    parent: span.parent_span_id,
-                    span: span.span_id,
-                    template: id,
-                    start: span.start_ns,
-                    end: span.end_ns,
-                });
+                db_calls.push(Call::of(span, id));
             } else if let Some(method) = text(span, &["http.request.method", "http.method"]) {
                 let Some(url) = url_template(span) else {
                     return true;
@@ -325,14 +332,7 @@ pub fn analyse(
                     .1
                     .add(ms, span.trace_id, &span.service);
                 endpoint_of.push((id as usize, false, span.trace_id, span.parent_span_id));
-                http_calls.push(Call {
-                    trace: span.trace_id,
-                    parent: span.parent_span_id,
-                    span: span.span_id,
-                    template: id,
-                    start: span.start_ns,
-                    end: span.end_ns,
-                });
+                http_calls.push(Call::of(span, id));
             }
             true
         })
