@@ -784,3 +784,45 @@ fn past_trace_searches_are_cached_until_a_late_span() {
         "{page}"
     );
 }
+
+/// Volume histograms at the edges (i64 bounds, a millisecond interval
+/// over centuries, a reversed range) get the answer a server without the
+/// cache gives, and the server goes on answering.
+#[test]
+fn extreme_log_histograms_answer_as_uncached() {
+    let cached = TestServer::start();
+    let plain = TestServer::start_with(&[("OXEYE_CACHE__ENABLED", "false")]);
+    let es = |s: &TestServer| format!("http://{}", s.elasticsearch);
+    let now = now_aligned(1000);
+    for server in [&cached, &plain] {
+        bulk(&es(server), "app", &[now - HOUR, now - 2 * HOUR]);
+    }
+    let search = |lo: i64, hi: i64, interval: &str| {
+        serde_json::json!({
+            "size": 0,
+            "query": {"bool": {"filter": [
+                {"range": {"@timestamp": {"gte": lo, "lte": hi, "format": "epoch_millis"}}}]}},
+            "aggs": {"2": {"date_histogram": {"field": "@timestamp", "fixed_interval": interval, "min_doc_count": 0}}},
+        })
+    };
+    for body in [
+        search(i64::MIN, i64::MAX, "1m"),
+        search(0, i64::MAX, "1ms"),
+        search(now - 100 * 365 * 24 * HOUR, now - HOUR, "1ms"),
+        search(now - HOUR, now - 2 * HOUR, "1m"),
+        search(now - 3 * HOUR, now - HOUR, "1m"),
+    ] {
+        let want = msearch(&es(&plain), "app", &body);
+        for _ in 0..2 {
+            assert_eq!(msearch(&es(&cached), "app", &body), want, "{body}");
+        }
+    }
+    assert_eq!(
+        client()
+            .get(cached.url("/-/healthy"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
