@@ -262,6 +262,7 @@ fn main() {
         .arg(data.path())
         .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
         .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
+        .args(["--postgres", "127.0.0.1:0"])
         .env("OXEYE_LOG__LEVEL", "warn")
         .stdout(Stdio::null())
         .spawn()

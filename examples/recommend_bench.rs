@@ -288,6 +288,7 @@ fn main() {
             .arg(dir.path().join("data"))
             .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
             .args(["--elasticsearch", "127.0.0.1:0"])
+            .args(["--postgres", "127.0.0.1:0"])
             .env("OXEYE_STORAGE__RETENTION", "60d")
             .env("OXEYE_RECOMMENDATIONS__MAX_PODS", "100000")
             .env("OXEYE_LOG__LEVEL", "warn")

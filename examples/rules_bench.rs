@@ -281,6 +281,7 @@ fn main() {
             .arg(dir.path().join("oxeye"))
             .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
             .args(["--elasticsearch", "127.0.0.1:0"])
+            .args(["--postgres", "127.0.0.1:0"])
             .env("OXEYE_RULES__FILES", files)
             .env("OXEYE_RULES__EVALUATION_INTERVAL", format!("{INTERVAL_S}s"))
             .env("OXEYE_LOG__LEVEL", "warn"),

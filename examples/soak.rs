@@ -112,6 +112,7 @@ fn main() {
         .args(["--otlp-grpc", "127.0.0.1:0"])
         .args(["--otlp-http", &format!("127.0.0.1:{otlp_port}")])
         .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
+        .args(["--postgres", "127.0.0.1:0"])
         // The final count queries read the whole run.
         .env("OXEYE_QUERY__MAX_SAMPLES", "500000000")
         // Cut the metrics head every 10 minutes (default 2h), so that an

@@ -233,6 +233,8 @@ fn main() {
             "127.0.0.1:0",
             "--elasticsearch",
             "127.0.0.1:0",
+            "--postgres",
+            "127.0.0.1:0",
         ])
         .env("OXEYE_LOG__LEVEL", "warn")
         .stdout(Stdio::null())

@@ -33,7 +33,7 @@ base=http://127.0.0.1:$port
 log() { echo "[measure] $*" >&2; }
 start() { # env assignments for the server
   env "$@" "$OXEYE" serve --listen 127.0.0.1:$port --data "$work/data" \
-    --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --elasticsearch 127.0.0.1:$es \
+    --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --elasticsearch 127.0.0.1:$es --postgres 127.0.0.1:0 \
     >"$work/server.log" 2>&1 &
   server=$!
   for _ in $(seq 600); do curl -sf "$base/-/ready" >/dev/null && return; sleep 0.5; done

@@ -46,6 +46,7 @@ pub struct RunningServer {
     pub otlp_grpc_addr: SocketAddr,
     pub otlp_http_addr: SocketAddr,
     pub elasticsearch_addr: SocketAddr,
+    pub postgres_addr: SocketAddr,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -114,6 +115,7 @@ fn check_exposure(config: &Config, credentials: bool) -> anyhow::Result<()> {
         ("server.otlp_grpc", s.otlp_grpc),
         ("server.otlp_http", s.otlp_http),
         ("server.elasticsearch", s.elasticsearch),
+        ("server.postgres", s.postgres),
     ]
     .iter()
     .filter(|(_, addr)| !addr.ip().is_loopback())
@@ -222,6 +224,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         cache.track(&log_store.late);
         cache.track(&trace_store.late);
     }
+    let sql = Arc::new(
+        query::sql::SqlEngine::new(
+            &config,
+            store.clone(),
+            log_store.clone(),
+            trace_store.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start SQL: {e}"))?,
+    );
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
@@ -238,12 +250,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         auth: auth.clone(),
         rules: rules.clone(),
         results_cache,
+        sql: sql.clone(),
     };
 
     let http = bind(config.server.listen, "HTTP").await?;
     let otlp_http = bind(config.server.otlp_http, "OTLP/HTTP").await?;
     let otlp_grpc = bind(config.server.otlp_grpc, "OTLP/gRPC").await?;
     let elasticsearch = bind(config.server.elasticsearch, "the Elasticsearch API").await?;
+    let postgres = bind(
+        config.server.postgres,
+        "the PostgreSQL protocol (server.postgres, --postgres)",
+    )
+    .await?;
+    let postgres_addr = postgres.local_addr()?;
     let addrs = (
         http.local_addr()?,
         otlp_http.local_addr()?,
@@ -294,6 +313,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             }
         }));
     }
+    tasks.push(tokio::spawn(api::postgres::serve(
+        postgres,
+        sql,
+        auth.clone(),
+        state.metrics.clone(),
+        signal(&shutdown),
+    )));
     let max_message = config.limits.max_body_size.as_usize();
     let grpc = api::otlp::MetricsGrpc::server(ingest, max_message);
     let logs_grpc = api::otlp::LogsGrpc::server(logs, max_message);
@@ -424,6 +450,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         otlp_http = %addrs.1,
         otlp_grpc = %addrs.2,
         elasticsearch = %addrs.3,
+        postgres = %postgres_addr,
         data = %config.storage.data_dir.display(),
         "oxeye ready"
     );
@@ -432,6 +459,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         otlp_http_addr: addrs.1,
         otlp_grpc_addr: addrs.2,
         elasticsearch_addr: addrs.3,
+        postgres_addr,
         state,
         shutdown,
         tasks,

@@ -51,6 +51,15 @@ enum Command {
     /// metrics/traces/logs over gRPC and HTTP, Elasticsearch _bulk) and
     /// report what was acknowledged, latency and the server's CPU.
     Loadgen(LoadgenArgs),
+    /// Run a SQL statement on a running server (POST /api/v1/sql) and
+    /// print the answer: tables samples, series, metadata, metrics.<name>,
+    /// spans, logs and the shipped views.
+    Sql {
+        /// The statement, e.g. "SELECT service, count(*) FROM spans GROUP BY service".
+        query: String,
+        #[command(flatten)]
+        server: oxeye::recommend::cli::Server,
+    },
     /// Print the argon2 hash of a password for `[[auth.users]] password_hash`
     /// (read from standard input, one line).
     HashPassword,
@@ -218,6 +227,9 @@ struct ServeArgs {
     /// Address of the Elasticsearch-compatible listener.
     #[arg(long)]
     elasticsearch: Option<String>,
+    /// Address of the PostgreSQL wire protocol listener (SQL).
+    #[arg(long)]
+    postgres: Option<String>,
     /// Allow listeners beyond loopback without credentials.
     #[arg(long)]
     insecure_listen: bool,
@@ -237,6 +249,7 @@ impl ServeArgs {
         flag("server.otlp_grpc", self.otlp_grpc.clone());
         flag("server.otlp_http", self.otlp_http.clone());
         flag("server.elasticsearch", self.elasticsearch.clone());
+        flag("server.postgres", self.postgres.clone());
         flag(
             "storage.data_dir",
             self.data.as_ref().map(|d| d.display().to_string()),
@@ -393,6 +406,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Sql { query, server } => match oxeye::query::sql::cli::run(&server, &query) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("oxeye sql: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS

@@ -30,6 +30,7 @@ fn help_lists_the_commands_and_serve_flags() {
         "--otlp-grpc",
         "--otlp-http",
         "--elasticsearch",
+        "--postgres",
         "--config",
     ] {
         assert!(out.contains(flag), "{out}");

@@ -35,6 +35,7 @@ fn spawn_oxeye(data: &Path) -> Process {
         .args(["--otlp-grpc", "127.0.0.1:0"])
         .args(["--otlp-http", &format!("127.0.0.1:{otlp_port}")])
         .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
+        .args(["--postgres", "127.0.0.1:0"])
         .env("OXEYE_LOG__LEVEL", "info")
         .env("OXEYE_STORAGE__RETENTION", FIXED_TIME_RETENTION)
         // Commit often, so a kill lands between commits (committed + WAL-only records).

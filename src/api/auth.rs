@@ -216,6 +216,16 @@ impl Authenticator {
         Some(principal)
     }
 
+    /// Whether a user's password (or a token given as the password of any
+    /// user name) is valid and grants `need`: the PostgreSQL login.
+    pub async fn check_password(&self, user: &str, password: &str, need: Role) -> bool {
+        let principal = match self.password(user, password).await {
+            Some(principal) => Some(principal),
+            None => self.token(password.as_bytes()).cloned(),
+        };
+        principal.is_some_and(|p| p.may(need))
+    }
+
     /// Check the `Authorization` header for `need`.
     pub async fn authorize(&self, headers: &HeaderMap, need: Role) -> Result<(), Denied> {
         if !self.enabled() {

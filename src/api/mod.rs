@@ -8,10 +8,12 @@ pub mod jaeger;
 pub mod logs;
 pub mod otlp;
 pub mod params;
+pub mod postgres;
 pub mod prometheus;
 pub mod query;
 pub mod recommendations;
 pub mod rules;
+pub mod sql;
 pub mod status;
 pub mod tls;
 
@@ -57,6 +59,8 @@ pub struct AppState {
     pub rules: Arc<crate::rules::RuleManager>,
     /// `[cache]`: range queries over the past answered from earlier ones.
     pub results_cache: Option<Arc<crate::query::cache::ResultsCache>>,
+    /// SQL over every signal (`POST /api/v1/sql`, the PostgreSQL listener).
+    pub sql: Arc<crate::query::sql::SqlEngine>,
 }
 
 impl AppState {
@@ -90,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(self_metrics))
         .merge(prometheus::routes())
         .merge(query::routes())
+        .merge(sql::routes())
         .merge(rules::routes())
         .merge(recommendations::routes())
         .merge(status::routes())

@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub query: QueryConfig,
     pub cache: CacheConfig,
+    pub sql: SqlConfig,
     pub logs: LogsConfig,
     pub traces: TracesConfig,
     pub auth: AuthConfig,
@@ -269,6 +270,18 @@ pub struct QueryConfig {
     pub max_expression_depth: usize,
 }
 
+/// `[sql]`: SQL over the stores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    pub max_rows: usize,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub max_memory: ByteSize,
+    pub max_concurrent: usize,
+    pub target_partitions: usize,
+}
+
 /// `[cache]`: the query results cache.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -295,6 +308,7 @@ pub struct ServerConfig {
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
     pub elasticsearch: SocketAddr,
+    pub postgres: SocketAddr,
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
     pub insecure_listen: bool,
@@ -562,6 +576,16 @@ impl Config {
             r.max_pods > 0 && r.max_steps > 0,
             "recommendations.max_pods",
             "max_pods and max_steps must be greater than zero",
+        );
+        check(
+            self.sql.max_rows > 0 && !self.sql.timeout.is_zero() && self.sql.max_concurrent > 0,
+            "sql.max_rows",
+            "sql.max_rows, sql.timeout and sql.max_concurrent must be greater than zero",
+        );
+        check(
+            self.sql.max_memory.as_usize() >= 1 << 20,
+            "sql.max_memory",
+            "must be at least 1MiB",
         );
         let c = &self.cache;
         check(

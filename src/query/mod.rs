@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod logs;
 pub mod promql;
+pub mod sql;
 
 /// A float as Prometheus prints it in JSON and labels: shortest round-trip
 /// form, `+Inf`, `-Inf`, `NaN`.

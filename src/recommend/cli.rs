@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use super::manifest::{cpu_quantity, memory_quantity};
@@ -74,24 +74,27 @@ pub fn run(
 
 /// Fetches the report.
 fn fetch(server: &Server, what: What, params: &[(&str, Option<String>)]) -> Result<Value, String> {
-    if !server.url.starts_with("http://") {
-        return Err(format!(
-            "--url {:?}: only http:// URLs are supported",
-            server.url
-        ));
-    }
     let mut query = form_urlencoded::Serializer::new(String::new());
     for (key, value) in params {
         if let Some(v) = value {
             query.append_pair(key, v);
         }
     }
-    let url = format!(
-        "{}/api/v1/recommendations/{}?{}",
-        server.url.trim_end_matches('/'),
-        what.name(),
-        query.finish()
-    );
+    let path = format!("/api/v1/recommendations/{}?{}", what.name(), query.finish());
+    request(server, &path, None)
+}
+
+/// Asks the server at `path` (a GET, or a POST of this JSON body) and
+/// returns its JSON answer; an error status becomes its `error` message.
+pub fn request(server: &Server, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    if !server.url.starts_with("http://") {
+        return Err(format!(
+            "--url {:?}: only http:// URLs are supported",
+            server.url
+        ));
+    }
+    let url = format!("{}{path}", server.url.trim_end_matches('/'));
+    let payload = body.map(|b| b.to_string());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,14 +102,20 @@ fn fetch(server: &Server, what: What, params: &[(&str, Option<String>)]) -> Resu
     runtime.block_on(async {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Empty<Bytes>>();
-        let mut request = hyper::Request::get(&url)
+                .build_http::<Full<Bytes>>();
+        let method = if payload.is_some() { "POST" } else { "GET" };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(&url)
             .header("accept", "application/json")
+            .header("content-type", "application/json")
             .header("user-agent", concat!("oxeye/", env!("CARGO_PKG_VERSION")));
         if let Some(token) = &server.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+        let request = request
+            .body(Full::new(Bytes::from(payload.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
         let (status, body) = tokio::time::timeout(server.timeout, async {
             let response = client
                 .request(request)
@@ -231,7 +240,7 @@ fn rows(report: &Value) -> Vec<[String; 12]> {
         .collect()
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -277,7 +286,7 @@ fn db_rows(report: &Value) -> Vec<Vec<String>> {
     rows
 }
 
-fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(columns: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
     for row in rows {
         for (w, f) in widths.iter_mut().zip(row) {

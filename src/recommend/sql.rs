@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions_mut, visit_relations, BinaryOperator, Expr, InTarget, SetExpr, Statement,
-    TableFactor, Value,
+    visit_expressions_mut, visit_relations, BinaryOperator, Expr, SetExpr, Statement, TableFactor,
+    Value,
 };
 use sqlparser::dialect::{Dialect, GenericDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
@@ -74,10 +74,7 @@ pub fn normalise(statement: &str, system: &str) -> Normalised {
             Expr::Value(v) if !matches!(v.value, Value::Null) => {
                 v.value = Value::Placeholder("?".into());
             }
-            Expr::In {
-                target: InTarget::List(list),
-                ..
-            } if !list.is_empty() && list.iter().all(is_literal) => {
+            Expr::InList { list, .. } if !list.is_empty() && list.iter().all(is_literal) => {
                 list.truncate(1);
             }
             _ => {}
@@ -249,9 +246,14 @@ fn predicate(e: &Expr, out: &mut Vec<(Option<String>, String, u8)>, depth: usize
             }
             _ => {}
         },
-        Expr::In { expr, .. } | Expr::Between { expr, .. } => {
+        Expr::InList { expr, .. } | Expr::InSubquery { expr, .. } | Expr::Between { expr, .. } => {
             if let Some((q, c)) = column(expr) {
-                out.push((q, c, if matches!(e, Expr::In { .. }) { 0 } else { 2 }));
+                let rank = if matches!(e, Expr::Between { .. }) {
+                    2
+                } else {
+                    0
+                };
+                out.push((q, c, rank));
             }
         }
         Expr::Nested(inner) => predicate(inner, out, depth + 1),

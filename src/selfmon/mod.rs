@@ -20,6 +20,11 @@ use crate::storage::metrics::MetricsStore;
 use crate::storage::traces::TraceStore;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: String,
 }
@@ -164,6 +169,8 @@ pub struct SelfMetrics {
     ingest_requests: Family<RequestLabels, Counter>,
     http_duration: Family<HandlerLabels, Histogram>,
     wal_fsync_duration: Histogram,
+    sql_queries: Family<OutcomeLabels, Counter>,
+    sql_duration: Histogram,
     // Set from the stores at scrape time.
     series_created: Counter,
     wal_bytes_written: Counter,
@@ -331,6 +338,18 @@ impl SelfMetrics {
             "Latency of WAL fsyncs",
             wal_fsync_duration.clone(),
         );
+        let sql_queries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "sql_queries",
+            "SQL statements run (HTTP and PostgreSQL protocol), by outcome (ok or the error kind)",
+            sql_queries.clone(),
+        );
+        let sql_duration = Histogram::new(exponential_buckets(0.001, 4.0, 10));
+        registry.register(
+            "sql_query_duration_seconds",
+            "Time from a SQL statement's arrival to its last row",
+            sql_duration.clone(),
+        );
         let series_created = Counter::default();
         registry.register("series_created", "Series created", series_created.clone());
         let wal_bytes_written = Counter::default();
@@ -417,6 +436,8 @@ impl SelfMetrics {
             ingest_requests,
             http_duration,
             wal_fsync_duration,
+            sql_queries,
+            sql_duration,
             series_created,
             wal_bytes_written,
             wal_fsyncs,
@@ -566,6 +587,16 @@ impl SelfMetrics {
                 code: code.to_string(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// One SQL statement: its error kind (`None`: it succeeded) and time.
+    pub fn observe_sql(&self, error: Option<&str>, elapsed: std::time::Duration) {
+        self.sql_queries
+            .get_or_create(&OutcomeLabels {
+                outcome: error.unwrap_or("ok").to_owned(),
+            })
+            .inc();
+        self.sql_duration.observe(elapsed.as_secs_f64());
     }
 
     pub fn observe_fsync(&self, seconds: f64) {

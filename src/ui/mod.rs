@@ -43,6 +43,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/traces", get(traces))
         .route("/ui/traces/{trace_id}", get(trace))
         .route("/ui/services", get(services))
+        .route("/ui/sql", get(sql_page))
         .route("/ui/status", get(status))
         .route("/ui/alerts", get(alerts::alerts))
         .route("/ui/rules", get(alerts::rules_page))
@@ -254,6 +255,32 @@ async fn metrics(Query(params): Query<HashMap<String, String>>) -> Response {
         query: params.get("query").cloned().unwrap_or_default(),
         range: pick_range(&params),
         ranges: RANGES.iter().map(|r| r.to_string()).collect(),
+    })
+}
+
+// ---- SQL ----
+
+#[derive(Template)]
+#[template(path = "sql.html")]
+struct SqlPage {
+    nav: &'static str,
+    query: String,
+    max_rows: usize,
+    views: Vec<String>,
+    postgres: String,
+}
+
+/// The editor; the query runs in the browser through `POST /api/v1/sql`.
+async fn sql_page(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    render(SqlPage {
+        nav: "sql",
+        query: params.get("query").cloned().unwrap_or_default(),
+        max_rows: state.config.sql.max_rows,
+        views: state.sql.catalog.views.keys().cloned().collect(),
+        postgres: state.config.server.postgres.to_string(),
     })
 }
 

@@ -20,6 +20,7 @@ pub struct TestServer {
     pub otlp_grpc: SocketAddr,
     pub otlp_http: SocketAddr,
     pub elasticsearch: SocketAddr,
+    pub postgres: SocketAddr,
     pub dir: tempfile::TempDir,
     runtime: Option<tokio::runtime::Runtime>,
     server: Option<oxeye::RunningServer>,
@@ -32,6 +33,7 @@ pub fn config(data: &Path, overrides: &[(&str, &str)]) -> Config {
         ("OXEYE_SERVER__OTLP_GRPC".into(), "127.0.0.1:0".into()),
         ("OXEYE_SERVER__OTLP_HTTP".into(), "127.0.0.1:0".into()),
         ("OXEYE_SERVER__ELASTICSEARCH".into(), "127.0.0.1:0".into()),
+        ("OXEYE_SERVER__POSTGRES".into(), "127.0.0.1:0".into()),
         ("OXEYE_STORAGE__DATA_DIR".into(), data.display().to_string()),
         // Many tests write fixed timestamps from November 2023: keep them
         // inside the metrics retention window (samples older than it are
@@ -77,6 +79,7 @@ impl TestServer {
             otlp_grpc: server.otlp_grpc_addr,
             otlp_http: server.otlp_http_addr,
             elasticsearch: server.elasticsearch_addr,
+            postgres: server.postgres_addr,
             dir,
             runtime: Some(runtime),
             server: Some(server),
@@ -323,6 +326,7 @@ pub fn spawn_binary_with(data: &Path, env: &[(&str, &str)]) -> BinaryServer {
         .arg(data)
         .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
         .args(["--elasticsearch", &format!("127.0.0.1:{es_port}")])
+        .args(["--postgres", "127.0.0.1:0"])
         .env("OXEYE_LOGS__COMMIT_INTERVAL", "200ms")
         .envs(env.iter().copied())
         .stdout(Stdio::null())

@@ -139,7 +139,7 @@ function sevClass(s) {
   return "info";
 }
 
-document.addEventListener("DOMContentLoaded", () => { metricsPage(); logsPage(); recommendationsPage(); cacheCurve(); });
+document.addEventListener("DOMContentLoaded", () => { metricsPage(); logsPage(); recommendationsPage(); cacheCurve(); sqlPage(); });
 
 // ---- recommendations: usage with request/limit lines, HPA replay ----
 async function recommendationsPage() {
@@ -200,4 +200,47 @@ function cacheCurve() {
     axes: [{}, { size: 60, values: (u, vals) => vals.map(v => v == null ? "" : Math.round(v * 100) + "%") }],
   };
   new uPlot(opts, [points.map(p => p[0]), points.map(p => p[1])], box);
+}
+
+// ---- SQL: a result table, and a chart when there is a time column ----
+async function sqlPage() {
+  const form = document.getElementById("sql-form");
+  if (!form) return;
+  const input = document.getElementById("sql-query");
+  input.addEventListener("keydown", e => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit(); });
+  const query = input.value.trim();
+  const status = document.getElementById("sql-status");
+  if (!query) { status.textContent = "Type a query and press Run."; return; }
+  status.textContent = "Running…";
+  const started = performance.now();
+  const resp = await fetch("/api/v1/sql", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ query }) });
+  const body = await resp.json();
+  if (!resp.ok) { status.textContent = "Error: " + body.error; status.className = "status error"; return; }
+  const ms = Math.round(performance.now() - started);
+  status.textContent = `${body.rows.length} row${body.rows.length === 1 ? "" : "s"} in ${ms} ms.`;
+  const head = document.querySelector("#sql-table thead");
+  const tbody = document.querySelector("#sql-table tbody");
+  head.replaceChildren(el("tr"));
+  for (const c of body.columns) head.firstChild.append(el("th", { title: c.type }, c.name));
+  tbody.replaceChildren();
+  const text = v => v === null ? "" : (typeof v === "object" ? JSON.stringify(v) : String(v));
+  for (const r of body.rows.slice(0, 1000)) {
+    const row = el("tr");
+    body.columns.forEach((c, i) => row.append(el("td", { class: typeof r[i] === "number" ? "num" : "mono" }, text(r[i]))));
+    tbody.append(row);
+  }
+  // A chart: the first timestamp column against every numeric column.
+  const time = body.columns.findIndex(c => c.type.startsWith("timestamp"));
+  const numeric = body.columns.map((c, i) => i).filter(i => ["bigint", "integer", "smallint", "real", "double precision", "numeric"].includes(body.columns[i].type));
+  const graph = document.getElementById("sql-graph");
+  graph.replaceChildren();
+  if (time < 0 || !numeric.length || !body.rows.length) return;
+  const rows = body.rows.filter(r => r[time] !== null).map(r => [Date.parse(r[time]) / 1000, r]).sort((a, b) => a[0] - b[0]);
+  const data = [rows.map(r => r[0])].concat(numeric.map(i => rows.map(r => typeof r[1][i] === "number" ? r[1][i] : null)));
+  const palette = ["#2f6fdf", "#d9480f", "#2f855a", "#9c36b5", "#c9372c", "#0c8599"];
+  new uPlot({
+    width: graph.clientWidth || 900, height: 300,
+    series: [{}].concat(numeric.map((i, k) => ({ label: body.columns[i].name, stroke: palette[k % palette.length], width: 1.5, points: { show: true, size: 4 } }))),
+    axes: [{}, { size: 60 }],
+  }, data, graph);
 }

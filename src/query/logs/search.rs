@@ -501,7 +501,7 @@ fn read_dynamic(columns: &[DynamicColumn], doc: DocId) -> SortValue {
     SortValue::Missing
 }
 
-fn first_str(column: &StrColumn, doc: DocId) -> Option<String> {
+pub(crate) fn first_str(column: &StrColumn, doc: DocId) -> Option<String> {
     let ord = column.term_ords(doc).next()?;
     let mut out = String::new();
     column.ord_to_str(ord, &mut out).ok()?;
@@ -616,33 +616,107 @@ struct Prepared {
     to_ms: i64,
 }
 
+/// The tantivy query of `query` over `indices` (restricted to them when
+/// they are not every index).
+fn compile_for(
+    store: &LogStore,
+    indices: &[String],
+    query: &LogQuery,
+    now_ms: i64,
+) -> Result<Box<dyn Query>, QueryError> {
+    let catalog = store.catalog.read();
+    let fields = catalog.fields_of(indices.iter().map(String::as_str));
+    let mut compiler = Compiler::new(&store.schema, &fields, indices, now_ms);
+    let user = compiler.compile(query)?;
+    if indices.len() == catalog.indices.len() {
+        return Ok(user);
+    }
+    let terms = indices
+        .iter()
+        .map(|i| Term::from_field_text(store.schema.index, i));
+    Ok(Box::new(BooleanQuery::new(vec![
+        (Occur::Must, user),
+        (
+            Occur::Must,
+            Box::new(ConstScoreQuery::new(
+                Box::new(TermSetQuery::new(terms)),
+                0.0,
+            )),
+        ),
+    ])))
+}
+
+/// Every live document matching `query` in `indices`, unsorted and
+/// unscored (SQL's `logs` table): handed to `visit` a segment at a time in
+/// runs of at most `chunk` doc ids, with the segment's reader and searcher.
+/// Partitions outside the query's `@timestamp` bounds are not opened;
+/// `part`/`parts` deal the partitions out among parallel callers. `visit`
+/// returns false to stop.
+#[allow(clippy::too_many_arguments)]
+pub fn for_each_match(
+    store: &LogStore,
+    indices: &[String],
+    query: &LogQuery,
+    now_ms: i64,
+    part: usize,
+    parts: usize,
+    chunk: usize,
+    mut visit: impl FnMut(&Searcher, &SegmentReader, u32, &[DocId]) -> Result<bool, QueryError>,
+) -> Result<(), QueryError> {
+    if indices.is_empty() {
+        return Ok(());
+    }
+    let compiled = compile_for(store, indices, query, now_ms)?;
+    let (from_ms, to_ms) = time_bounds(query, now_ms);
+    let failed = |err: tantivy::TantivyError| {
+        QueryError::new("search_phase_execution_exception", err.to_string())
+    };
+    for partition in store
+        .partitions_between(from_ms, to_ms)
+        .iter()
+        .skip(part)
+        .step_by(parts.max(1))
+    {
+        let searcher = partition.searcher();
+        let weight = compiled
+            .weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                &searcher,
+            ))
+            .map_err(failed)?;
+        for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            let mut scorer = weight.scorer(reader, 1.0).map_err(failed)?;
+            let alive = reader.alive_bitset();
+            let mut docs: Vec<DocId> = Vec::with_capacity(chunk.min(65_536));
+            let mut doc = scorer.doc();
+            while doc != tantivy::TERMINATED {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    docs.push(doc);
+                    if docs.len() >= chunk {
+                        if !visit(&searcher, reader, ord as u32, &docs)? {
+                            return Ok(());
+                        }
+                        docs.clear();
+                    }
+                }
+                doc = scorer.advance();
+            }
+            if !docs.is_empty() && !visit(&searcher, reader, ord as u32, &docs)? {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn prepare(
     store: &LogStore,
     indices: &[String],
     req: &SearchRequest,
     now_ms: i64,
 ) -> Result<Prepared, QueryError> {
+    let query = compile_for(store, indices, &req.query, now_ms)?;
     let catalog = store.catalog.read();
     let fields = catalog.fields_of(indices.iter().map(String::as_str));
-    let mut compiler = Compiler::new(&store.schema, &fields, indices, now_ms);
-    let user = compiler.compile(&req.query)?;
-    let query: Box<dyn Query> = if indices.len() == catalog.indices.len() {
-        user
-    } else {
-        let terms = indices
-            .iter()
-            .map(|i| Term::from_field_text(store.schema.index, i));
-        Box::new(BooleanQuery::new(vec![
-            (Occur::Must, user),
-            (
-                Occur::Must,
-                Box::new(ConstScoreQuery::new(
-                    Box::new(TermSetQuery::new(terms)),
-                    0.0,
-                )),
-            ),
-        ]))
-    };
     let mut plan = SortPlan { fields: Vec::new() };
     for spec in &req.sort {
         let field = match spec.field.as_str() {
@@ -988,7 +1062,7 @@ pub fn response(
 
 /// A hit's index and id: the stored `_uid` of a caller-chosen id, or the
 /// generated id rebuilt from its seed and sequence columns.
-fn identity(
+pub(crate) fn identity(
     store: &LogStore,
     searcher: &Searcher,
     addr: DocAddress,

@@ -24,6 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
@@ -651,6 +652,79 @@ impl TraceStore {
                 }
                 Ok(())
             })?;
+            if !going {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One partition of a column scan (SQL's `spans` table): the spans of
+    /// the heads that started in `[start_ns, end_ns]` go to `head` (in
+    /// partition 0), and the record batches of the blocks overlapping it,
+    /// with the block columns in `projection`, go to `batch`. Blocks are
+    /// dealt to the `parts` partitions in turn; with `service`, only the
+    /// batches holding that service are read. Rows of a batch may lie
+    /// outside the range or belong to other services: the caller filters.
+    /// Either visitor returns false to stop.
+    #[allow(clippy::too_many_arguments)]
+    pub fn scan_part(
+        &self,
+        part: usize,
+        parts: usize,
+        start_ns: i64,
+        end_ns: i64,
+        service: Option<&str>,
+        projection: Vec<usize>,
+        mut head: impl FnMut(&Span) -> bool,
+        mut batch: impl FnMut(&RecordBatch) -> bool,
+    ) -> Result<(), TraceStoreError> {
+        let wanted = |s: &Span| {
+            s.start_ns >= start_ns
+                && s.start_ns <= end_ns
+                && service.is_none_or(|name| s.service == name)
+        };
+        if part == 0 {
+            let live = self.head.read();
+            for span in live.spans.iter().filter(|s| wanted(s)) {
+                if !head(span) {
+                    return Ok(());
+                }
+            }
+            drop(live);
+            for frozen in self.heads() {
+                for span in frozen.spans.iter().filter(|s| wanted(s)) {
+                    if !head(span) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
+        let mut going = true;
+        for block in blocks
+            .iter()
+            .filter(|b| b.overlaps(start_ns, end_ns))
+            .skip(part)
+            .step_by(parts.max(1))
+        {
+            let visit = |_: usize, columns: &block::Columns| {
+                if going {
+                    going = batch(&columns.batch);
+                }
+                Ok(())
+            };
+            match service {
+                None => block.scan(projection.clone(), visit)?,
+                Some(name) => match block.batches_of_service(name) {
+                    Some(batches) => block.scan_batches(
+                        batches.iter().map(|b| b as usize),
+                        projection.clone(),
+                        visit,
+                    )?,
+                    None => continue,
+                },
+            }
             if !going {
                 break;
             }
