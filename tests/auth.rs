@@ -312,3 +312,49 @@ fn browsers_cannot_forge_cross_site_writes_or_rebind_hosts() {
         403
     );
 }
+
+#[test]
+fn the_postgres_listener_asks_for_a_password_with_the_read_role() {
+    let server = secured();
+    let port = server.postgres.port().to_string();
+    let psql = |user: &str, password: &str| {
+        std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                user,
+                "-d",
+                "oxeye",
+                "-At",
+            ])
+            .args(["-c", "SELECT 40 + 2"])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("psql (Debian postgresql-client) is installed")
+    };
+    // A user's password, and a token as the password of any user name.
+    for (user, password) in [("grafana", "grafana-password"), ("anyone", READ_TOKEN)] {
+        let out = psql(user, password);
+        assert!(
+            out.status.success(),
+            "{user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "42\n");
+    }
+    // A wrong password, and a token without the read role.
+    for (user, password) in [("grafana", "wrong"), ("anyone", WRITE_TOKEN)] {
+        let out = psql(user, password);
+        assert!(!out.status.success(), "{user} got in");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.to_lowercase()
+                .contains("password authentication failed"),
+            "{user}: {err}"
+        );
+    }
+}

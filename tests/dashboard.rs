@@ -154,6 +154,7 @@ fn dashboard_pages_in_chromium() {
         "rules",
         "recommendations",
         "database",
+        "sql",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),

@@ -578,6 +578,7 @@ fn bad_statements_get_clear_errors_and_limits_stop_queries() {
         ("OXEYE_SQL__MAX_ROWS", "1000"),
         ("OXEYE_SQL__TIMEOUT", "2s"),
         ("OXEYE_SQL__MAX_MEMORY", "8MiB"),
+        ("OXEYE_QUERY__MAX_SAMPLES", "50"),
     ]);
     load(&server);
     let check = |query: &str, status: u16, kind: &str, needle: &str| {
@@ -619,12 +620,27 @@ fn bad_statements_get_clear_errors_and_limits_stop_queries() {
         "timeout",
         "sql.timeout",
     );
-    // …or more memory than sql.max_memory.
+    // …or more memory than sql.max_memory (9M groups).
     check(
-        "SELECT sum(a.value * b.value + c.value * d.value - e.value) FROM samples a, samples b, samples c, samples d, samples e",
+        "SELECT count(*) FROM (SELECT a.value * 3001 + b.value AS k, count(*) FROM \
+         generate_series(1, 3000) a, generate_series(1, 3000) b GROUP BY k)",
         422,
         "limit",
         "sql.max_memory",
+    );
+    // …or more samples than query.max_samples (60 are stored).
+    check(
+        "SELECT count(*) FROM samples",
+        422,
+        "limit",
+        "query.max_samples (50)",
+    );
+    assert_eq!(
+        rows(
+            &server,
+            "SELECT count(*) FROM samples WHERE labels['region'] = 'eu'"
+        ),
+        vec![vec![json!(20)]]
     );
     let (status, body) = client()
         .post(server.url("/api/v1/sql"))

@@ -150,6 +150,16 @@ await page.waitForSelector("#cache-curve .uplot");
 check(true, "the hit-ratio curve is drawn");
 await page.screenshot({ path: `${shots}/database.png`, fullPage: true });
 
+// SQL: a result table, and a chart for a time-bucketed answer.
+const sql = "SELECT date_bin(INTERVAL '1 second', start_time, TIMESTAMP '1970-01-01T00:00:00Z') AS t, count(*) AS spans FROM spans GROUP BY 1 ORDER BY 1";
+await page.goto(`${base}/ui/sql?query=${encodeURIComponent(sql)}`);
+await page.waitForSelector("#sql-table tbody tr");
+check((await text("#sql-table thead")).includes("spans"), "SQL page names the columns");
+check(/\d+ rows? in \d+ ms/.test(await text("#sql-status")), "SQL page reports rows and time");
+await page.waitForSelector("#sql-graph .uplot");
+check(true, "SQL page charts the time column");
+await page.screenshot({ path: `${shots}/sql.png`, fullPage: true });
+
 await browser.close();
 if (problems.length) {
   console.error(problems.join("\n"));

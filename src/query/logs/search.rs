@@ -650,7 +650,7 @@ fn compile_for(
 /// unscored (SQL's `logs` table): handed to `visit` a segment at a time in
 /// runs of at most `chunk` doc ids, with the segment's reader and searcher.
 /// Partitions outside the query's `@timestamp` bounds are not opened;
-/// `part`/`parts` deal the partitions out among parallel callers. `visit`
+/// `part`/`parts` deal their segments out among parallel callers. `visit`
 /// returns false to stop.
 #[allow(clippy::too_many_arguments)]
 pub fn for_each_match(
@@ -671,12 +671,8 @@ pub fn for_each_match(
     let failed = |err: tantivy::TantivyError| {
         QueryError::new("search_phase_execution_exception", err.to_string())
     };
-    for partition in store
-        .partitions_between(from_ms, to_ms)
-        .iter()
-        .skip(part)
-        .step_by(parts.max(1))
-    {
+    let mut dealt = 0usize;
+    for partition in store.partitions_between(from_ms, to_ms).iter() {
         let searcher = partition.searcher();
         let weight = compiled
             .weight(tantivy::query::EnableScoring::disabled_from_searcher(
@@ -684,6 +680,10 @@ pub fn for_each_match(
             ))
             .map_err(failed)?;
         for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+            dealt += 1;
+            if (dealt - 1) % parts.max(1) != part {
+                continue;
+            }
             let mut scorer = weight.scorer(reader, 1.0).map_err(failed)?;
             let alive = reader.alive_bitset();
             let mut docs: Vec<DocId> = Vec::with_capacity(chunk.min(65_536));

@@ -64,6 +64,31 @@ impl Term {
     }
 }
 
+/// DataFusion's question "which of these filters can you use?": inexact
+/// for each filter that is a term `usable` accepts.
+pub fn pushdown(
+    filters: &[&Expr],
+    usable: impl Fn(&Term) -> bool,
+) -> Vec<datafusion::logical_expr::TableProviderFilterPushDown> {
+    use datafusion::logical_expr::TableProviderFilterPushDown as P;
+    filters
+        .iter()
+        .map(|f| match term(f) {
+            Some(t) if usable(&t) => P::Inexact,
+            _ => P::Unsupported,
+        })
+        .collect()
+}
+
+/// The terms of the filters a scan was handed that `usable` accepts.
+pub fn usable_terms(filters: &[Expr], usable: impl Fn(&Term) -> bool) -> Vec<Term> {
+    filters
+        .iter()
+        .filter_map(term)
+        .filter(|t| usable(t))
+        .collect()
+}
+
 /// The term one filter expression is, if a store can use it.
 pub fn term(expr: &Expr) -> Option<Term> {
     match expr {

@@ -9,7 +9,6 @@
 //! and `severity` when they are keywords); the rest from the stored
 //! `_source`, read only when one of its columns is selected.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{MapBuilder, StringBuilder, TimestampMillisecondBuilder};
@@ -28,7 +27,7 @@ use tantivy::{DocAddress, DocId, TantivyDocument};
 
 use super::filters::{self, Target, Term};
 use super::scan::{Producer, ScanExec, BATCH_ROWS};
-use super::{map_type, project_schema, utc};
+use super::{map_type, projected, utc};
 use crate::model::log::TIMESTAMP_FIELD;
 use crate::model::span::hex;
 use crate::query::logs::ast::{BoolQuery, LogQuery, MinimumShouldMatch};
@@ -185,13 +184,7 @@ impl TableProvider for LogsTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match filters::term(f) {
-                Some(term) if Self::usable(&term) => TableProviderFilterPushDown::Inexact,
-                _ => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(filters::pushdown(filters, Self::usable))
     }
 
     async fn scan(
@@ -201,22 +194,14 @@ impl TableProvider for LogsTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let terms: Vec<Term> = filters
-            .iter()
-            .filter_map(filters::term)
-            .filter(Self::usable)
-            .collect();
+        let terms = filters::usable_terms(filters, Self::usable);
         let all = self.store.catalog.read().resolve("*");
         let indices = match filters::values_of(&terms, &Target::Column("index".into())) {
             Some(wanted) => all.into_iter().filter(|i| wanted.contains(i)).collect(),
             None => all,
         };
         let query = log_query(&terms);
-        let columns: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.schema.fields().len()).collect(),
-        };
-        let schema = project_schema(&self.schema, &columns);
+        let (columns, schema) = projected(&self.schema, projection);
         let mut detail = filters::describe(&terms, true);
         if !terms.is_empty() {
             detail.push_str(&format!("; indices={indices:?}; tantivy: {query:?}"));
@@ -251,10 +236,15 @@ struct LogScan {
     now_ms: i64,
 }
 
-/// A string fast column with its dictionary lookups remembered.
+/// Most dictionary entries of a string fast column remembered by ordinal.
+const MAX_REMEMBERED: u64 = 1 << 16;
+
+/// A string fast column with its dictionary lookups remembered (service
+/// names, severities and index names are few; each is looked up once).
 struct Strings {
     column: StrColumn,
-    seen: HashMap<u64, String>,
+    seen: Vec<Option<String>>,
+    scratch: String,
 }
 
 impl Strings {
@@ -262,28 +252,87 @@ impl Strings {
         let column = reader.fast_fields().str(name).ok().flatten()?;
         Some(Strings {
             column,
-            seen: HashMap::new(),
+            seen: Vec::new(),
+            scratch: String::new(),
         })
     }
 
     fn get(&mut self, doc: DocId) -> Option<&str> {
         let ord = self.column.term_ords(doc).next()?;
-        if !self.seen.contains_key(&ord) {
-            if self.seen.len() > 65_536 {
-                self.seen.clear();
-            }
-            let text = first_str(&self.column, doc)?;
-            self.seen.insert(ord, text);
+        if ord >= MAX_REMEMBERED {
+            self.scratch = first_str(&self.column, doc)?;
+            return Some(&self.scratch);
         }
-        self.seen.get(&ord).map(String::as_str)
+        let at = ord as usize;
+        if self.seen.len() <= at {
+            self.seen.resize(at + 1, None);
+        }
+        if self.seen[at].is_none() {
+            self.seen[at] = Some(first_str(&self.column, doc)?);
+        }
+        self.seen[at].as_deref()
+    }
+}
+
+/// The fast columns of one segment a scan reads.
+struct SegmentColumns {
+    id: tantivy::index::SegmentId,
+    index: Option<Strings>,
+    ts: Option<Column<tantivy::DateTime>>,
+    trace: Option<Column<std::net::Ipv6Addr>>,
+    span: Option<Column<u64>>,
+    severity: Vec<Strings>,
+    service: Vec<Strings>,
+}
+
+impl SegmentColumns {
+    fn open(reader: &tantivy::SegmentReader, columns: &[usize]) -> SegmentColumns {
+        let fast = reader.fast_fields();
+        let wants = |c: usize| columns.contains(&c);
+        let strings = |paths: &[&str]| -> Vec<Strings> {
+            paths
+                .iter()
+                .filter_map(|p| Strings::open(reader, &format!("kw.{p}")))
+                .collect()
+        };
+        SegmentColumns {
+            id: reader.segment_id(),
+            index: wants(INDEX)
+                .then(|| Strings::open(reader, schema::INDEX))
+                .flatten(),
+            ts: wants(TIMESTAMP)
+                .then(|| fast.date(schema::TS).ok())
+                .flatten(),
+            trace: wants(TRACE_ID)
+                .then(|| fast.ip_addr(schema::TRACE_ID).ok())
+                .flatten(),
+            span: wants(SPAN_ID)
+                .then(|| fast.u64(schema::SPAN_ID).ok())
+                .flatten(),
+            severity: if wants(SEVERITY) {
+                strings(&SEVERITY_PATHS)
+            } else {
+                Vec::new()
+            },
+            service: if wants(SERVICE) {
+                strings(&SERVICE_PATHS)
+            } else {
+                Vec::new()
+            },
+        }
     }
 }
 
 /// The first of several string fast columns that has a value.
-fn first_of(columns: &mut [Strings], doc: DocId) -> Option<String> {
-    columns
-        .iter_mut()
-        .find_map(|c| c.get(doc).map(str::to_owned))
+fn first_of(columns: &mut [Strings], doc: DocId) -> Option<&str> {
+    for column in columns.iter_mut() {
+        // Two lookups: the borrow checker cannot return from the loop a
+        // value borrowed by a call that may have returned None.
+        if column.get(doc).is_some() {
+            return column.get(doc);
+        }
+    }
+    None
 }
 
 fn needs_source(columns: &[usize]) -> bool {
@@ -301,28 +350,31 @@ impl Producer for LogScan {
         let source_needed = needs_source(&self.columns);
         let mut index = StringBuilder::new();
         let mut ts = TimestampMillisecondBuilder::new().with_timezone(utc());
-        let mut texts: HashMap<usize, StringBuilder> = [ID, BODY, SEVERITY, SERVICE, TRACE_ID]
-            .into_iter()
-            .chain([SPAN_ID, SOURCE])
-            .filter(|c| self.columns.contains(c))
-            .map(|c| (c, StringBuilder::new()))
+        // Builders by column number (a slot per column of the table).
+        let width = self
+            .columns
+            .iter()
+            .max()
+            .map_or(0, |m| m + 1)
+            .max(SOURCE + 1);
+        let mut texts: Vec<Option<StringBuilder>> = (0..width)
+            .map(|c| {
+                (self.columns.contains(&c)
+                    && !matches!(c, INDEX | TIMESTAMP | ATTRIBUTES | RESOURCE))
+                .then(StringBuilder::new)
+            })
             .collect();
-        let mut maps: HashMap<usize, MapBuilder<StringBuilder, StringBuilder>> =
-            [ATTRIBUTES, RESOURCE]
-                .into_iter()
-                .filter(|c| self.columns.contains(c))
-                .map(|c| {
-                    (
-                        c,
-                        MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()),
-                    )
-                })
-                .collect();
+        let mut maps: Vec<Option<MapBuilder<StringBuilder, StringBuilder>>> = (0..width)
+            .map(|c| {
+                (self.columns.contains(&c) && matches!(c, ATTRIBUTES | RESOURCE))
+                    .then(|| MapBuilder::new(None, StringBuilder::new(), StringBuilder::new()))
+            })
+            .collect();
         let mut pending = 0usize;
         let mut flush = |index: &mut StringBuilder,
                          ts: &mut TimestampMillisecondBuilder,
-                         texts: &mut HashMap<usize, StringBuilder>,
-                         maps: &mut HashMap<usize, MapBuilder<StringBuilder, StringBuilder>>,
+                         texts: &mut [Option<StringBuilder>],
+                         maps: &mut [Option<MapBuilder<StringBuilder, StringBuilder>>],
                          rows: usize|
          -> std::result::Result<bool, String> {
             let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
@@ -330,8 +382,8 @@ impl Producer for LogScan {
                 arrays.push(match *c {
                     INDEX => Arc::new(index.finish()),
                     TIMESTAMP => Arc::new(ts.finish()),
-                    ATTRIBUTES | RESOURCE => Arc::new(maps.get_mut(c).ok_or("map")?.finish()),
-                    other => Arc::new(texts.get_mut(&other).ok_or("text")?.finish()),
+                    ATTRIBUTES | RESOURCE => Arc::new(maps[*c].as_mut().ok_or("map")?.finish()),
+                    other => Arc::new(texts[other].as_mut().ok_or("text")?.finish()),
                 });
             }
             let batch = RecordBatch::try_new_with_options(
@@ -343,6 +395,7 @@ impl Producer for LogScan {
             Ok(emit(batch))
         };
         let mut stopped = false;
+        let mut segment: Option<SegmentColumns> = None;
         let result = for_each_match(
             &self.store,
             &self.indices,
@@ -352,20 +405,21 @@ impl Producer for LogScan {
             self.partitions,
             BATCH_ROWS,
             |searcher, reader, ord, docs| {
-                let fast = reader.fast_fields();
-                let mut index_col = Strings::open(reader, schema::INDEX);
-                let ts_col: Option<Column<tantivy::DateTime>> = fast.date(schema::TS).ok();
-                let trace_col: Option<Column<std::net::Ipv6Addr>> =
-                    fast.ip_addr(schema::TRACE_ID).ok();
-                let span_col: Option<Column<u64>> = fast.u64(schema::SPAN_ID).ok();
-                let mut severity_cols: Vec<Strings> = SEVERITY_PATHS
-                    .iter()
-                    .filter_map(|p| Strings::open(reader, &format!("kw.{p}")))
-                    .collect();
-                let mut service_cols: Vec<Strings> = SERVICE_PATHS
-                    .iter()
-                    .filter_map(|p| Strings::open(reader, &format!("kw.{p}")))
-                    .collect();
+                // Columns are opened once per segment (a u128 column's
+                // decompressor costs as much to open as a chunk to read),
+                // and only the ones the query selects.
+                if segment.as_ref().is_none_or(|s| s.id != reader.segment_id()) {
+                    segment = Some(SegmentColumns::open(reader, &self.columns));
+                }
+                let SegmentColumns {
+                    index: index_col,
+                    ts: ts_col,
+                    trace: trace_col,
+                    span: span_col,
+                    severity: severity_cols,
+                    service: service_cols,
+                    ..
+                } = segment.as_mut().expect("opened above");
                 for &doc in docs {
                     let stored: Option<(TantivyDocument, Map<String, Value>)> = if source_needed {
                         let addr = DocAddress::new(ord, doc);
@@ -395,7 +449,7 @@ impl Producer for LogScan {
                                     .map_or(0, |t| t.into_timestamp_millis()),
                             ),
                             ATTRIBUTES | RESOURCE => {
-                                let b = maps.get_mut(c).expect("map builder");
+                                let b = maps[*c].as_mut().expect("map builder");
                                 let empty = Map::new();
                                 let source = source.unwrap_or(&empty);
                                 let mut pairs = Vec::new();
@@ -424,8 +478,19 @@ impl Producer for LogScan {
                                         .1
                                     }),
                                     BODY => source.and_then(body_of),
-                                    SEVERITY => first_of(&mut severity_cols, doc),
-                                    SERVICE => first_of(&mut service_cols, doc),
+                                    SEVERITY | SERVICE => {
+                                        let columns = if other == SEVERITY {
+                                            &mut *severity_cols
+                                        } else {
+                                            &mut *service_cols
+                                        };
+                                        let b = texts[other].as_mut().expect("text builder");
+                                        match first_of(columns, doc) {
+                                            Some(v) => b.append_value(v),
+                                            None => b.append_null(),
+                                        }
+                                        continue;
+                                    }
                                     TRACE_ID => trace_col
                                         .as_ref()
                                         .and_then(|col| col.first(doc))
@@ -436,7 +501,7 @@ impl Producer for LogScan {
                                         .map(|id| hex(&id.to_be_bytes())),
                                     _ => source.map(|s| Value::Object(s.clone()).to_string()),
                                 };
-                                let b = texts.get_mut(&other).expect("text builder");
+                                let b = texts[other].as_mut().expect("text builder");
                                 match value {
                                     Some(v) => b.append_value(v),
                                     None => b.append_null(),

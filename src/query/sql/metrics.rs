@@ -22,7 +22,7 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::filters::{self, Target, Term};
 use super::scan::{Producer, ScanExec, BATCH_ROWS};
-use super::{map_type, project_schema, utc};
+use super::{map_type, projected, utc};
 use crate::model::{Labels, METRIC_NAME};
 use crate::storage::metrics::matcher::Matcher;
 use crate::storage::metrics::MetricsStore;
@@ -144,13 +144,7 @@ impl TableProvider for MetricTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match filters::term(f) {
-                Some(term) if self.usable(&term) => TableProviderFilterPushDown::Inexact,
-                _ => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(filters::pushdown(filters, |t| self.usable(t)))
     }
 
     async fn scan(
@@ -160,11 +154,7 @@ impl TableProvider for MetricTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let terms: Vec<Term> = filters
-            .iter()
-            .filter_map(filters::term)
-            .filter(|t| self.usable(t))
-            .collect();
+        let terms = filters::usable_terms(filters, |t| self.usable(t));
         let mut matchers = Vec::new();
         if let Shape::Wide(name, _) = &self.shape {
             matchers.push(Matcher::equal(METRIC_NAME, name.clone()));
@@ -206,11 +196,7 @@ impl TableProvider for MetricTable {
         } else {
             hi.div_euclid(1_000_000)
         };
-        let columns: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.schema.fields().len()).collect(),
-        };
-        let schema = project_schema(&self.schema, &columns);
+        let (columns, schema) = projected(&self.schema, projection);
         let producer = MetricScan {
             store: self.store.clone(),
             shape: self.shape.clone(),
@@ -364,25 +350,46 @@ impl Producer for MetricScan {
             } else {
                 self.matchers.clone()
             };
-            let series = self.store.select(&matchers, self.mint, self.maxt);
-            let total: usize = series.iter().map(|s| s.samples.len()).sum();
-            if total > self.max_samples && self.limit.is_none() {
-                return Err(format!(
-                    "the query reads {total} samples, more than query.max_samples ({}): narrow it by metric, label or time",
-                    self.max_samples
-                ));
+            // One series in memory at a time; the samples read are
+            // counted against query.max_samples as they are read.
+            let mut failure: Option<String> = None;
+            let mut read = 0usize;
+            let mut going = true;
+            self.store
+                .for_each_selected(&matchers, self.mint, self.maxt, |s| {
+                    read = read.saturating_add(s.samples.len());
+                    if read > self.max_samples {
+                        failure = Some(format!(
+                            "{}the query reads more than query.max_samples ({}) samples: narrow it by metric, label or time",
+                            super::scan::LIMIT,
+                            self.max_samples
+                        ));
+                        return false;
+                    }
+                    for sample in &s.samples {
+                        rows.push(&s.labels, Some((sample.t, sample.v)));
+                        produced += 1;
+                        if rows.len == BATCH_ROWS {
+                            match rows.finish() {
+                                Ok(batch) => going = emit(batch),
+                                Err(e) => {
+                                    failure = Some(e);
+                                    going = false;
+                                }
+                            }
+                        }
+                        if !going || produced >= wanted {
+                            going = false;
+                            return false;
+                        }
+                    }
+                    true
+                });
+            if let Some(e) = failure {
+                return Err(e);
             }
-            'series: for s in &series {
-                for sample in &s.samples {
-                    rows.push(&s.labels, Some((sample.t, sample.v)));
-                    produced += 1;
-                    if rows.len == BATCH_ROWS && !emit(rows.finish()?) {
-                        return Ok(());
-                    }
-                    if produced >= wanted {
-                        break 'series;
-                    }
-                }
+            if !going && produced < wanted {
+                return Ok(());
             }
         }
         if rows.len > 0 {

@@ -58,6 +58,17 @@ pub fn map_type() -> DataType {
         .clone()
 }
 
+/// The columns a scan returns (all when there is no projection) and their
+/// schema.
+pub fn projected(schema: &SchemaRef, projection: Option<&Vec<usize>>) -> (Vec<usize>, SchemaRef) {
+    let columns: Vec<usize> = match projection {
+        Some(p) => p.clone(),
+        None => (0..schema.fields().len()).collect(),
+    };
+    let projected = project_schema(schema, &columns);
+    (columns, projected)
+}
+
 /// The schema of some columns of `schema`, in the order given.
 pub fn project_schema(schema: &SchemaRef, columns: &[usize]) -> SchemaRef {
     Arc::new(Schema::new(
@@ -164,7 +175,7 @@ impl From<DataFusionError> for SqlError {
             _ => SqlErrorKind::Internal,
         };
         let mut message = err.find_root().to_string();
-        if kind == SqlErrorKind::Limit {
+        if kind == SqlErrorKind::Limit && !message.contains("query.max_samples") {
             message = format!("the query needs more memory than sql.max_memory allows: {message}");
         }
         SqlError { kind, message }

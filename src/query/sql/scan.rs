@@ -26,6 +26,10 @@ use datafusion::physical_plan::{
 /// Rows per produced batch.
 pub const BATCH_ROWS: usize = 8192;
 
+/// What a producer's error starts with when a configured limit stopped it
+/// (reported as a limit, not a failure).
+pub const LIMIT: &str = "limit: ";
+
 /// Fills one partition of a scan. `emit` returns false once nobody reads
 /// any more: stop then.
 pub trait Producer: Send + Sync + 'static {
@@ -152,7 +156,11 @@ impl ExecutionPlan for ScanExec {
                 Err(_) => Some(format!("reading table {table} failed (internal error)")),
             };
             if let Some(message) = failure {
-                let _ = tx.blocking_send(Err(DataFusionError::Execution(message)));
+                let err = match message.strip_prefix(LIMIT) {
+                    Some(limit) => DataFusionError::ResourcesExhausted(limit.to_owned()),
+                    None => DataFusionError::Execution(message),
+                };
+                let _ = tx.blocking_send(Err(err));
             }
         });
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {

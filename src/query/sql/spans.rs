@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 
 use super::filters::{self, Target, Term};
 use super::scan::{Producer, ScanExec, BATCH_ROWS};
-use super::{map_type, project_schema, utc};
+use super::{map_type, projected, utc};
 use crate::model::span::{self, AttrValue, Attributes, Span, TraceId, KIND_NAMES};
 use crate::storage::traces::block;
 use crate::storage::traces::TraceStore;
@@ -117,13 +117,7 @@ impl TableProvider for SpansTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| match filters::term(f) {
-                Some(term) if Self::usable(&term) => TableProviderFilterPushDown::Inexact,
-                _ => TableProviderFilterPushDown::Unsupported,
-            })
-            .collect())
+        Ok(filters::pushdown(filters, Self::usable))
     }
 
     async fn scan(
@@ -133,16 +127,8 @@ impl TableProvider for SpansTable {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let terms: Vec<Term> = filters
-            .iter()
-            .filter_map(filters::term)
-            .filter(Self::usable)
-            .collect();
-        let columns: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.schema.fields().len()).collect(),
-        };
-        let schema = project_schema(&self.schema, &columns);
+        let terms = filters::usable_terms(filters, Self::usable);
+        let (columns, schema) = projected(&self.schema, projection);
         let traces = filters::values_of(&terms, &Target::Column("trace_id".into()))
             .filter(|ids| ids.len() <= MAX_TRACE_LOOKUPS)
             .map(|ids| {

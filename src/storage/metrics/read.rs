@@ -122,6 +122,23 @@ impl MetricsStore {
     /// Samples of every series matching `matchers` within `[mint, maxt]`, in
     /// series-id order; series without samples in range are omitted.
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SeriesSamples> {
+        let mut out = Vec::new();
+        self.for_each_selected(matchers, mint, maxt, |series| {
+            out.push(series);
+            true
+        });
+        out
+    }
+
+    /// [`MetricsStore::select`] one series at a time, without holding them
+    /// all (SQL scans): `visit` returns false to stop.
+    pub fn for_each_selected(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        mut visit: impl FnMut(SeriesSamples) -> bool,
+    ) {
         let (snapshots, frozen) = {
             let head = self.head.read();
             let frozen = self.frozen.read().clone();
@@ -142,7 +159,6 @@ impl MetricsStore {
             .filter(|b| b.overlaps(mint, maxt))
             .cloned()
             .collect();
-        let mut out = Vec::with_capacity(snapshots.len());
         let mut scratch = Vec::new();
         for (id, labels, head_part) in snapshots {
             let mut samples = Vec::new();
@@ -163,11 +179,10 @@ impl MetricsStore {
             let mut part = Vec::new();
             head_part.samples(mint, maxt, &mut part);
             samples = merge_sorted(samples, part);
-            if !samples.is_empty() {
-                out.push(SeriesSamples { labels, samples });
+            if !samples.is_empty() && !visit(SeriesSamples { labels, samples }) {
+                return;
             }
         }
-        out
     }
 
     /// Metadata by metric family.

@@ -435,6 +435,11 @@ impl SpanBlock {
     }
 
     /// The batches holding spans of `service`, or `None` if it has none.
+    /// How many record batches the block holds.
+    pub fn num_batches(&self) -> usize {
+        self.batch_ranges.len()
+    }
+
     pub fn batches_of_service(&self, service: &str) -> Option<&RoaringBitmap> {
         self.services
             .iter()

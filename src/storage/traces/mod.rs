@@ -662,9 +662,9 @@ impl TraceStore {
     /// One partition of a column scan (SQL's `spans` table): the spans of
     /// the heads that started in `[start_ns, end_ns]` go to `head` (in
     /// partition 0), and the record batches of the blocks overlapping it,
-    /// with the block columns in `projection`, go to `batch`. Blocks are
-    /// dealt to the `parts` partitions in turn; with `service`, only the
-    /// batches holding that service are read. Rows of a batch may lie
+    /// with the block columns in `projection`, go to `batch`. Record
+    /// batches are dealt to the `parts` partitions in turn; with `service`,
+    /// only the batches holding that service are read. Rows of a batch may lie
     /// outside the range or belong to other services: the caller filters.
     /// Either visitor returns false to stop.
     #[allow(clippy::too_many_arguments)]
@@ -701,32 +701,30 @@ impl TraceStore {
             }
         }
         let blocks: Vec<Arc<SpanBlock>> = self.blocks.read().clone();
-        let mut going = true;
-        for block in blocks
-            .iter()
-            .filter(|b| b.overlaps(start_ns, end_ns))
-            .skip(part)
-            .step_by(parts.max(1))
-        {
-            let visit = |_: usize, columns: &block::Columns| {
-                if going {
-                    going = batch(&columns.batch);
-                }
-                Ok(())
-            };
-            match service {
-                None => block.scan(projection.clone(), visit)?,
+        let mut dealt = 0usize;
+        for block in blocks.iter().filter(|b| b.overlaps(start_ns, end_ns)) {
+            let candidates: Vec<usize> = match service {
+                None => (0..block.num_batches()).collect(),
                 Some(name) => match block.batches_of_service(name) {
-                    Some(batches) => block.scan_batches(
-                        batches.iter().map(|b| b as usize),
-                        projection.clone(),
-                        visit,
-                    )?,
+                    Some(batches) => batches.iter().map(|b| b as usize).collect(),
                     None => continue,
                 },
+            };
+            let mine: Vec<usize> = candidates
+                .into_iter()
+                .filter(|_| {
+                    dealt += 1;
+                    (dealt - 1) % parts.max(1) == part
+                })
+                .collect();
+            if mine.is_empty() {
+                continue;
             }
-            if !going {
-                break;
+            let mut reader = block.reader(Some(projection.clone()))?;
+            for index in mine {
+                if !batch(&reader.batch(index)?.batch) {
+                    return Ok(());
+                }
             }
         }
         Ok(())
