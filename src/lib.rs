@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dashboards;
 pub mod error;
 pub mod ingest;
 pub mod loadgen;
@@ -234,6 +235,21 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot start SQL: {e}"))?,
     );
+    let dashboards = {
+        let options = dashboards::Options::from_config(&config);
+        let builtin = config.dashboards.builtin;
+        let dir = config.dashboards.provision_path(&config.dir);
+        tokio::task::spawn_blocking(move || {
+            let store = dashboards::DashboardStore::open(options)?;
+            let saved = dashboards::provision_all(&store, builtin, dir.as_deref());
+            if saved > 0 {
+                tracing::info!("{saved} dashboards provisioned");
+            }
+            Ok::<_, dashboards::DashboardError>(store)
+        })
+        .await?
+        .map_err(|e| anyhow::anyhow!("cannot open the dashboards: {e}"))?
+    };
     let (shutdown, stopping) = watch::channel(false);
     let state = AppState {
         config: config.clone(),
@@ -251,6 +267,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         rules: rules.clone(),
         results_cache,
         sql: sql.clone(),
+        dashboards: Arc::new(dashboards),
     };
 
     let http = bind(config.server.listen, "HTTP").await?;

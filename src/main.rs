@@ -60,12 +60,45 @@ enum Command {
         #[command(flatten)]
         server: oxeye::recommend::cli::Server,
     },
+    /// Saved dashboards on a running server: import Grafana's dashboard
+    /// JSON files, export one, list them.
+    Dashboards {
+        #[command(subcommand)]
+        what: Dashboards,
+    },
     /// Print the argon2 hash of a password for `[[auth.users]] password_hash`
     /// (read from standard input, one line).
     HashPassword,
     /// Print the SHA-256 of a token for `[[auth.tokens]] token_sha256`
     /// (read from standard input, one line).
     HashToken,
+}
+
+#[derive(Subcommand)]
+enum Dashboards {
+    /// Save dashboard JSON files (as Grafana exports them) under their uid,
+    /// replacing what is there (the old version stays in the history).
+    Import {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        server: oxeye::recommend::cli::Server,
+    },
+    /// Write a saved dashboard's JSON to FILE ("-" for standard output).
+    Export {
+        uid: String,
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        #[command(flatten)]
+        server: oxeye::recommend::cli::Server,
+    },
+    /// List the saved dashboards whose title, uid or tags contain QUERY.
+    List {
+        #[arg(default_value = "")]
+        query: String,
+        #[command(flatten)]
+        server: oxeye::recommend::cli::Server,
+    },
 }
 
 #[derive(Subcommand)]
@@ -416,6 +449,24 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Dashboards { what } => {
+            use oxeye::dashboards::cli;
+            let result = match what {
+                Dashboards::Import { files, server } => cli::import(&server, &files),
+                Dashboards::Export { uid, file, server } => cli::export(&server, &uid, &file),
+                Dashboards::List { query, server } => cli::list(&server, &query),
+            };
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("oxeye dashboards: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::DefaultConfig => {
             print!("{DEFAULT_CONFIG}");
             ExitCode::SUCCESS

@@ -12,8 +12,10 @@
 //! by its SHA-256 digest, and verifications run on blocking threads, a few at
 //! a time, so that wrong passwords cannot tie up the async runtime.
 //!
-//! Roles: `read` (queries, the dashboard), `write` (ingest), `admin`
-//! (everything, including `/api/v1/admin/*` and index deletion).
+//! Roles: `read` (queries, the dashboard), `write` (ingest, saving and
+//! deleting dashboards), `admin` (everything, including `/api/v1/admin/*`
+//! and index deletion). The Elasticsearch API mounted under `/es` on the
+//! main listener keeps its own rules.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -309,9 +311,16 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 
 /// What a request on the main HTTP listener needs. `None`: open to all
 /// (health checks, as load balancers and kubelets call them bare).
-pub fn main_listener_role(_method: &Method, path: &str) -> Option<Role> {
+pub fn main_listener_role(method: &Method, path: &str) -> Option<Role> {
     if matches!(path, "/-/healthy" | "/-/ready") {
         return None;
+    }
+    if let Some(rest) = path.strip_prefix("/es/") {
+        return Some(elasticsearch_role(method, rest));
+    }
+    // Saving, restoring and deleting dashboards changes what others see.
+    if path.starts_with("/api/v1/dashboards") && !matches!(*method, Method::GET | Method::HEAD) {
+        return Some(Role::Write);
     }
     if path.starts_with("/api/v1/admin/") || path == "/-/reload" {
         return Some(Role::Admin);

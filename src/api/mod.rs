@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod browser;
+pub mod dashboards;
 pub mod elasticsearch;
 pub mod jaeger;
 pub mod logs;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub results_cache: Option<Arc<crate::query::cache::ResultsCache>>,
     /// SQL over every signal (`POST /api/v1/sql`, the PostgreSQL listener).
     pub sql: Arc<crate::query::sql::SqlEngine>,
+    /// Saved dashboards (`/api/v1/dashboards`, `/ui/dashboards`).
+    pub dashboards: Arc<crate::dashboards::DashboardStore>,
 }
 
 impl AppState {
@@ -95,6 +98,9 @@ pub fn router(state: AppState) -> Router {
         .merge(prometheus::routes())
         .merge(query::routes())
         .merge(sql::routes())
+        .merge(dashboards::routes(
+            state.config.dashboards.max_size.as_usize(),
+        ))
         .merge(rules::routes())
         .merge(recommendations::routes())
         .merge(status::routes())
@@ -102,6 +108,10 @@ pub fn router(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(jaeger::routes())
         .merge(crate::ui::routes())
+        // The Elasticsearch API under /es on this listener too, so that the
+        // dashboard pages (and a Grafana data source given one URL) reach
+        // it from the same origin.
+        .nest_service("/es", elasticsearch::router(state.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(middleware::from_fn_with_state(

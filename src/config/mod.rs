@@ -38,6 +38,7 @@ pub struct Config {
     pub rules: RulesConfig,
     pub alerting: AlertingConfig,
     pub recommendations: RecommendationsConfig,
+    pub dashboards: DashboardsConfig,
     pub otlp: OtlpConfig,
     pub log: LogConfig,
     /// The directory of the configuration file (rule globs are relative to
@@ -280,6 +281,29 @@ pub struct SqlConfig {
     pub max_memory: ByteSize,
     pub max_concurrent: usize,
     pub target_partitions: usize,
+}
+
+/// `[dashboards]`: saved dashboards (Grafana's JSON) and provisioning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardsConfig {
+    /// Save the dashboards shipped with Oxeye at start.
+    pub builtin: bool,
+    /// A directory of dashboard JSON files saved at start ("" for none;
+    /// relative to the configuration file).
+    pub provision_dir: String,
+    pub max_versions: usize,
+    pub max_dashboards: usize,
+    pub max_size: ByteSize,
+    pub max_panels: usize,
+    pub max_variables: usize,
+}
+
+impl DashboardsConfig {
+    /// `provision_dir` resolved against the configuration file's directory.
+    pub fn provision_path(&self, base: &std::path::Path) -> Option<PathBuf> {
+        (!self.provision_dir.is_empty()).then(|| base.join(&self.provision_dir))
+    }
 }
 
 /// `[cache]`: the query results cache.

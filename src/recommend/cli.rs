@@ -87,6 +87,22 @@ fn fetch(server: &Server, what: What, params: &[(&str, Option<String>)]) -> Resu
 /// Asks the server at `path` (a GET, or a POST of this JSON body) and
 /// returns its JSON answer; an error status becomes its `error` message.
 pub fn request(server: &Server, path: &str, body: Option<&Value>) -> Result<Value, String> {
+    let method = if body.is_some() { "POST" } else { "GET" };
+    request_with(
+        server,
+        method,
+        path,
+        body.map(|b| b.to_string().into_bytes()),
+    )
+}
+
+/// `request` with any method and a raw body (sent as JSON).
+pub fn request_with(
+    server: &Server,
+    method: &str,
+    path: &str,
+    payload: Option<Vec<u8>>,
+) -> Result<Value, String> {
     if !server.url.starts_with("http://") {
         return Err(format!(
             "--url {:?}: only http:// URLs are supported",
@@ -94,7 +110,6 @@ pub fn request(server: &Server, path: &str, body: Option<&Value>) -> Result<Valu
         ));
     }
     let url = format!("{}{path}", server.url.trim_end_matches('/'));
-    let payload = body.map(|b| b.to_string());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -103,7 +118,6 @@ pub fn request(server: &Server, path: &str, body: Option<&Value>) -> Result<Valu
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<Full<Bytes>>();
-        let method = if payload.is_some() { "POST" } else { "GET" };
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(&url)

@@ -5,6 +5,7 @@
 //! paging); nothing loads unbounded results into the browser.
 
 mod alerts;
+mod dashboards;
 mod database;
 mod recommendations;
 
@@ -44,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/traces/{trace_id}", get(trace))
         .route("/ui/services", get(services))
         .route("/ui/sql", get(sql_page))
+        .route("/ui/dashboards", get(dashboards::list))
+        .route("/ui/d/{uid}", get(dashboards::view))
         .route("/ui/status", get(status))
         .route("/ui/alerts", get(alerts::alerts))
         .route("/ui/rules", get(alerts::rules_page))
@@ -1042,6 +1045,10 @@ async fn static_file(Path(path): Path<String>) -> Response {
     let (body, content_type): (&'static [u8], &str) = match path.as_str() {
         "app.css" => (include_bytes!("../../web/static/app.css"), "text/css"),
         "app.js" => (include_bytes!("../../web/static/app.js"), "text/javascript"),
+        "dashboards.js" => (
+            include_bytes!("../../web/static/dashboards.js"),
+            "text/javascript",
+        ),
         "vendor/uplot/uPlot.iife.min.js" => (
             include_bytes!("../../web/static/vendor/uplot/uPlot.iife.min.js"),
             "text/javascript",
