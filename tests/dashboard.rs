@@ -155,6 +155,8 @@ fn dashboard_pages_in_chromium() {
         "recommendations",
         "database",
         "sql",
+        "dashboards",
+        "dashboard-red",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),

@@ -254,6 +254,23 @@ fn dashboards_api_versions_conflicts_and_errors() {
     assert_eq!(content(after["dashboard"].clone()), content(original));
 }
 
+/// Step, interval macros, variable formats, units, reducers, time
+/// expressions, the old-rows migration and row expansion of
+/// `web/static/dashboards.js`, checked in node against values worked out
+/// from Grafana's source.
+#[test]
+fn renderer_follows_grafana_semantics() {
+    let node = require_program("node");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/dashboards_unit.mjs");
+    let output = Command::new(node).arg(script).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("dashboards unit ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn grafana_dashboards_import_and_render_in_chromium() {
     let node = require_program("node");

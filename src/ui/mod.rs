@@ -672,6 +672,8 @@ struct SpanRow {
     duration: String,
     attributes: Vec<(String, String)>,
     events: Vec<(String, String)>,
+    /// The service's RED dashboard (span metrics), with the service chosen.
+    red_url: String,
 }
 
 #[derive(Template)]
@@ -768,6 +770,10 @@ async fn trace(State(state): State<AppState>, Path(id): Path<String>) -> Respons
                 duration: human_duration_ns(s.duration_ns()),
                 attributes,
                 events,
+                red_url: format!(
+                    "/ui/d/oxeye-red?var-service={}",
+                    form_urlencoded::byte_serialize(s.service.as_bytes()).collect::<String>()
+                ),
             }
         })
         .collect();

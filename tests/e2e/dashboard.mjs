@@ -23,7 +23,7 @@ page.on("console", m => { if (m.type() === "error") problems.push(`console: ${m.
 page.on("pageerror", e => problems.push(`page error: ${e.message}`));
 page.on("requestfailed", r => {
   // A live-tail EventSource is aborted on purpose when the page changes.
-  if (!r.url().includes("/api/v1/logs/tail")) problems.push(`request failed: ${r.url()}`);
+  if (!r.url().includes("/api/v1/logs/tail")) problems.push(`request failed: ${r.url()} (${r.failure() && r.failure().errorText}) on ${page.url()}`);
 });
 page.on("response", r => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
 
@@ -160,6 +160,79 @@ await page.waitForSelector("#sql-graph .uplot");
 check(true, "SQL page charts the time column");
 await page.screenshot({ path: `${shots}/sql.png`, fullPage: true });
 
+// Dashboards: the list, the provisioned RED dashboard with the span
+// metrics, an exemplar on the latency panel that opens its trace, the
+// trace's links back to the logs and the RED dashboard; edit → save →
+// reload → the same; a version restored.
+await page.goto(`${base}/ui/dashboards`);
+await page.waitForSelector('#dash-list tr[data-uid="oxeye-red"]');
+check(await page.locator("#dash-list tbody tr").count() >= 3, "the provisioned dashboards are listed");
+await page.screenshot({ path: `${shots}/dashboards.png`, fullPage: true });
+// Rates need two span-metric writes before the last 15 s step boundary.
+await page.waitForFunction(async () => {
+  const at = Math.floor(Date.now() / 15000) * 15;
+  const q = encodeURIComponent("sum(rate(traces_span_metrics_calls_total[1m]))");
+  const body = await (await fetch(`/api/v1/query?query=${q}&time=${at}`)).json();
+  return body.data.result.length > 0;
+}, null, { timeout: 45000, polling: 1000 });
+await page.goto(`${base}/ui/d/oxeye-red?from=now-15m&to=now`);
+await page.waitForFunction(() => Number(document.getElementById("dash").dataset.rendered || 0) >= 1, null, { timeout: 30000 });
+const redStates = await page.$$eval(".panel-body", els => els.map(e => e.dataset.state));
+check(redStates.length === 6 && !redStates.includes("error"), `RED dashboard panels drawn without errors (${redStates})`);
+check(redStates.filter(s => s === "drawn").length >= 4, `RED dashboard shows the span metrics (${redStates})`);
+const services = await page.$$eval('#dash-vars select[name="var-service"] option', os => os.map(o => o.value));
+check(services.includes("api"), `the service variable lists the services (${services})`);
+await page.screenshot({ path: `${shots}/dashboard-red.png`, fullPage: true });
+const spot = await page.evaluate(() => {
+  const body = [...document.querySelectorAll(".panel-body")].find(b => b.oxExemplars && b.oxExemplars.length);
+  if (!body) return null;
+  body.scrollIntoView();
+  const u = body.oxPlot;
+  const box = u.over.getBoundingClientRect();
+  // One inside the plot area (the newest may lie past the last step).
+  const e = body.oxExemplars.find(x => {
+    const px = u.valToPos(x.t, "x"), py = u.valToPos(x.v, "y");
+    return px >= 0 && px <= box.width && py >= 0 && py <= box.height;
+  });
+  if (!e) return { none: body.oxExemplars.length };
+  return { x: box.left + u.valToPos(e.t, "x"), y: box.top + u.valToPos(e.v, "y"), trace: e.labels.trace_id };
+});
+check(spot !== null && /^[0-9a-f]{32}$/.test(spot.trace), `exemplars with trace ids drawn on the latency panel ${JSON.stringify(spot)}`);
+await page.mouse.move(spot.x, spot.y);
+await page.mouse.click(spot.x, spot.y);
+await page.waitForURL(new RegExp(`/ui/traces/${spot.trace}`));
+check(await page.locator("#waterfall details.span").count() >= 1, "clicking an exemplar opens its trace");
+const redLink = await page.locator("a.span-red").first().getAttribute("href");
+check(/^\/ui\/d\/oxeye-red\?var-service=/.test(redLink), "a span links to its service's RED dashboard");
+check((await page.locator("a.span-logs").first().getAttribute("href")).startsWith("/ui/logs?query=span_id:"), "a span links to its logs");
+await page.goto(`${base}${redLink}`);
+await page.waitForFunction(() => Number(document.getElementById("dash").dataset.rendered || 0) >= 1, null, { timeout: 30000 });
+check(new URL(page.url()).searchParams.getAll("var-service").length >= 1, "the service comes through the URL");
+
+// Edit the JSON model in the browser, save, reload: the same dashboard.
+await page.goto(`${base}/ui/d/oxeye-node`);
+await page.waitForFunction(() => Number(document.getElementById("dash").dataset.rendered || 0) >= 1, null, { timeout: 30000 });
+await page.click("#dash-edit");
+const model = JSON.parse(await page.inputValue("#dash-dialog-text"));
+model.title = "Node exporter (edited in Chromium)";
+await page.fill("#dash-dialog-text", JSON.stringify(model, null, 2));
+const drawnBefore = Number(await page.getAttribute("#dash", "data-rendered"));
+await page.click("#dash-dialog-apply");
+await page.waitForFunction(() => document.getElementById("dash-notice").textContent.startsWith("Saved version"));
+// Redrawn with the saved model before the reload (nothing left in flight).
+await page.waitForFunction(b => Number(document.getElementById("dash").dataset.rendered) > b, drawnBefore);
+await page.reload();
+await page.waitForFunction(() => document.getElementById("dash-title").textContent.includes("edited in Chromium"));
+check(true, "an edit survives a reload");
+await page.click("#dash-versions");
+await page.waitForSelector("#dash-history tr[data-version] button");
+const before = Number(await page.getAttribute("#dash", "data-rendered"));
+await page.locator("#dash-history tr[data-version] button").first().click();
+await page.waitForFunction(() => document.getElementById("dash-title").textContent === "Node exporter");
+// Drawn again (no request left in flight when the browser closes).
+await page.waitForFunction(b => Number(document.getElementById("dash").dataset.rendered) > b, before);
+const restoredMeta = await page.evaluate(async () => (await (await fetch("/api/v1/dashboards/oxeye-node")).json()).meta);
+check(restoredMeta.message.startsWith("restored version") && restoredMeta.version === 3, `an earlier version restored (${JSON.stringify(restoredMeta)})`);
 await browser.close();
 if (problems.length) {
   console.error(problems.join("\n"));

@@ -909,7 +909,10 @@ const OX = (() => {
       width: Math.max(120, box.clientWidth), height,
       series,
       legend: { show: (panel.options && panel.options.legend && panel.options.legend.showLegend === false) ? false : frames.length <= 30 },
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => {
+      // The dashboard's time range, as Grafana draws it (not the data's).
+      scales: { x: { time: true, range: () => [ctx.range.from / 1000, ctx.range.to / 1000] }, y: { range: (u, lo, hi) => {
+        // Exemplars share the axis: the scale reaches them.
+        for (const e of exemplars) { if (e.v < lo) lo = e.v; if (e.v > hi) hi = e.v; }
         let a = min ?? lo, b = max ?? hi;
         if (stacking === "percent") { a = 0; b = 1; }
         const soft = fc.defaults.custom;
@@ -927,6 +930,9 @@ const OX = (() => {
     };
     box.replaceChildren();
     const plot = new uPlot(opts, [times, ...data], box);
+    // For "explore" links and the browser tests: the plot and its exemplars.
+    box.oxPlot = plot;
+    box.oxExemplars = exemplars;
     if (exemplars.length) {
       box.dataset.exemplars = String(exemplars.length);
       plot.over.addEventListener("click", ev => {
@@ -1450,6 +1456,8 @@ const OX = (() => {
     const params = new URLSearchParams(location.search);
     const status = document.getElementById("dash-status");
     const grid = document.getElementById("dash-grid");
+    // Saves and restores are reported here (the status line is the loading state).
+    const notice = document.getElementById("dash-notice");
     let saved;
     try {
       saved = await jsonOrError(await fetch("/api/v1/dashboards/" + encodeURIComponent(uid)));
@@ -1758,7 +1766,7 @@ const OX = (() => {
       const fresh = await jsonOrError(await fetch("/api/v1/dashboards/" + encodeURIComponent(uid)));
       dash = fresh.dashboard; meta = fresh.meta;
       document.getElementById("dash-title").textContent = dash.title;
-      status.textContent = `Saved version ${result.version}.`;
+      notice.textContent = `Saved version ${result.version}.`;
       vars = new OX.Variables((dash.templating && dash.templating.list) || [], params);
       await resolveAll();
       drawVariables();
@@ -1793,7 +1801,7 @@ const OX = (() => {
           el("td", {}, v.version === meta.version ? "current" : el("button", { class: "small", onclick: async () => {
             const r = await jsonOrError(await fetch(`/api/v1/dashboards/${encodeURIComponent(uid)}/versions/${v.version}/restore`, { method: "POST" }));
             box.hidden = true;
-            status.textContent = `Version ${v.version} restored as version ${r.version}.`;
+            notice.textContent = `Version ${v.version} restored as version ${r.version}.`;
             const fresh = await jsonOrError(await fetch("/api/v1/dashboards/" + encodeURIComponent(uid)));
             dash = fresh.dashboard; meta = fresh.meta;
             document.getElementById("dash-title").textContent = dash.title;
@@ -1810,8 +1818,18 @@ const OX = (() => {
     arm();
     drawAll();
     if (params.get("edit") === "1") document.getElementById("dash-edit").click();
+    // Redrawn when the grid's width changes (not its height: a taller
+    // window, or a full-page screenshot, changes no panel).
     let resizeTimer = null;
-    window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(drawAll, 300); });
+    let drawnWidth = grid.clientWidth;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => {
+        if (Math.abs(grid.clientWidth - drawnWidth) < 16) return;
+        drawnWidth = grid.clientWidth;
+        drawAll();
+      }, 300);
+    });
   }
 
   document.addEventListener("DOMContentLoaded", () => { listPage(); viewPage(); });
