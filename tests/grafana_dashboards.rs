@@ -388,6 +388,58 @@ remote_write:
         "{listed}"
     );
 
+    // Panels on Grafana's Elasticsearch and Jaeger data sources: log
+    // records over _bulk, a trace over OTLP/HTTP JSON.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let mut bulk = String::new();
+    for i in 0..60i64 {
+        bulk.push_str("{\"index\": {\"_index\": \"app-logs\"}}\n");
+        let status = if i % 5 == 0 { 500 } else { 200 };
+        let service = ["api", "web"][i as usize % 2];
+        bulk.push_str(
+            &json!({"@timestamp": now_ms - i * 3_000, "message": format!("request {i} done"),
+                    "service": service, "status": status, "trace_id": trace})
+            .to_string(),
+        );
+        bulk.push('\n');
+    }
+    let c = client();
+    let sent = c
+        .post(format!("{}/_bulk?refresh=true", server.es))
+        .header("content-type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let start_ns = (now_ms - 5_000) * 1_000_000;
+    let spans = json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+        "scopeSpans": [{"spans": [
+            {"traceId": trace, "spanId": "00f067aa0ba902b7", "name": "POST /checkout", "kind": 2,
+             "startTimeUnixNano": start_ns.to_string(), "endTimeUnixNano": (start_ns + 120_000_000).to_string()},
+            {"traceId": trace, "spanId": "00f067aa0ba902b8", "parentSpanId": "00f067aa0ba902b7", "name": "SELECT", "kind": 3,
+             "startTimeUnixNano": (start_ns + 10_000_000).to_string(), "endTimeUnixNano": (start_ns + 90_000_000).to_string()},
+        ]}],
+    }]});
+    let sent = c
+        .post(format!("{oxeye}/v1/traces"))
+        .json(&spans)
+        .send()
+        .unwrap();
+    assert_eq!(sent.status(), 200);
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/e2e/fixtures/es-jaeger-dashboard.json");
+    let saved = c
+        .put(format!("{oxeye}/api/v1/dashboards/es-jaeger"))
+        .body(std::fs::read(fixture).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(saved.status(), 200, "{}", saved.text().unwrap());
+
     let instance = format!("127.0.0.1:{node_port}");
     let dashboards = json!([
         // Node Exporter Full: most panels have data on this machine; some
@@ -397,6 +449,9 @@ remote_write:
         {"uid": uids[1]},
         {"uid": uids[2]},
         {"uid": "oxeye-node", "expect_data": 10, "expect_vars": {"job": "node", "instance": instance}},
+        // Elasticsearch date histograms, terms, a logs panel; Jaeger by
+        // trace id and by search; a panel type Oxeye does not draw.
+        {"uid": "es-jaeger", "expect_data": 6, "expect_unsupported": 1},
     ]);
     let shots = std::env::var("OXEYE_SCREENSHOTS")
         .map(PathBuf::from)

@@ -77,6 +77,9 @@ for (const d of dashboards) {
   if (d.expect_data) {
     check(summary.drawn >= d.expect_data, `${d.uid}: at least ${d.expect_data} panels drawn with data (${summary.drawn})`);
   }
+  if (d.expect_unsupported !== undefined) {
+    check(summary.unsupported === d.expect_unsupported, `${d.uid}: ${d.expect_unsupported} panel(s) say why they are not drawn ${JSON.stringify(summary.unsupported_reasons)}`);
+  }
   if (d.expect_vars) {
     for (const [name, value] of Object.entries(d.expect_vars)) {
       check((vars["var-" + name] || []).includes(value), `${d.uid}: variable ${name} lists ${value}`);

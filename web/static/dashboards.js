@@ -1219,7 +1219,8 @@ const OX = (() => {
     const list = el("div", { class: "panel-logs" });
     for (const hit of logs.slice(0, 500)) {
       const src = hit._source || {};
-      const ts = src["@timestamp"] || src.timestamp || "";
+      let ts = src["@timestamp"] ?? src.timestamp ?? "";
+      if (typeof ts === "number" || /^\d{12,}$/.test(String(ts))) ts = new Date(Number(ts)).toISOString();
       const msg = typeof src.message === "string" ? src.message : typeof src.body === "string" ? src.body : JSON.stringify(src);
       const trace = src.trace_id || src.traceId || (src.trace && src.trace.id);
       const line = el("div", { class: "log-line" }, el("span", { class: "ts" }, String(ts)), " ", el("span", { class: "msg" }, msg));
