@@ -3,11 +3,14 @@
 
 pub mod aggs;
 pub mod ast;
+pub mod calendar;
 pub mod compile;
 pub mod datemath;
 pub mod dsl;
 pub mod lucene;
 pub mod matcher;
+pub mod pipeline;
+pub mod script;
 pub mod search;
 
 pub use crate::storage::logs::catalog::glob_match as catalog_glob;

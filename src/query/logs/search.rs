@@ -708,11 +708,64 @@ pub fn for_each_match(
     Ok(())
 }
 
+/// A `filters` bucket's query, compiled by us (tantivy's own filter
+/// aggregation parses tantivy query strings, not our DSL). Never
+/// serialized across processes: the query is not carried along.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CompiledFilter {
+    #[serde(skip)]
+    query: Option<Arc<dyn Query>>,
+}
+
+#[typetag::serde]
+impl tantivy::aggregation::bucket::QueryBuilder for CompiledFilter {
+    fn build_query(
+        &self,
+        _schema: &tantivy::schema::Schema,
+        _tokenizers: &tantivy::tokenizer::TokenizerManager,
+    ) -> tantivy::Result<Box<dyn Query>> {
+        self.query.as_ref().map(|q| q.box_clone()).ok_or_else(|| {
+            tantivy::TantivyError::InvalidArgument("filter query not compiled".into())
+        })
+    }
+
+    fn box_clone(&self) -> Box<dyn tantivy::aggregation::bucket::QueryBuilder> {
+        Box::new(self.clone())
+    }
+}
+
+/// Replace the placeholder query strings of translated `filters` with
+/// their compiled queries.
+fn attach_filters(aggs: &mut Aggregations, compiled: &[Arc<dyn Query>]) {
+    use tantivy::aggregation::agg_req::AggregationVariants;
+    use tantivy::aggregation::bucket::FilterAggregation;
+    for agg in aggs.values_mut() {
+        if let AggregationVariants::Filter(filter) = &agg.agg {
+            let index = serde_json::to_value(filter)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .and_then(|s| {
+                    s.strip_prefix(aggs::FILTER_MARK)
+                        .and_then(|n| n.parse::<usize>().ok())
+                });
+            if let Some(query) = index.and_then(|i| compiled.get(i)) {
+                agg.agg = AggregationVariants::Filter(FilterAggregation::new_with_builder(
+                    Box::new(CompiledFilter {
+                        query: Some(query.clone()),
+                    }),
+                ));
+            }
+        }
+        attach_filters(&mut agg.sub_aggregation, compiled);
+    }
+}
+
 fn prepare(
     store: &LogStore,
     indices: &[String],
     req: &SearchRequest,
     now_ms: i64,
+    max_buckets: u32,
 ) -> Result<Prepared, QueryError> {
     let query = compile_for(store, indices, &req.query, now_ms)?;
     let catalog = store.catalog.read();
@@ -740,20 +793,41 @@ fn prepare(
     {
         plan.fields.push((SortField::Doc, false, false));
     }
+    let (from_ms, to_ms) = time_bounds(&req.query, now_ms);
     let aggs = match &req.aggs {
         Some(request) => {
-            let (translated, shapes) = aggs::translate(request, &fields, now_ms)?;
-            let parsed: Aggregations = serde_json::from_value(translated).map_err(|err| {
+            let mut ctx = aggs::Context::new(&fields, now_ms);
+            ctx.max_buckets = max_buckets as usize;
+            // Where the matching records can be: the query's range within
+            // the stored partitions (calendar histograms enumerate it).
+            let partitions = store.partitions_between(from_ms, to_ms);
+            let stored = partitions.iter().fold(None, |acc: Option<(i64, i64)>, p| {
+                let (lo, hi) = (p.start_ms, p.end_ms.saturating_sub(1));
+                Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+            });
+            ctx.data_bounds = stored
+                .map(|(lo, hi)| (lo.max(from_ms), hi.min(to_ms.saturating_sub(1))))
+                .filter(|(lo, hi)| lo <= hi);
+            let (translated, shapes) = aggs::translate(request, &mut ctx)?;
+            let mut parsed: Aggregations = serde_json::from_value(translated).map_err(|err| {
                 QueryError::new(
                     "x_content_parse_exception",
                     format!("invalid aggregation: {err}"),
                 )
             })?;
+            if !ctx.filters.is_empty() {
+                let mut compiler = Compiler::new(&store.schema, &fields, indices, now_ms);
+                let compiled = ctx
+                    .filters
+                    .iter()
+                    .map(|q| compiler.compile(q).map(Arc::from))
+                    .collect::<Result<Vec<Arc<dyn Query>>, _>>()?;
+                attach_filters(&mut parsed, &compiled);
+            }
             Some((parsed, shapes))
         }
         None => None,
     };
-    let (from_ms, to_ms) = time_bounds(&req.query, now_ms);
     Ok(Prepared {
         query,
         plan,
@@ -829,7 +903,7 @@ fn execute(
             ),
         ));
     }
-    let prepared = prepare(store, indices, req, now_ms)?;
+    let prepared = prepare(store, indices, req, now_ms, limits.max_buckets)?;
     let plan = Arc::new(prepared.plan.clone());
     let after = match &req.search_after {
         Some(values) => {
