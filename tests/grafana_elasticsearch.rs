@@ -435,6 +435,31 @@ fn calendar_intervals_in_a_time_zone() {
     assert_eq!(buckets[2]["doc_count"], 1);
     assert_eq!(buckets[2]["r"]["value"], 1.0 / 24.0);
 
+    // A range query's dates in a time zone: April in Berlin holds the
+    // record of 31 March 22:30 UTC; April in UTC holds none.
+    let april = |zone: Option<&str>| {
+        let mut range = json!({"gte": "2024-04-01", "lt": "2024-05-01"});
+        if let Some(zone) = zone {
+            range["time_zone"] = json!(zone);
+        }
+        let result = ok(&server, json!({"query": {"range": {"@timestamp": range}}}));
+        result["hits"]["total"]["value"].as_i64().unwrap()
+    };
+    assert_eq!(april(Some("Europe/Berlin")), 1);
+    assert_eq!(april(Some("+03:00")), 1);
+    assert_eq!(april(Some("+01:00")), 0);
+    assert_eq!(april(None), 0);
+    assert_eq!(april(Some("UTC")), 0);
+    let (status, result) = search(
+        &server,
+        json!({"query": {"range": {"@timestamp": {"gte": "2024-04-01", "time_zone": "Moon/Base"}}}}),
+    );
+    assert_eq!(status, 400, "{result}");
+    assert!(result["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("Moon/Base"));
+
     // Unknown zones and intervals are 400s naming them.
     for (h, needle) in [
         (

@@ -85,6 +85,13 @@ impl Zone {
         }
     }
 
+    /// The instant of a local time given as milliseconds of a naive
+    /// clock (the earlier one in an overlap, the gap's end in a gap).
+    pub fn local_to_utc(&self, local_ms: i64) -> Option<i64> {
+        let naive = DateTime::<Utc>::from_timestamp_millis(local_ms)?.naive_utc();
+        self.resolve(naive, i64::MIN)
+    }
+
     /// Format an instant in this zone the way Elasticsearch prints
     /// `strict_date_optional_time` (`2024-03-31T00:00:00.000+01:00`, `Z` for UTC).
     pub fn format(&self, ms: i64) -> String {
