@@ -481,3 +481,84 @@ fn calendar_intervals_in_a_time_zone() {
         );
     }
 }
+
+#[test]
+fn logs_query_highlights_and_nanosecond_fields() {
+    let server = start();
+    bulk(
+        &server,
+        &[
+            json!({"@timestamp": "2024-05-01T10:00:00.123456789Z", "message": "disk error on sda", "level": "error"}),
+            json!({"@timestamp": "2024-05-01T10:00:01.500000000Z", "message": "all good", "level": "info"}),
+            json!({"@timestamp": "2024-05-01T10:00:02.120000000Z", "message": "Error: timeout (error 7)", "level": "warn"}),
+        ],
+    );
+    let (from, to) = (T0, T0 + 10_000);
+    // Grafana's logs query (processLogsQuery), with the newer `fields`
+    // entry asking for nanoseconds.
+    let body = json!({
+        "size": 500,
+        "query": {"bool": {"filter": [
+            {"range": {"@timestamp": {"gte": from, "lte": to, "format": "epoch_millis"}}},
+            {"query_string": {"analyze_wildcard": true, "query": "error"}}
+        ]}},
+        "sort": {"@timestamp": {"order": "desc", "unmapped_type": "boolean"}, "_doc": {"order": "desc"}},
+        "docvalue_fields": ["@timestamp"],
+        "script_fields": {},
+        "fields": [{"field": "@timestamp", "format": "strict_date_optional_time_nanos"}],
+        "highlight": {"fields": {"*": {}}, "pre_tags": ["@HIGHLIGHT@"], "post_tags": ["@/HIGHLIGHT@"], "fragment_size": 2147483647},
+        "aggs": {"1": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1000ms", "min_doc_count": 0,
+            "extended_bounds": {"min": from, "max": to}, "format": "epoch_millis"}}}
+    });
+    let result = ok(&server, body);
+    let hits = result["hits"]["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{result}");
+    // Newest first.
+    assert_eq!(
+        hits[0]["fields"]["@timestamp"],
+        json!(["2024-05-01T10:00:02.120Z"])
+    );
+    assert_eq!(
+        hits[1]["fields"]["@timestamp"],
+        json!(["2024-05-01T10:00:00.123456789Z"])
+    );
+    assert_eq!(
+        hits[0]["highlight"]["message"],
+        json!(["@HIGHLIGHT@Error@/HIGHLIGHT@: timeout (@HIGHLIGHT@error@/HIGHLIGHT@ 7)"])
+    );
+    assert!(hits[0]["highlight"].get("level").is_none(), "{}", hits[0]);
+    assert_eq!(
+        hits[1]["highlight"],
+        json!({"message": ["disk @HIGHLIGHT@error@/HIGHLIGHT@ on sda"], "level": ["@HIGHLIGHT@error@/HIGHLIGHT@"]})
+    );
+    let counts: Vec<i64> = result["aggregations"]["1"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["doc_count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(&counts[..3], &[1, 0, 1]);
+
+    // The older request: docvalue_fields alone print milliseconds; a field
+    // query highlights its field only.
+    let result = ok(
+        &server,
+        json!({"query": {"query_string": {"query": "message:timeout"}},
+            "docvalue_fields": ["@timestamp"],
+            "highlight": {"fields": {"*": {}}, "pre_tags": ["<b>"], "post_tags": ["</b>"]}}),
+    );
+    let hit = &result["hits"]["hits"][0];
+    assert_eq!(
+        hit["fields"]["@timestamp"],
+        json!(["2024-05-01T10:00:02.120Z"])
+    );
+    assert_eq!(
+        hit["highlight"],
+        json!({"message": ["Error: <b>timeout</b> (error 7)"]})
+    );
+    let (status, result) = search(
+        &server,
+        json!({"highlight": {"fields": {"*": {}}, "fragment_size": "big"}}),
+    );
+    assert_eq!(status, 400, "{result}");
+}

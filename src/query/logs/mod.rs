@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod compile;
 pub mod datemath;
 pub mod dsl;
+pub mod highlight;
 pub mod lucene;
 pub mod matcher;
 pub mod pipeline;

@@ -24,7 +24,7 @@ use tantivy::{
 use super::aggs::{self, AggShape};
 use super::ast::LogQuery;
 use super::compile::Compiler;
-use super::{datemath, dsl, lucene, QueryError};
+use super::{datemath, dsl, highlight, lucene, QueryError};
 use crate::model::log::{format_timestamp_ms, TIMESTAMP_FIELD};
 use crate::storage::logs::schema::{self, LogSchema};
 use crate::storage::logs::LogStore;
@@ -73,6 +73,9 @@ pub struct SearchRequest {
     pub track_total_hits: TrackTotal,
     pub aggs: Option<Value>,
     pub fields: Vec<String>,
+    /// `format` of `fields`/`docvalue_fields` entries, by field pattern.
+    pub field_formats: Vec<(String, String)>,
+    pub highlight: Option<highlight::Spec>,
     pub total_as_int: bool,
 }
 
@@ -83,8 +86,7 @@ pub struct SearchLimits {
     pub max_buckets: u32,
 }
 
-const IGNORED_KEYS: [&str; 12] = [
-    "highlight",
+const IGNORED_KEYS: [&str; 11] = [
     "timeout",
     "version",
     "seq_no_primary_term",
@@ -122,6 +124,8 @@ impl SearchRequest {
             track_total_hits: TrackTotal::UpTo(10_000),
             aggs: None,
             fields: Vec::new(),
+            field_formats: Vec::new(),
+            highlight: None,
             total_as_int: params
                 .get("rest_total_hits_as_int")
                 .is_some_and(|v| v == "true" || v.is_empty()),
@@ -157,6 +161,7 @@ impl SearchRequest {
                     }
                 }
                 "aggs" | "aggregations" => req.aggs = Some(value.clone()),
+                "highlight" => req.highlight = Some(highlight::parse(value)?),
                 "fields" | "docvalue_fields" => {
                     if let Value::Array(items) = value {
                         for item in items {
@@ -165,6 +170,12 @@ impl SearchRequest {
                                 Value::Object(o) => {
                                     if let Some(f) = o.get("field").and_then(Value::as_str) {
                                         req.fields.push(f.to_owned());
+                                        if let Some(format) =
+                                            o.get("format").and_then(Value::as_str)
+                                        {
+                                            req.field_formats
+                                                .push((f.to_owned(), format.to_owned()));
+                                        }
                                     }
                                 }
                                 _ => {}
@@ -1015,6 +1026,11 @@ pub fn search(
     let started = std::time::Instant::now();
     let executed = execute(store, indices, req, limits, now_ms)?;
     let by_score = matches!(req.sort.first(), Some(s) if s.field == "_score");
+    let highlight_terms = req
+        .highlight
+        .as_ref()
+        .map(|_| highlight::terms(&req.query))
+        .unwrap_or_default();
     let mut hits = Vec::new();
     let mut max_score: Option<f32> = None;
     for candidate in executed.hits.iter().skip(req.from) {
@@ -1040,8 +1056,13 @@ pub fn search(
         if !req.fields.is_empty() {
             hit.insert(
                 "fields".into(),
-                Value::Object(pick_fields(&source, &req.fields)),
+                Value::Object(pick_fields(&source, &req.fields, &req.field_formats)),
             );
+        }
+        if let Some(spec) = &req.highlight {
+            if let Some(marked) = highlight::highlight(&source, spec, &highlight_terms) {
+                hit.insert("highlight".into(), Value::Object(marked));
+            }
         }
         if req.source.enabled {
             let filtered = if req.source.includes.is_empty() && req.source.excludes.is_empty() {
@@ -1186,6 +1207,8 @@ pub fn count(
         track_total_hits: TrackTotal::Exact,
         aggs: None,
         fields: Vec::new(),
+        field_formats: Vec::new(),
+        highlight: None,
         total_as_int: false,
     };
     let limits = SearchLimits {
@@ -1231,8 +1254,12 @@ pub fn filter_source(
 }
 
 /// The `fields` section of a hit: every leaf matching a requested pattern,
-/// as an array of values (dates as ISO strings).
-fn pick_fields(source: &Value, patterns: &[String]) -> Map<String, Value> {
+/// as an array of values (dates as ISO strings, in the requested `format`).
+fn pick_fields(
+    source: &Value,
+    patterns: &[String],
+    formats: &[(String, String)],
+) -> Map<String, Value> {
     let mut leaves = Vec::new();
     flatten("", source, &mut leaves);
     let mut out: Map<String, Value> = Map::new();
@@ -1241,8 +1268,12 @@ fn pick_fields(source: &Value, patterns: &[String]) -> Map<String, Value> {
             continue;
         }
         let value = if path == TIMESTAMP_FIELD {
+            let format = formats
+                .iter()
+                .find(|(p, _)| super::catalog_glob(p, &path))
+                .map(|(_, f)| f.as_str());
             crate::model::log::parse_timestamp(&value)
-                .map_or(value, |ns| Value::String(format_timestamp_ms(ns)))
+                .map_or(value, |ns| Value::String(format_date(ns, format)))
         } else {
             value
         };
@@ -1254,6 +1285,30 @@ fn pick_fields(source: &Value, patterns: &[String]) -> Map<String, Value> {
         }
     }
     out
+}
+
+/// A date of the `fields` section in an Elasticsearch `format`:
+/// `strict_date_optional_time_nanos` keeps up to nine fraction digits (at
+/// least three, trailing zeros dropped), the epoch formats print numbers as
+/// strings, anything else prints milliseconds.
+fn format_date(ns: i64, format: Option<&str>) -> String {
+    match format.map(str::trim) {
+        Some("epoch_millis") => ns.div_euclid(1_000_000).to_string(),
+        Some("epoch_second") => ns.div_euclid(1_000_000_000).to_string(),
+        Some(f) if f.contains("nanos") => {
+            let seconds = ns.div_euclid(1_000_000_000);
+            let nanos = ns.rem_euclid(1_000_000_000);
+            let Some(t) = chrono::DateTime::from_timestamp(seconds, 0) else {
+                return format_timestamp_ms(ns);
+            };
+            let mut fraction = format!("{nanos:09}");
+            while fraction.len() > 3 && fraction.ends_with('0') {
+                fraction.pop();
+            }
+            format!("{}.{fraction}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+        }
+        _ => format_timestamp_ms(ns),
+    }
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
