@@ -435,6 +435,21 @@ fn calendar_intervals_in_a_time_zone() {
     assert_eq!(buckets[2]["doc_count"], 1);
     assert_eq!(buckets[2]["r"]["value"], 1.0 / 24.0);
 
+    // An offset shifts local days: Berlin days starting at 06:00.
+    let h = json!({"2": {"date_histogram": {"field": "@timestamp", "calendar_interval": "1d",
+        "time_zone": "Europe/Berlin", "offset": "+6h", "min_doc_count": 1, "format": "epoch_millis"}}});
+    let result = ok(&server, grafana(from, to, "*", h));
+    let buckets = result["aggregations"]["2"]["buckets"].as_array().unwrap();
+    // 1 April 00:30 Berlin belongs to the day of 31 March; as in
+    // Elasticsearch the offset is added after rounding as a fixed duration,
+    // so on that 23-hour day the bucket starts at local midnight + 6 h =
+    // 07:00 summer time.
+    assert_eq!(
+        buckets[0]["key"],
+        ms("2024-03-31T07:00:00+02:00"),
+        "{buckets:?}"
+    );
+
     // A range query's dates in a time zone: April in Berlin holds the
     // record of 31 March 22:30 UTC; April in UTC holds none.
     let april = |zone: Option<&str>| {

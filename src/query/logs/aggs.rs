@@ -51,6 +51,8 @@ pub enum Extra {
 pub struct CalendarHistogram {
     pub interval: Interval,
     pub zone: Zone,
+    /// `offset`, in ms: buckets start this much after the rounded times.
+    pub offset_ms: i64,
     /// Bucket start → bucket end (epoch ms).
     pub bounds: BTreeMap<i64, i64>,
     pub min_doc_count: u64,
@@ -328,6 +330,23 @@ fn histogram_interval(
     Ok((interval, zone))
 }
 
+/// A `date_histogram` `offset`: `+1h`, `-30m`, `2d`, or milliseconds.
+fn parse_offset(value: &Value) -> Option<i64> {
+    if let Some(ms) = value.as_i64() {
+        return Some(ms);
+    }
+    let text = value.as_str()?.trim();
+    if text.is_empty() || text == "0" {
+        return Some(0);
+    }
+    let (sign, rest) = match text.as_bytes()[0] {
+        b'-' => (-1, &text[1..]),
+        b'+' => (1, &text[1..]),
+        _ => (1, text),
+    };
+    fixed_ms(rest).map(|ms| sign * ms)
+}
+
 /// Milliseconds of a fixed interval (`30s`, `1m`, `hour`, `2d`, `1w`, `500ms`).
 fn fixed_ms(text: &str) -> Option<i64> {
     let fixed = fixed_interval(text)?;
@@ -353,6 +372,7 @@ fn translate_calendar(
     ctx: &Context,
 ) -> Result<(Value, CalendarHistogram, Option<String>), QueryError> {
     let mut format = None;
+    let mut offset_ms = 0i64;
     let mut min_doc_count = 0u64;
     let mut extended = None;
     let mut hard = None;
@@ -401,7 +421,14 @@ fn translate_calendar(
             }
             "calendar_interval" | "fixed_interval" | "interval" | "time_zone" | "keyed"
                 if key != "keyed" || value == &Value::Bool(false) => {}
-            "offset" if matches!(value.as_str(), Some("" | "0" | "0ms" | "+0")) || value == &Value::from(0) => {}
+            "offset" => {
+                offset_ms = parse_offset(value).ok_or_else(|| {
+                    QueryError::parsing(format!(
+                        "[{name}]: failed to parse [offset] {value}: use a duration such as +1h or -30m"
+                    ))
+                    .with_kind("illegal_argument_exception")
+                })?
+            }
             "order" => {}
             "extended_bounds" | "hard_bounds" => {}
             other => {
@@ -440,9 +467,16 @@ fn translate_calendar(
                 format!("[{name}]: dates out of range"),
             )
         };
-        let mut start = calendar::floor(lo, interval, zone).ok_or_else(out_of_range)?;
+        // An offset shifts every bucket: rounding happens `offset` earlier.
+        let floor = |t: i64| {
+            calendar::floor(t.checked_sub(offset_ms)?, interval, zone)?.checked_add(offset_ms)
+        };
+        let next = |t: i64| {
+            calendar::next(t.checked_sub(offset_ms)?, interval, zone)?.checked_add(offset_ms)
+        };
+        let mut start = floor(lo).ok_or_else(out_of_range)?;
         while start <= hi {
-            let end = calendar::next(start, interval, zone).ok_or_else(out_of_range)?;
+            let end = next(start).ok_or_else(out_of_range)?;
             bounds.insert(start, end);
             if bounds.len() > ctx.max_buckets {
                 return Err(QueryError::new(
@@ -477,6 +511,7 @@ fn translate_calendar(
         CalendarHistogram {
             interval,
             zone,
+            offset_ms,
             bounds,
             min_doc_count,
             extended,
@@ -1053,7 +1088,12 @@ fn calendar_buckets(
     let mut lo = nonempty.first().copied().unwrap_or(i64::MAX);
     let mut hi = nonempty.last().copied().unwrap_or(i64::MIN);
     if let Some((min, max)) = calendar.extended {
-        lo = lo.min(calendar::floor(min, calendar.interval, calendar.zone).unwrap_or(min));
+        let first = min
+            .checked_sub(calendar.offset_ms)
+            .and_then(|t| calendar::floor(t, calendar.interval, calendar.zone))
+            .and_then(|t| t.checked_add(calendar.offset_ms))
+            .unwrap_or(min);
+        lo = lo.min(first);
         hi = hi.max(max);
     }
     ours.into_iter()
