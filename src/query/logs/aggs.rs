@@ -348,7 +348,7 @@ fn parse_offset(value: &Value) -> Option<i64> {
 }
 
 /// Milliseconds of a fixed interval (`30s`, `1m`, `hour`, `2d`, `1w`, `500ms`).
-fn fixed_ms(text: &str) -> Option<i64> {
+pub(crate) fn fixed_ms(text: &str) -> Option<i64> {
     let fixed = fixed_interval(text)?;
     let digits = fixed.bytes().take_while(u8::is_ascii_digit).count();
     let (n, unit) = fixed.split_at(digits);

@@ -227,6 +227,8 @@ pub fn parse(
             "window" if kind == "moving_fn" || kind == "moving_avg" => {
                 window = Some(positive(name, key, value)?)
             }
+            // Grafana leaves an unset shift empty.
+            "shift" if kind == "moving_fn" && value.as_str().is_some_and(|s| s.trim().is_empty()) => {}
             "shift" if kind == "moving_fn" => {
                 shift = integer(value)
                     .filter(|s| s.unsigned_abs() <= MAX_WINDOW as u64)
@@ -235,9 +237,15 @@ pub fn parse(
             "lag" if kind == "serial_diff" => lag = positive(name, key, value)?,
             "unit" if kind == "derivative" => {
                 let text = value.as_str().unwrap_or("");
-                unit_ms = Some(super::calendar::Unit::parse(text).map(|u| u.nominal_ms()).ok_or_else(
-                    || QueryError::new("illegal_argument_exception", format!("[{name}]: unknown unit [{text}]")),
-                )?);
+                let ms = super::calendar::Unit::parse(text)
+                    .map(|u| u.nominal_ms())
+                    .or_else(|| super::aggs::fixed_ms(text));
+                unit_ms = Some(ms.ok_or_else(|| {
+                    QueryError::new(
+                        "illegal_argument_exception",
+                        format!("[{name}]: unknown unit [{text}]"),
+                    )
+                })?);
             }
             "script" if kind == "moving_fn" || kind == "bucket_script" => {
                 script = Some(script_source(name, value)?)
