@@ -121,6 +121,8 @@ fn pipeline_aggregations_as_grafana_sends_them() {
         "10": {"rate": {"field": "latency", "unit": "minute"}},
         "11": {"derivative": {"buckets_path": "3", "gap_policy": "insert_zeros"}},
         "12": {"moving_fn": {"buckets_path": "1", "window": 3, "script": "MovingFunctions.stdDev(values, MovingFunctions.unweightedAvg(values))"}},
+        "13": {"moving_fn": {"buckets_path": "1", "window": 2, "shift": "",
+            "script": {"source": "MovingFunctions.ewma(values, params.alpha)", "params": {"alpha": 0.25}}}},
     }))});
     let result = ok(&server, grafana(from, to, "*", aggs));
     let buckets = result["aggregations"]["2"]["buckets"].as_array().unwrap();
@@ -178,6 +180,11 @@ fn pipeline_aggregations_as_grafana_sends_them() {
         column(buckets, "11"),
         vec![None, None, v(-15.0), v(0.0), v(30.0)]
     );
+    // ewma with the script's alpha of 0.25 over the previous two values.
+    assert_eq!(
+        column(buckets, "13"),
+        vec![null, v(10.0), None, v(13.75), v(28.75)]
+    );
     // Population standard deviation of the previous three values.
     let sd = column(buckets, "12");
     assert_eq!(sd[1], v(0.0));
@@ -209,7 +216,7 @@ fn pipeline_aggregations_as_grafana_sends_them() {
             "must have a histogram",
         ),
         (
-            json!({"2": histogram(from, to, "1m", json!({"3": {"moving_fn": {"buckets_path": "_count", "window": 2, "script": "MovingFunctions.holt(values)"}}}))}),
+            json!({"2": histogram(from, to, "1m", json!({"3": {"moving_fn": {"buckets_path": "_count", "window": 2, "script": "MovingFunctions.holtWinters(values)"}}}))}),
             "script_exception",
             "unknown function",
         ),

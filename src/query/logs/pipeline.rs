@@ -49,6 +49,7 @@ pub enum Kind {
         window: usize,
         shift: i64,
         script: Expr,
+        params: BTreeMap<String, f64>,
     },
     MovingAvg {
         window: usize,
@@ -285,7 +286,7 @@ pub fn parse(
         "cumulative_sum" => Kind::CumulativeSum,
         "serial_diff" => Kind::SerialDiff { lag },
         "moving_fn" => {
-            let (source, _) = script
+            let (source, params) = script
                 .ok_or_else(|| QueryError::parsing(format!("[{name}]: [moving_fn] requires a [script]")))?;
             let window = window.ok_or_else(|| {
                 QueryError::parsing(format!("[{name}]: [window] must be a positive, non-zero integer."))
@@ -293,13 +294,13 @@ pub fn parse(
             let script = compile(name, &source)?;
             let mut used = Vec::new();
             script.params(&mut used);
-            if let Some(p) = used.first() {
+            if let Some(p) = used.iter().find(|p| !params.contains_key(*p)) {
                 return Err(QueryError::new(
                     "script_exception",
-                    format!("[{name}]: moving_fn scripts read [values] only, not [params.{p}]"),
+                    format!("[{name}]: [params.{p}] is not in the script's [params]"),
                 ));
             }
-            Kind::MovingFn { window, shift, script }
+            Kind::MovingFn { window, shift, script, params }
         }
         "moving_avg" => Kind::MovingAvg {
             window: window.unwrap_or(DEFAULT_MOVING_AVG_WINDOW),
@@ -548,6 +549,7 @@ fn apply(name: &str, p: &Pipeline, buckets: &mut [Value]) {
             window,
             shift,
             script,
+            params,
         } => {
             let values: Vec<f64> = buckets
                 .iter()
@@ -567,7 +569,7 @@ fn apply(name: &str, p: &Pipeline, buckets: &mut [Value]) {
                 } else {
                     &[][..]
                 };
-                bucket[name] = simple_value(script.eval(&BTreeMap::new(), window_values));
+                bucket[name] = simple_value(script.eval(params, window_values));
                 index += 1;
             }
         }

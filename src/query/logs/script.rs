@@ -36,6 +36,7 @@ pub enum Function {
     LinearWeightedAvg,
     StdDev,
     Ewma,
+    Holt,
 }
 
 impl Function {
@@ -48,6 +49,7 @@ impl Function {
             "linearWeightedAvg" => (Function::LinearWeightedAvg, 1),
             "stdDev" => (Function::StdDev, 2),
             "ewma" => (Function::Ewma, 2),
+            "holt" => (Function::Holt, 3),
             _ => return None,
         })
     }
@@ -223,7 +225,7 @@ impl Parser<'_> {
                         let function = self.identifier().to_owned();
                         let (function, arity) = Function::parse(&function).ok_or_else(|| {
                             self.error(&format!(
-                                "unknown function [MovingFunctions.{function}] (supported: max, min, sum, unweightedAvg, linearWeightedAvg, stdDev, ewma)"
+                                "unknown function [MovingFunctions.{function}] (supported: max, min, sum, unweightedAvg, linearWeightedAvg, stdDev, ewma, holt)"
                             ))
                         })?;
                         self.skip_space();
@@ -324,16 +326,18 @@ impl Expr {
                 }
             }
             Expr::Call(function, args) => {
-                let extra = args.get(1).map_or(f64::NAN, |a| a.eval(params, values));
-                moving_function(*function, values, extra)
+                let extra: Vec<f64> = args[1..].iter().map(|a| a.eval(params, values)).collect();
+                moving_function(*function, values, &extra)
             }
         }
     }
 }
 
-/// Elasticsearch's `MovingFunctions`: NaN entries are ignored.
-pub fn moving_function(function: Function, values: &[f64], extra: f64) -> f64 {
+/// Elasticsearch's `MovingFunctions`: NaN entries are ignored. `extra`
+/// holds the arguments after `values`.
+pub fn moving_function(function: Function, values: &[f64], extra: &[f64]) -> f64 {
     let finite = || values.iter().copied().filter(|v| !v.is_nan());
+    let arg = |i: usize| extra.get(i).copied().unwrap_or(f64::NAN);
     match function {
         Function::Max => finite().reduce(f64::max).unwrap_or(f64::NAN),
         Function::Min => finite().reduce(f64::min).unwrap_or(f64::NAN),
@@ -354,7 +358,7 @@ pub fn moving_function(function: Function, values: &[f64], extra: f64) -> f64 {
             }
         }
         Function::StdDev => {
-            let avg = extra;
+            let avg = arg(0);
             if avg.is_nan() {
                 return f64::NAN;
             }
@@ -366,7 +370,7 @@ pub fn moving_function(function: Function, values: &[f64], extra: f64) -> f64 {
             (squares / count).sqrt()
         }
         Function::Ewma => {
-            let alpha = extra;
+            let alpha = arg(0);
             let mut avg = f64::NAN;
             for v in finite() {
                 avg = if avg.is_nan() {
@@ -376,6 +380,21 @@ pub fn moving_function(function: Function, values: &[f64], extra: f64) -> f64 {
                 };
             }
             avg
+        }
+        Function::Holt => {
+            // Double exponential smoothing: level `s`, trend `b`.
+            let (alpha, beta) = (arg(0), arg(1));
+            let (mut s, mut b) = (f64::NAN, 0.0);
+            for v in finite() {
+                if s.is_nan() {
+                    s = v;
+                } else {
+                    let last_s = s;
+                    s = alpha * v + (1.0 - alpha) * (last_s + b);
+                    b = beta * (s - last_s) + (1.0 - beta) * b;
+                }
+            }
+            s
         }
     }
 }
@@ -432,7 +451,8 @@ mod tests {
             ("params.a ) 1", "unexpected input"),
             ("doc['x'].value", "unsupported identifier [doc]"),
             ("for (;;) {}", "unsupported identifier [for]"),
-            ("MovingFunctions.holt(values)", "unknown function"),
+            ("MovingFunctions.holtWinters(values)", "unknown function"),
+            ("MovingFunctions.holt(values, 0.5)", "takes `values`"),
             ("MovingFunctions.max(values, 2)", "takes `values`"),
             ("1 $ 2", "unexpected input"),
             ("1..2", "invalid number"),
@@ -468,7 +488,10 @@ mod tests {
             .unwrap()
             .eval(&BTreeMap::new(), &[]);
         assert!(empty.is_nan());
-        assert_eq!(moving_function(Function::Sum, &[], 0.0), 0.0);
-        assert!(moving_function(Function::Max, &[], 0.0).is_nan());
+        assert_eq!(moving_function(Function::Sum, &[], &[]), 0.0);
+        assert!(moving_function(Function::Max, &[], &[]).is_nan());
+        // holt over 1, 3, 5 with alpha 0.5, beta 0.5: s = 1; s = 2, b = 0.5;
+        // s = 0.5*5 + 0.5*(2 + 0.5) = 3.75.
+        assert_eq!(call("MovingFunctions.holt(values, 0.5, 0.5)"), 3.75);
     }
 }
