@@ -126,3 +126,93 @@ fn mutated_inputs_never_panic() {
         );
     }
 }
+
+const AGGS: [&str; 4] = [
+    r#"{"2":{"date_histogram":{"field":"@timestamp","fixed_interval":"1m","min_doc_count":0,"extended_bounds":{"min":0,"max":600000},"format":"epoch_millis"},"aggs":{"1":{"avg":{"field":"bytes"}},"3":{"derivative":{"buckets_path":"1","unit":"1s"}},"4":{"moving_fn":{"buckets_path":"3","window":5,"shift":1,"script":"MovingFunctions.stdDev(values, MovingFunctions.unweightedAvg(values))"}},"5":{"bucket_script":{"buckets_path":{"a":"1","b":"_count"},"script":"-(params.a % params.b) / (2.5e1 - params.b)"}}}}}"#,
+    r#"{"f":{"filters":{"filters":{"e":{"query_string":{"query":"level:error","analyze_wildcard":true}}}},"aggs":{"t":{"top_metrics":{"metrics":[{"field":"bytes"}],"sort":{"@timestamp":"desc"},"size":1}}}}}"#,
+    r#"{"m":{"date_histogram":{"field":"@timestamp","calendar_interval":"1M","time_zone":"Europe/Berlin","extended_bounds":{"min":"2024-01-01","max":"2024-12-31"}},"aggs":{"r":{"rate":{"unit":"day"}},"c":{"cumulative_sum":{"buckets_path":"_count"}},"s":{"serial_diff":{"buckets_path":"_count","lag":2}}}}}"#,
+    r#"{"w":{"date_histogram":{"field":"@timestamp","interval":"week","time_zone":"-05:30"},"aggs":{"a":{"moving_avg":{"buckets_path":"_count","window":3,"model":"ewma","settings":{"alpha":0.5}}}}}}"#,
+];
+
+/// Aggregation requests (pipelines, scripts, calendar histograms) and
+/// zoned date math: refused or answered, never a panic.
+#[test]
+fn mutated_aggregations_never_panic() {
+    use oxeye::query::logs::{aggs, script};
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mappings: Vec<(&str, FieldMapping)> = [("level", "keyword"), ("bytes", "double")]
+        .into_iter()
+        .map(|(name, kind)| (name, FieldMapping::from_es_type(kind).unwrap()))
+        .collect();
+    let fields: BTreeMap<&str, &FieldMapping> = mappings.iter().map(|(n, m)| (*n, m)).collect();
+    let alphabet: Vec<char> = "(){}[]\"\\:*/+-%.,0123456789eaMqywdhs_ \u{0}"
+        .chars()
+        .collect();
+    let mut translated = 0;
+    for _ in 0..4000 {
+        let seed = AGGS[rng.below(AGGS.len())];
+        let text = mutate(&mut rng, seed, &alphabet);
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let mut ctx = aggs::Context::new(&fields, 1_700_000_000_000);
+        ctx.data_bounds = Some((1_704_067_200_000, 1_735_689_599_999));
+        ctx.max_buckets = 2_000;
+        if let Ok((_, shapes)) = aggs::translate(&value, &mut ctx) {
+            translated += 1;
+            // Shape a fabricated result with every name holding buckets.
+            let mut result = serde_json::Map::new();
+            for name in shapes.keys() {
+                let buckets: Vec<serde_json::Value> = (0..6)
+                    .map(|i| {
+                        let mut b = serde_json::json!({"key": (i * 60_000).to_string(), "doc_count": i % 3});
+                        for child in shapes[name].children.keys() {
+                            b[child] = serde_json::json!({"value": if i == 2 { serde_json::Value::Null } else { serde_json::json!(i as f64 * 1.5) }});
+                        }
+                        b
+                    })
+                    .collect();
+                result.insert(name.clone(), serde_json::json!({"buckets": buckets}));
+            }
+            let mut result = serde_json::Value::Object(result);
+            aggs::postprocess(&mut result, &shapes);
+        }
+    }
+    assert!(
+        translated > 100,
+        "only {translated} mutated requests translated"
+    );
+    let script_alphabet: Vec<char> = "()+-*/%.,0123456789e params.abvlueMovingFunctions;[]'\""
+        .chars()
+        .collect();
+    for _ in 0..4000 {
+        let seed = [
+            "params.var1 / params.var2 * 100",
+            "MovingFunctions.ewma(values, 0.3) - -(1 % 0)",
+        ][rng.below(2)];
+        let text = mutate(&mut rng, seed, &script_alphabet);
+        if let Ok(expr) = script::parse(&text) {
+            let params = [("var1".to_owned(), 3.0), ("var2".to_owned(), 0.0)]
+                .into_iter()
+                .collect();
+            let _ = expr.eval(&params, &[1.0, f64::NAN, -2.0]);
+        }
+    }
+    for _ in 0..3000 {
+        let text = mutate(&mut rng, "2024-03-31T02:30:00||+1M/d", &alphabet);
+        for zone in [
+            "Europe/Berlin",
+            "+05:30",
+            "America/Sao_Paulo",
+            "Pacific/Apia",
+        ] {
+            let format = datemath::with_time_zone(None, zone);
+            let _ = datemath::resolve(
+                &serde_json::Value::String(text.clone()),
+                Some(&format),
+                1_700_000_000_000,
+                rng.below(2) == 0,
+            );
+        }
+    }
+}

@@ -441,3 +441,64 @@ fn malformed_bodies_get_400_and_disturb_nothing() {
     assert_eq!(trace["data"][0]["spans"].as_array().unwrap().len(), 1);
     assert_eq!(get(&server, "/-/healthy").0, 200);
 }
+
+/// Grafana's Jaeger data source searches `/api/v3/traces` without a depth
+/// (pkg/tsdb/jaeger/grpc_client.go) and trims to its own limit afterwards;
+/// Jaeger answers up to its `defaultSearchDepth`, 100 traces, not 20.
+#[test]
+fn v3_search_without_depth_returns_jaegers_default_of_100() {
+    let server = TestServer::start();
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let spans: Vec<Value> = (0..130)
+        .map(|i| {
+            json!({"traceId": format!("{:032x}", 0xabc000 + i), "spanId": format!("{:016x}", 0x100 + i),
+                "name": "GET /", "kind": 2,
+                "startTimeUnixNano": (now - 60_000_000_000 + i * 1_000_000).to_string(),
+                "endTimeUnixNano": (now - 60_000_000_000 + i * 1_000_000 + 500_000).to_string()})
+        })
+        .collect();
+    let body = json!({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "grafana-svc"}}]},
+        "scopeSpans": [{"spans": spans}]}]});
+    let response = client()
+        .post(format!("http://{}/v1/traces", server.otlp_http))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let start = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let end = chrono::Utc::now() + chrono::Duration::minutes(1);
+    // As Grafana builds it: encoded parameters, then the times unencoded.
+    let search = |extra: &str| {
+        let (status, v3) = get(
+            &server,
+            &format!(
+                "/api/v3/traces?query.service_name=grafana-svc{extra}&query.start_time_min={}&query.start_time_max={}",
+                start.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                end.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            ),
+        );
+        assert_eq!(status, 200, "{v3}");
+        let mut ids: Vec<String> = v3["result"]["resourceSpans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["scopeSpans"].as_array().unwrap())
+            .flat_map(|s| s["spans"].as_array().unwrap())
+            .map(|s| s["traceId"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    assert_eq!(search(""), 100);
+    assert_eq!(search("&query.search_depth=7"), 7);
+    assert_eq!(search("&query.searchDepth=120"), 120);
+    assert_eq!(search("&query.searchDepth=0"), 100);
+    let (status, _) = get(
+        &server,
+        "/api/v3/traces?query.service_name=grafana-svc&query.search_depth=many",
+    );
+    assert_eq!(status, 400);
+}

@@ -633,6 +633,9 @@ async fn v3_get_trace(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
 }
 
+/// Jaeger's `defaultSearchDepth` in `api_v3` (cmd/jaeger/.../apiv3/query_parser.go).
+const V3_DEFAULT_SEARCH_DEPTH: usize = 100;
+
 /// The `query.*` parameters of v3 searches.
 fn v3_query(state: &AppState, raw: Option<&str>) -> Result<TraceQuery, Response> {
     let params = pairs(raw);
@@ -683,14 +686,19 @@ fn v3_query(state: &AppState, raw: Option<&str>) -> Result<TraceQuery, Response>
             Err(_) => return Err(bad("query.attributes", &text)),
         }
     }
+    // Jaeger's api_v3 answers up to `defaultSearchDepth` (100) traces when
+    // no depth is given, and Grafana's Jaeger data source sends none: it
+    // trims to its own limit after the answer. A depth that is not
+    // positive means the default too, as in Jaeger's gRPC handler.
     let limit = match get(&[
-        "query.search_depth",
         "query.searchDepth",
+        "query.search_depth",
         "query.num_traces",
     ]) {
-        None => 20,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) => n,
+        None => V3_DEFAULT_SEARCH_DEPTH,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+            Ok(_) => V3_DEFAULT_SEARCH_DEPTH,
             Err(_) => return Err(bad("query.search_depth", &v)),
         },
     }

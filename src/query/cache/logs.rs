@@ -194,6 +194,11 @@ fn plan(req: &SearchRequest) -> Option<Plan> {
         match key.as_str() {
             "field" => field = value.as_str(),
             "fixed_interval" | "interval" | "calendar_interval" => {
+                // Calendar weeks start on Monday, not at the epoch's Thursday.
+                if key != "fixed_interval" && matches!(value.as_str()?.trim(), "1w" | "w" | "week")
+                {
+                    return None;
+                }
                 interval = interval_ms(value.as_str()?);
                 // Calendar months and years are not fixed.
                 interval?;

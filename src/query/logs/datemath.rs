@@ -15,14 +15,38 @@ pub fn is_utc(tz: &str) -> bool {
     )
 }
 
+/// Marks the time zone a `range` query's `time_zone` gave, appended to its
+/// `format` (so every reader of the bound, from compilation to partition
+/// pruning and the live tail, resolves it the same way).
+const ZONE_MARK: &str = "\u{1}time_zone=";
+
+/// `format` carrying `time_zone` for [`resolve`].
+pub fn with_time_zone(format: Option<&str>, time_zone: &str) -> String {
+    format!(
+        "{}{ZONE_MARK}{}",
+        format.unwrap_or("strict_date_optional_time||epoch_millis"),
+        time_zone.trim()
+    )
+}
+
 /// Resolve a date bound to nanoseconds. `round_up` is for upper inclusive
 /// and lower exclusive bounds, where `now/d` means the end of the day.
+/// A `time_zone` in `format` (see [`with_time_zone`]) applies to dates
+/// without an offset and to rounding, as in Elasticsearch; epoch numbers
+/// and `now` are instants.
 pub fn resolve(
     value: &Value,
     format: Option<&str>,
     now_ms: i64,
     round_up: bool,
 ) -> Result<i64, String> {
+    if let Some((plain, zone)) = format.and_then(|f| f.split_once(ZONE_MARK)) {
+        let zone = super::calendar::Zone::parse(zone)?;
+        if !zone.is_utc() {
+            return resolve_zoned(value, plain, now_ms, round_up, zone);
+        }
+        return resolve(value, Some(plain), now_ms, round_up);
+    }
     let text = match value {
         Value::Number(n) => {
             let per = if format.is_some_and(|f| f.contains("epoch_second")) {
@@ -47,6 +71,61 @@ pub fn resolve(
         return parse_with_format(text, format);
     };
     apply_math(anchor, math, round_up).ok_or_else(|| format!("invalid date math [{text}]"))
+}
+
+fn resolve_zoned(
+    value: &Value,
+    format: &str,
+    now_ms: i64,
+    round_up: bool,
+    zone: super::calendar::Zone,
+) -> Result<i64, String> {
+    let text = match value {
+        Value::String(s) => s.trim(),
+        // Epoch numbers are instants.
+        _ => return resolve(value, Some(format), now_ms, round_up),
+    };
+    let to_local = |utc_ns: i64| {
+        utc_ns.checked_add(
+            zone.offset_ms(utc_ns.div_euclid(1_000_000))
+                .saturating_mul(1_000_000),
+        )
+    };
+    let to_utc = |local_ns: i64| -> Option<i64> {
+        let ms = zone.local_to_utc(local_ns.div_euclid(1_000_000))?;
+        ms.checked_mul(1_000_000)?
+            .checked_add(local_ns.rem_euclid(1_000_000))
+    };
+    let invalid = || format!("invalid date math [{text}]");
+    // A date string: local time unless it carries an offset.
+    let parse_local = |date: &str| -> Result<i64, String> {
+        let parsed = parse_with_format(date, Some(format))?;
+        if has_offset(date) || date.bytes().all(|b| b.is_ascii_digit()) {
+            to_local(parsed).ok_or_else(invalid)
+        } else {
+            Ok(parsed)
+        }
+    };
+    let (anchor_local, math) = if let Some(rest) = text.strip_prefix("now") {
+        (
+            to_local(now_ms.saturating_mul(1_000_000)).ok_or_else(invalid)?,
+            rest,
+        )
+    } else if let Some((date, math)) = text.split_once("||") {
+        (parse_local(date)?, math)
+    } else {
+        return to_utc(parse_local(text)?).ok_or_else(invalid);
+    };
+    let local = apply_math(anchor_local, math, round_up).ok_or_else(invalid)?;
+    to_utc(local).ok_or_else(invalid)
+}
+
+/// Whether a date string names its offset (`Z`, `+02:00`, `-0500`).
+fn has_offset(text: &str) -> bool {
+    let Some(time) = text.find(['T', ' ']).map(|i| &text[i + 1..]) else {
+        return false;
+    };
+    time.ends_with(['Z', 'z']) || time.contains(['+', '-'])
 }
 
 /// Epoch `units` (ms or s) to nanoseconds, exactly for whole numbers (a
@@ -265,6 +344,45 @@ mod tests {
 
     fn r(v: Value, f: Option<&str>, up: bool) -> i64 {
         resolve(&v, f, NOW, up).unwrap() / 1_000_000
+    }
+
+    #[test]
+    fn time_zones_apply_to_local_dates_and_rounding() {
+        let berlin = with_time_zone(None, "Europe/Berlin");
+        let z = Some(berlin.as_str());
+        // 2024-07-01T00:00 in Berlin is 22:00 UTC the day before.
+        assert_eq!(r(json!("2024-07-01T00:00:00"), z, false), 1_719_784_800_000);
+        assert_eq!(r(json!("2024-07-01"), z, false), 1_719_784_800_000);
+        // Explicit offsets and epoch numbers are instants.
+        assert_eq!(
+            r(json!("2024-07-01T00:00:00Z"), z, false),
+            1_719_792_000_000
+        );
+        assert_eq!(r(json!(1_719_792_000_000i64), z, false), 1_719_792_000_000);
+        let millis = with_time_zone(Some("epoch_millis"), "+02:00");
+        assert_eq!(
+            r(json!("1719792000000"), Some(&millis), false),
+            1_719_792_000_000
+        );
+        // now/d is midnight in the zone: NOW is 2023-11-14T22:13:20Z,
+        // 23:13:20 in Berlin (CET).
+        assert_eq!(r(json!("now/d"), z, false), 1_699_916_400_000);
+        assert_eq!(
+            r(json!("now/d"), z, true),
+            1_699_916_400_000 + 86_400_000 - 1
+        );
+        let plus = with_time_zone(None, "+05:30");
+        assert_eq!(
+            r(json!("2024-01-01||/M"), Some(&plus), false),
+            1_704_047_400_000
+        );
+        assert!(resolve(
+            &json!("2024-01-01"),
+            Some(&with_time_zone(None, "Nowhere/Land")),
+            NOW,
+            false
+        )
+        .is_err());
     }
 
     #[test]

@@ -318,6 +318,7 @@ fn parse_range(body: &Value) -> Result<LogQuery, QueryError> {
     let mut lower = None;
     let mut upper = None;
     let mut format = None;
+    let mut time_zone = None;
     for (key, value) in params {
         match key.as_str() {
             "gte" | "from" if !value.is_null() => lower = Some((value.clone(), true)),
@@ -338,10 +339,12 @@ fn parse_range(body: &Value) -> Result<LogQuery, QueryError> {
             "gte" | "gt" | "lte" | "lt" | "from" | "to" | "boost" | "_name" | "relation" => {}
             "time_zone" => {
                 let tz = value.as_str().unwrap_or("");
+                super::calendar::Zone::parse(tz).map_err(|reason| {
+                    QueryError::parsing(format!("[range] {reason}"))
+                        .with_kind("illegal_argument_exception")
+                })?;
                 if !super::datemath::is_utc(tz) {
-                    return Err(QueryError::parsing(format!(
-                        "[range] time_zone [{tz}] is not supported (only UTC)"
-                    )));
+                    time_zone = Some(tz.to_owned());
                 }
             }
             other => {
@@ -350,6 +353,9 @@ fn parse_range(body: &Value) -> Result<LogQuery, QueryError> {
                 )))
             }
         }
+    }
+    if let Some(tz) = time_zone {
+        format = Some(super::datemath::with_time_zone(format.as_deref(), &tz));
     }
     Ok(LogQuery::Range {
         field,

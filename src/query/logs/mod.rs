@@ -3,11 +3,15 @@
 
 pub mod aggs;
 pub mod ast;
+pub mod calendar;
 pub mod compile;
 pub mod datemath;
 pub mod dsl;
+pub mod highlight;
 pub mod lucene;
 pub mod matcher;
+pub mod pipeline;
+pub mod script;
 pub mod search;
 
 pub use crate::storage::logs::catalog::glob_match as catalog_glob;

@@ -24,7 +24,7 @@ use tantivy::{
 use super::aggs::{self, AggShape};
 use super::ast::LogQuery;
 use super::compile::Compiler;
-use super::{datemath, dsl, lucene, QueryError};
+use super::{datemath, dsl, highlight, lucene, QueryError};
 use crate::model::log::{format_timestamp_ms, TIMESTAMP_FIELD};
 use crate::storage::logs::schema::{self, LogSchema};
 use crate::storage::logs::LogStore;
@@ -73,6 +73,9 @@ pub struct SearchRequest {
     pub track_total_hits: TrackTotal,
     pub aggs: Option<Value>,
     pub fields: Vec<String>,
+    /// `format` of `fields`/`docvalue_fields` entries, by field pattern.
+    pub field_formats: Vec<(String, String)>,
+    pub highlight: Option<highlight::Spec>,
     pub total_as_int: bool,
 }
 
@@ -83,8 +86,7 @@ pub struct SearchLimits {
     pub max_buckets: u32,
 }
 
-const IGNORED_KEYS: [&str; 12] = [
-    "highlight",
+const IGNORED_KEYS: [&str; 11] = [
     "timeout",
     "version",
     "seq_no_primary_term",
@@ -122,6 +124,8 @@ impl SearchRequest {
             track_total_hits: TrackTotal::UpTo(10_000),
             aggs: None,
             fields: Vec::new(),
+            field_formats: Vec::new(),
+            highlight: None,
             total_as_int: params
                 .get("rest_total_hits_as_int")
                 .is_some_and(|v| v == "true" || v.is_empty()),
@@ -157,6 +161,7 @@ impl SearchRequest {
                     }
                 }
                 "aggs" | "aggregations" => req.aggs = Some(value.clone()),
+                "highlight" => req.highlight = Some(highlight::parse(value)?),
                 "fields" | "docvalue_fields" => {
                     if let Value::Array(items) = value {
                         for item in items {
@@ -165,6 +170,12 @@ impl SearchRequest {
                                 Value::Object(o) => {
                                     if let Some(f) = o.get("field").and_then(Value::as_str) {
                                         req.fields.push(f.to_owned());
+                                        if let Some(format) =
+                                            o.get("format").and_then(Value::as_str)
+                                        {
+                                            req.field_formats
+                                                .push((f.to_owned(), format.to_owned()));
+                                        }
                                     }
                                 }
                                 _ => {}
@@ -708,11 +719,64 @@ pub fn for_each_match(
     Ok(())
 }
 
+/// A `filters` bucket's query, compiled by us (tantivy's own filter
+/// aggregation parses tantivy query strings, not our DSL). Never
+/// serialized across processes: the query is not carried along.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CompiledFilter {
+    #[serde(skip)]
+    query: Option<Arc<dyn Query>>,
+}
+
+#[typetag::serde]
+impl tantivy::aggregation::bucket::QueryBuilder for CompiledFilter {
+    fn build_query(
+        &self,
+        _schema: &tantivy::schema::Schema,
+        _tokenizers: &tantivy::tokenizer::TokenizerManager,
+    ) -> tantivy::Result<Box<dyn Query>> {
+        self.query.as_ref().map(|q| q.box_clone()).ok_or_else(|| {
+            tantivy::TantivyError::InvalidArgument("filter query not compiled".into())
+        })
+    }
+
+    fn box_clone(&self) -> Box<dyn tantivy::aggregation::bucket::QueryBuilder> {
+        Box::new(self.clone())
+    }
+}
+
+/// Replace the placeholder query strings of translated `filters` with
+/// their compiled queries.
+fn attach_filters(aggs: &mut Aggregations, compiled: &[Arc<dyn Query>]) {
+    use tantivy::aggregation::agg_req::AggregationVariants;
+    use tantivy::aggregation::bucket::FilterAggregation;
+    for agg in aggs.values_mut() {
+        if let AggregationVariants::Filter(filter) = &agg.agg {
+            let index = serde_json::to_value(filter)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .and_then(|s| {
+                    s.strip_prefix(aggs::FILTER_MARK)
+                        .and_then(|n| n.parse::<usize>().ok())
+                });
+            if let Some(query) = index.and_then(|i| compiled.get(i)) {
+                agg.agg = AggregationVariants::Filter(FilterAggregation::new_with_builder(
+                    Box::new(CompiledFilter {
+                        query: Some(query.clone()),
+                    }),
+                ));
+            }
+        }
+        attach_filters(&mut agg.sub_aggregation, compiled);
+    }
+}
+
 fn prepare(
     store: &LogStore,
     indices: &[String],
     req: &SearchRequest,
     now_ms: i64,
+    max_buckets: u32,
 ) -> Result<Prepared, QueryError> {
     let query = compile_for(store, indices, &req.query, now_ms)?;
     let catalog = store.catalog.read();
@@ -740,20 +804,41 @@ fn prepare(
     {
         plan.fields.push((SortField::Doc, false, false));
     }
+    let (from_ms, to_ms) = time_bounds(&req.query, now_ms);
     let aggs = match &req.aggs {
         Some(request) => {
-            let (translated, shapes) = aggs::translate(request, &fields, now_ms)?;
-            let parsed: Aggregations = serde_json::from_value(translated).map_err(|err| {
+            let mut ctx = aggs::Context::new(&fields, now_ms);
+            ctx.max_buckets = max_buckets as usize;
+            // Where the matching records can be: the query's range within
+            // the stored partitions (calendar histograms enumerate it).
+            let partitions = store.partitions_between(from_ms, to_ms);
+            let stored = partitions.iter().fold(None, |acc: Option<(i64, i64)>, p| {
+                let (lo, hi) = (p.start_ms, p.end_ms.saturating_sub(1));
+                Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+            });
+            ctx.data_bounds = stored
+                .map(|(lo, hi)| (lo.max(from_ms), hi.min(to_ms.saturating_sub(1))))
+                .filter(|(lo, hi)| lo <= hi);
+            let (translated, shapes) = aggs::translate(request, &mut ctx)?;
+            let mut parsed: Aggregations = serde_json::from_value(translated).map_err(|err| {
                 QueryError::new(
                     "x_content_parse_exception",
                     format!("invalid aggregation: {err}"),
                 )
             })?;
+            if !ctx.filters.is_empty() {
+                let mut compiler = Compiler::new(&store.schema, &fields, indices, now_ms);
+                let compiled = ctx
+                    .filters
+                    .iter()
+                    .map(|q| compiler.compile(q).map(Arc::from))
+                    .collect::<Result<Vec<Arc<dyn Query>>, _>>()?;
+                attach_filters(&mut parsed, &compiled);
+            }
             Some((parsed, shapes))
         }
         None => None,
     };
-    let (from_ms, to_ms) = time_bounds(&req.query, now_ms);
     Ok(Prepared {
         query,
         plan,
@@ -829,7 +914,7 @@ fn execute(
             ),
         ));
     }
-    let prepared = prepare(store, indices, req, now_ms)?;
+    let prepared = prepare(store, indices, req, now_ms, limits.max_buckets)?;
     let plan = Arc::new(prepared.plan.clone());
     let after = match &req.search_after {
         Some(values) => {
@@ -941,6 +1026,11 @@ pub fn search(
     let started = std::time::Instant::now();
     let executed = execute(store, indices, req, limits, now_ms)?;
     let by_score = matches!(req.sort.first(), Some(s) if s.field == "_score");
+    let highlight_terms = req
+        .highlight
+        .as_ref()
+        .map(|_| highlight::terms(&req.query))
+        .unwrap_or_default();
     let mut hits = Vec::new();
     let mut max_score: Option<f32> = None;
     for candidate in executed.hits.iter().skip(req.from) {
@@ -966,8 +1056,13 @@ pub fn search(
         if !req.fields.is_empty() {
             hit.insert(
                 "fields".into(),
-                Value::Object(pick_fields(&source, &req.fields)),
+                Value::Object(pick_fields(&source, &req.fields, &req.field_formats)),
             );
+        }
+        if let Some(spec) = &req.highlight {
+            if let Some(marked) = highlight::highlight(&source, spec, &highlight_terms) {
+                hit.insert("highlight".into(), Value::Object(marked));
+            }
         }
         if req.source.enabled {
             let filtered = if req.source.includes.is_empty() && req.source.excludes.is_empty() {
@@ -1112,6 +1207,8 @@ pub fn count(
         track_total_hits: TrackTotal::Exact,
         aggs: None,
         fields: Vec::new(),
+        field_formats: Vec::new(),
+        highlight: None,
         total_as_int: false,
     };
     let limits = SearchLimits {
@@ -1157,8 +1254,12 @@ pub fn filter_source(
 }
 
 /// The `fields` section of a hit: every leaf matching a requested pattern,
-/// as an array of values (dates as ISO strings).
-fn pick_fields(source: &Value, patterns: &[String]) -> Map<String, Value> {
+/// as an array of values (dates as ISO strings, in the requested `format`).
+fn pick_fields(
+    source: &Value,
+    patterns: &[String],
+    formats: &[(String, String)],
+) -> Map<String, Value> {
     let mut leaves = Vec::new();
     flatten("", source, &mut leaves);
     let mut out: Map<String, Value> = Map::new();
@@ -1167,8 +1268,12 @@ fn pick_fields(source: &Value, patterns: &[String]) -> Map<String, Value> {
             continue;
         }
         let value = if path == TIMESTAMP_FIELD {
+            let format = formats
+                .iter()
+                .find(|(p, _)| super::catalog_glob(p, &path))
+                .map(|(_, f)| f.as_str());
             crate::model::log::parse_timestamp(&value)
-                .map_or(value, |ns| Value::String(format_timestamp_ms(ns)))
+                .map_or(value, |ns| Value::String(format_date(ns, format)))
         } else {
             value
         };
@@ -1180,6 +1285,30 @@ fn pick_fields(source: &Value, patterns: &[String]) -> Map<String, Value> {
         }
     }
     out
+}
+
+/// A date of the `fields` section in an Elasticsearch `format`:
+/// `strict_date_optional_time_nanos` keeps up to nine fraction digits (at
+/// least three, trailing zeros dropped), the epoch formats print numbers as
+/// strings, anything else prints milliseconds.
+fn format_date(ns: i64, format: Option<&str>) -> String {
+    match format.map(str::trim) {
+        Some("epoch_millis") => ns.div_euclid(1_000_000).to_string(),
+        Some("epoch_second") => ns.div_euclid(1_000_000_000).to_string(),
+        Some(f) if f.contains("nanos") => {
+            let seconds = ns.div_euclid(1_000_000_000);
+            let nanos = ns.rem_euclid(1_000_000_000);
+            let Some(t) = chrono::DateTime::from_timestamp(seconds, 0) else {
+                return format_timestamp_ms(ns);
+            };
+            let mut fraction = format!("{nanos:09}");
+            while fraction.len() > 3 && fraction.ends_with('0') {
+                fraction.pop();
+            }
+            format!("{}.{fraction}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+        }
+        _ => format_timestamp_ms(ns),
+    }
 }
 
 fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
