@@ -214,6 +214,14 @@ struct LoadgenArgs {
     /// one request at a time (in order per series).
     #[arg(long, value_parser = humantime::parse_duration)]
     backfill: Option<std::time::Duration>,
+    /// remote_write the series of this Prometheus text exposition (a saved
+    /// /metrics page, e.g. node_exporter's) instead of generated ones.
+    #[arg(long)]
+    series_from: Option<PathBuf>,
+    /// Labels added to --series-from series, as a scraper adds them:
+    /// name=value pairs, comma-separated (e.g. job=node,instance=host:9100).
+    #[arg(long, default_value = "")]
+    series_labels: String,
     /// Sample interval of --backfill.
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
     interval: std::time::Duration,
@@ -315,6 +323,28 @@ fn loadgen(args: LoadgenArgs) -> ExitCode {
             .map_or(0, |d| d.subsec_nanos());
         format!("run-{:08x}", nanos ^ std::process::id())
     });
+    let template = match &args.series_from {
+        None => None,
+        Some(path) => {
+            let extra: Vec<(String, String)> = args
+                .series_labels
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .collect();
+            let parsed = std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| oxeye::loadgen::exposition::parse(&text, &extra));
+            match parsed {
+                Ok(series) => Some(std::sync::Arc::new(series)),
+                Err(err) => {
+                    eprintln!("oxeye loadgen: --series-from {}: {err}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let options = oxeye::loadgen::Options {
         otlp_http: args.otlp_http.unwrap_or_else(|| args.url.clone()),
         url: args.url,
@@ -331,6 +361,7 @@ fn loadgen(args: LoadgenArgs) -> ExitCode {
         churn_interval: args.churn_interval,
         backfill: args.backfill,
         interval: args.interval,
+        template,
         concurrency: args.concurrency,
         run_id,
         index: args.index,

@@ -10,6 +10,7 @@
 //! or none), keeps at most `concurrency` requests in flight and stops at
 //! `duration` or `items`, then waits for the requests still out.
 
+pub mod exposition;
 pub mod send;
 pub mod workload;
 
@@ -140,6 +141,9 @@ pub struct Options {
     /// `interval` (a history to query); sets `items` for metric protocols.
     pub backfill: Option<Duration>,
     pub interval: Duration,
+    /// remote_write series taken from an exposition (`--series-from`)
+    /// instead of generated ones; `series` becomes their number.
+    pub template: Option<Arc<Vec<exposition::TemplateSeries>>>,
     pub concurrency: usize,
     pub run_id: String,
     pub index: String,
@@ -298,6 +302,9 @@ async fn run_async(options: Options) -> Result<Value, String> {
         options.index.clone(),
     ));
     let mut options = options;
+    if let Some(template) = &options.template {
+        options.series = template.len() as u64;
+    }
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let (start_ms, sample_interval_ms) = match options.backfill {
         // Whole intervals back from now, every series once per interval.
@@ -329,6 +336,7 @@ async fn run_async(options: Options) -> Result<Value, String> {
         churn: options.churn,
         sample_interval_ms,
         start_ms,
+        template: options.template.clone(),
     });
     let cpu_before = server_process(&sender).await;
     let started = Instant::now();

@@ -45,6 +45,8 @@ pub struct Workload {
     pub sample_interval_ms: i64,
     /// Wall-clock start of the run (ms).
     pub start_ms: i64,
+    /// remote_write series from an exposition instead of generated ones.
+    pub template: Option<std::sync::Arc<Vec<super::exposition::TemplateSeries>>>,
 }
 
 /// One request's worth of items: `first .. first + count`, dispatched in
@@ -102,6 +104,22 @@ impl Workload {
     /// A remote_write body (snappy-compressed WriteRequest).
     pub fn remote_write(&self, b: Batch) -> Vec<u8> {
         let mut body = Vec::with_capacity(b.count as usize * 120);
+        if let Some(template) = &self.template {
+            for i in b.first..b.first + b.count {
+                let (id, t) = self.sample(i, b.epoch);
+                let series = &template[(id % template.len() as u64) as usize];
+                let labels: Vec<(&str, &str)> = series
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let seconds = (t - self.start_ms) as f64 / 1000.0;
+                encode::timeseries(&mut body, &labels, &[(t, series.value_at(id, seconds))]);
+            }
+            return snap::raw::Encoder::new()
+                .compress_vec(&body)
+                .unwrap_or_default();
+        }
         for i in b.first..b.first + b.count {
             let (id, t) = self.sample(i, b.epoch);
             let name = format!("loadgen_rw_metric_{}", id % METRIC_NAMES);
@@ -340,6 +358,7 @@ mod tests {
 
     fn workload() -> Workload {
         Workload {
+            template: None,
             run: "t".into(),
             series: 10,
             services: 3,

@@ -54,6 +54,7 @@ for (const d of dashboards) {
     gen += 1;
     await settle(gen);
   }
+  const allMs = Date.now() - started;
   const states = await page.$$eval("section.panel", els => els.map(s => {
     const body = s.querySelector(".panel-body");
     return { id: s.dataset.id, type: s.dataset.type, title: s.querySelector(".panel-title").textContent,
@@ -65,7 +66,7 @@ for (const d of dashboards) {
   const varErrors = await page.$$eval(".var-error", els => els.map(e => e.textContent));
   const renderMs = Number(await page.getAttribute("#dash", "data-render-ms"));
   const summary = { uid: d.uid, panels: states.length, drawn: count("drawn"), nodata: count("nodata"), unsupported: count("unsupported"),
-    empty: count("empty"), errors: errors.length, first_render_ms: firstMs, first_requests: firstRequests,
+    empty: count("empty"), errors: errors.length, first_render_ms: firstMs, first_requests: firstRequests, every_row_open_ms: allMs,
     all_rows_render_ms: renderMs, requests_all_rows: dataRequests, variables: vars, variable_errors: varErrors,
     unsupported_reasons: [...new Set(states.filter(s => s.state === "unsupported").map(s => s.text))] };
   console.log("DASHBOARD " + JSON.stringify(summary));
