@@ -317,7 +317,15 @@ pub fn spawn_binary_with(data: &Path, env: &[(&str, &str)]) -> BinaryServer {
     let es_port = free_port();
     let log = data.with_extension("log");
     let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new("sh")
+    let mut command = Command::new("sh");
+    // The test's own settings (OXEYE_SCREENSHOTS, …) are not the server's:
+    // every OXEYE_* variable would be read as configuration.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OXEYE_") {
+            command.env_remove(key);
+        }
+    }
+    let child = command
         .arg("-c")
         .arg(format!("ulimit -d {DATA_LIMIT_KIB} && exec \"$0\" \"$@\""))
         .arg(env!("CARGO_BIN_EXE_oxeye"))

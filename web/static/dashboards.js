@@ -864,11 +864,16 @@ const OX = (() => {
   }
 
   function drawTimeseries(panel, box, result, fc, ctx) {
-    const frames = result.frames.filter(f => !f.instant);
-    if (!frames.length) return message(box, "No data");
+    const all = result.frames.filter(f => !f.instant);
+    if (!all.length) return message(box, "No data");
+    const allCfgs = all.map(f => configFor(fc, f));
+    // custom.hideFrom.viz: not drawn (Grafana's "hide series").
+    const shown = all.map((f, i) => !(allCfgs[i].custom && allCfgs[i].custom.hideFrom && allCfgs[i].custom.hideFrom.viz));
+    const frames = all.filter((_, i) => shown[i]);
+    const cfgs = allCfgs.filter((_, i) => shown[i]);
+    if (!frames.length) return message(box, "Every series is hidden by the panel's overrides");
     const times = [...new Set(frames.flatMap(f => f.times))].sort((a, b) => a - b);
     const index = new Map(times.map((t, i) => [t, i]));
-    const cfgs = frames.map(f => configFor(fc, f));
     const unit = cfgs[0].unit, decimals = cfgs[0].decimals;
     const stacking = (fc.defaults.custom.stacking || {}).mode || "none";
     const cols = frames.map((f, i) => {
@@ -878,10 +883,13 @@ const OX = (() => {
       return col;
     });
     let data = cols;
-    if (stacking === "normal" || stacking === "percent") {
+    // Each series stacks unless its own config says none (an override).
+    const stacks = cfgs.map(c => ((c.custom && c.custom.stacking) || {}).mode || stacking);
+    if (stacks.some(m => m === "normal" || m === "percent")) {
       const acc = new Array(times.length).fill(0);
-      const totals = stacking === "percent" ? times.map((_, j) => cols.reduce((a, c) => a + Math.abs(c[j] || 0), 0)) : null;
-      data = cols.map(c => c.map((v, j) => {
+      const members = cols.filter((_, i) => stacks[i] !== "none");
+      const totals = stacking === "percent" ? times.map((_, j) => members.reduce((a, c) => a + Math.abs(c[j] || 0), 0)) : null;
+      data = cols.map((c, i) => stacks[i] === "none" ? c : c.map((v, j) => {
         if (v === null) return null;
         acc[j] += stacking === "percent" ? (totals[j] ? v / totals[j] : 0) : v;
         return acc[j];
@@ -1517,10 +1525,10 @@ const OX = (() => {
     const arm = () => {
       if (timer) clearInterval(timer);
       const ms = refresh ? OX.intervalToMs(refresh) : 0;
-      timer = ms && ms >= 5000 ? setInterval(() => drawAll(), ms) : null;
+      timer = ms && ms >= 5000 ? setInterval(() => { refreshes++; drawAll(); }, ms) : null;
     };
     refreshSel.addEventListener("change", () => { refresh = refreshSel.value; arm(); syncUrl(); });
-    document.getElementById("dash-reload").addEventListener("click", () => drawAll());
+    document.getElementById("dash-reload").addEventListener("click", () => { refreshes++; drawAll(); });
 
     // ---- variables
     async function resolveVariable(v, r) {
@@ -1677,10 +1685,12 @@ const OX = (() => {
     // while rows open and close; anything else draws afresh.
     const drawn = new Map();
     let dataKey = "";
+    // Bumped by the refresh button and timer: everything is queried again.
+    let refreshes = 0;
     function drawAll(opts) {
       const gen = ++generation;
       const r = range();
-      const key = JSON.stringify([r, [...vars.state].map(([n, s]) => [n, s.value])]);
+      const key = JSON.stringify([time.from, time.to, refreshes, [...vars.state].map(([n, s]) => [n, s.value])]);
       if (!(opts && opts.reuse) || key !== dataKey) { drawn.clear(); queryLog.length = 0; }
       dataKey = key;
       const panels = OX.migrate(dash);
