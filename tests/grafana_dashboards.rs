@@ -14,7 +14,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -275,8 +275,6 @@ fn renderer_follows_grafana_semantics() {
 fn grafana_dashboards_import_and_render_in_chromium() {
     let node = require_program("node");
     let chromium = require_program("chromium");
-    let prometheus = require_program("prometheus");
-    let node_exporter = require_program("prometheus-node-exporter");
     let e2e = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
     assert!(
         e2e.join("node_modules/playwright-core").is_dir(),
@@ -288,18 +286,9 @@ fn grafana_dashboards_import_and_render_in_chromium() {
     let work = tempfile::tempdir().unwrap();
 
     // node_exporter scraped by the real Prometheus, remote-written to Oxeye.
-    let node_port = free_port();
-    let _node = ChildGuard(
-        Command::new(node_exporter)
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let prom_port = free_port();
-    let config = format!(
-        r#"
+    let stack = NodeAndPrometheus::start(work.path(), |node_port, _| {
+        format!(
+            r#"
 global: {{scrape_interval: 1s}}
 scrape_configs:
   - job_name: node
@@ -308,25 +297,9 @@ remote_write:
   - url: {oxeye}/api/v1/write
     queue_config: {{batch_send_deadline: 1s, max_backoff: 1s}}
 "#
-    );
-    std::fs::write(work.path().join("prometheus.yml"), config).unwrap();
-    let log = std::fs::File::create(work.path().join("prometheus.log")).unwrap();
-    let _prom = ChildGuard(
-        Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                work.path().join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                work.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+        )
+    });
+    let node_port = stack.node_port;
     // Enough scrapes for rates over the panels' steps.
     let enough = wait_for(Duration::from_secs(120), || {
         let found = export(&oxeye, r#"node_uname_info{job="node"}"#);
@@ -335,7 +308,7 @@ remote_write:
     assert!(
         enough.is_some(),
         "Oxeye did not receive 20 scrapes of node_uname_info; prometheus log:\n{}",
-        std::fs::read_to_string(work.path().join("prometheus.log")).unwrap_or_default()
+        stack.log_text()
     );
 
     // Imported with the CLI, unchanged files.

@@ -23,23 +23,12 @@ fn series_key(metric: &serde_json::Value) -> String {
 
 #[test]
 fn prometheus_remote_write_round_trip() {
-    let prometheus = require_program("prometheus");
-    let node_exporter = require_program("prometheus-node-exporter");
     let server = TestServer::start();
     let work = tempfile::tempdir().unwrap();
-
-    let node_port = free_port();
-    let _node = ChildGuard(
-        Command::new(node_exporter)
-            .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let prom_port = free_port();
-    let config = format!(
-        r#"
+    let oxeye_addr = server.http;
+    let stack = NodeAndPrometheus::start(work.path(), |node_port, prom_port| {
+        format!(
+            r#"
 global: {{scrape_interval: 1s}}
 scrape_configs:
   - job_name: node
@@ -47,28 +36,13 @@ scrape_configs:
   - job_name: prometheus
     static_configs: [{{targets: ['127.0.0.1:{prom_port}']}}]
 remote_write:
-  - url: http://{oxeye}/api/v1/write
+  - url: http://{oxeye_addr}/api/v1/write
     queue_config: {{batch_send_deadline: 1s, max_backoff: 1s}}
     metadata_config: {{send: true, send_interval: 2s}}
-"#,
-        oxeye = server.http
-    );
-    let config_path = work.path().join("prometheus.yml");
-    std::fs::write(&config_path, config).unwrap();
-    let log = std::fs::File::create(work.path().join("prometheus.log")).unwrap();
-    let _prom = ChildGuard(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                work.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+"#
+        )
+    });
+    let prom_port = stack.prom_port;
     let prom = format!("http://127.0.0.1:{prom_port}");
     let oxeye = server.url("");
 
@@ -80,7 +54,7 @@ remote_write:
     assert!(
         enough.is_some(),
         "Oxeye did not receive 8 scrapes of up{{job=\"node\"}}; prometheus log:\n{}",
-        std::fs::read_to_string(work.path().join("prometheus.log")).unwrap_or_default()
+        stack.log_text()
     );
 
     // Everything Prometheus has in the last minute up to `cut` ...

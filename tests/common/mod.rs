@@ -394,3 +394,59 @@ impl BinaryServer {
         );
     }
 }
+
+/// The real node_exporter scraped by the real Prometheus (Debian's), both on
+/// free loopback ports, until dropped.
+pub struct NodeAndPrometheus {
+    pub node_port: u16,
+    pub prom_port: u16,
+    /// Prometheus' stderr.
+    pub log: PathBuf,
+    _node: ChildGuard,
+    _prom: ChildGuard,
+}
+
+impl NodeAndPrometheus {
+    /// `config(node_port, prom_port)` is Prometheus' YAML configuration.
+    pub fn start(work: &Path, config: impl FnOnce(u16, u16) -> String) -> NodeAndPrometheus {
+        let prometheus = require_program("prometheus");
+        let node_exporter = require_program("prometheus-node-exporter");
+        let node_port = free_port();
+        let node = ChildGuard(
+            Command::new(node_exporter)
+                .arg(format!("--web.listen-address=127.0.0.1:{node_port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let prom_port = free_port();
+        let config_path = work.join("prometheus.yml");
+        std::fs::write(&config_path, config(node_port, prom_port)).unwrap();
+        let log = work.join("prometheus.log");
+        let prom = ChildGuard(
+            Command::new(prometheus)
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    work.join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        NodeAndPrometheus {
+            node_port,
+            prom_port,
+            log,
+            _node: node,
+            _prom: prom,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
