@@ -55,6 +55,13 @@ for (const d of dashboards) {
     await settle(gen);
   }
   const allMs = Date.now() - started;
+  // Every row open from the start (?rows=open): the whole dashboard at once.
+  const requestsBefore = dataRequests;
+  const openStarted = Date.now();
+  await page.goto(`${base}/ui/d/${d.uid}?from=${encodeURIComponent(from)}&to=now&rows=open`);
+  await settle(1);
+  const wholeMs = Date.now() - openStarted;
+  const wholeRequests = dataRequests - requestsBefore;
   const states = await page.$$eval("section.panel", els => els.map(s => {
     const body = s.querySelector(".panel-body");
     return { id: s.dataset.id, type: s.dataset.type, title: s.querySelector(".panel-title").textContent,
@@ -67,7 +74,7 @@ for (const d of dashboards) {
   const renderMs = Number(await page.getAttribute("#dash", "data-render-ms"));
   const summary = { uid: d.uid, panels: states.length, drawn: count("drawn"), nodata: count("nodata"), unsupported: count("unsupported"),
     empty: count("empty"), errors: errors.length, first_render_ms: firstMs, first_requests: firstRequests, every_row_open_ms: allMs,
-    all_rows_render_ms: renderMs, requests_all_rows: dataRequests, variables: vars, variable_errors: varErrors,
+    all_rows_render_ms: renderMs, requests_all_rows: requestsBefore, whole_dashboard_ms: wholeMs, whole_dashboard_requests: wholeRequests, variables: vars, variable_errors: varErrors,
     unsupported_reasons: [...new Set(states.filter(s => s.state === "unsupported").map(s => s.text))] };
   console.log("DASHBOARD " + JSON.stringify(summary));
   for (const e of errors) console.log(`  panel ${e.id} "${e.title}": ${e.state} ${e.error || e.text}`);

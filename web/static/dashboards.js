@@ -1480,6 +1480,10 @@ const OX = (() => {
     let refresh = params.get("refresh") ?? (dash.refresh || "");
     const viewPanel = params.get("viewPanel");
     const expanded = new Set();
+    // ?rows=open: every collapsed row opened at once (Grafana's "expand all").
+    if (params.get("rows") === "open") {
+      for (const p of OX.migrate(dash)) if (p.type === "row" && p.collapsed) expanded.add(p.id);
+    }
     let vars;
     let generation = 0;
     const queryLog = [];
@@ -1529,6 +1533,12 @@ const OX = (() => {
     };
     refreshSel.addEventListener("change", () => { refresh = refreshSel.value; arm(); syncUrl(); });
     document.getElementById("dash-reload").addEventListener("click", () => { refreshes++; drawAll(); });
+    document.getElementById("dash-rows").addEventListener("click", () => {
+      const rows = OX.migrate(dash).filter(p => p.type === "row" && p.collapsed);
+      const open = rows.length && rows.every(p => expanded.has(p.id));
+      for (const p of rows) open ? expanded.delete(p.id) : expanded.add(p.id);
+      drawAll({ reuse: true });
+    });
 
     // ---- variables
     async function resolveVariable(v, r) {
