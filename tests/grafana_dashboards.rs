@@ -424,7 +424,7 @@ remote_write:
         {"uid": "oxeye-node", "screenshot": false, "expect_data": 10, "expect_vars": {"job": "node", "instance": instance}},
         // Elasticsearch date histograms, terms, a logs panel; Jaeger by
         // trace id and by search; a panel type Oxeye does not draw.
-        {"uid": "es-jaeger", "expect_data": 6, "expect_unsupported": 1},
+        {"uid": "es-jaeger", "expect_data": 6, "expect_unsupported": 1, "expect_notes": 1},
     ]);
     let shots = std::env::var("OXEYE_SCREENSHOTS")
         .map(PathBuf::from)

@@ -68,6 +68,7 @@ for (const d of dashboards) {
       state: body.dataset.state, error: body.dataset.error || null, text: body.innerText.slice(0, 200) };
   }));
   const count = k => states.filter(s => s.state === k).length;
+  const notes = await page.$$eval(".panel-note", els => els.map(e => e.textContent));
   const errors = states.filter(s => s.state === "error" || s.state === "loading");
   const vars = await page.$$eval("#dash-vars select", els => Object.fromEntries(els.map(e => [e.name, [...e.options].map(o => o.value)])));
   const varErrors = await page.$$eval(".var-error", els => els.map(e => e.textContent));
@@ -75,6 +76,7 @@ for (const d of dashboards) {
   const summary = { uid: d.uid, panels: states.length, drawn: count("drawn"), nodata: count("nodata"), unsupported: count("unsupported"),
     empty: count("empty"), errors: errors.length, first_render_ms: firstMs, first_requests: firstRequests, every_row_open_ms: allMs,
     all_rows_render_ms: renderMs, requests_all_rows: requestsBefore, whole_dashboard_ms: wholeMs, whole_dashboard_requests: wholeRequests, variables: vars, variable_errors: varErrors,
+    notes,
     unsupported_reasons: [...new Set(states.filter(s => s.state === "unsupported").map(s => s.text))] };
   console.log("DASHBOARD " + JSON.stringify(summary));
   for (const e of errors) console.log(`  panel ${e.id} "${e.title}": ${e.state} ${e.error || e.text}`);
@@ -89,6 +91,9 @@ for (const d of dashboards) {
   }
   if (d.expect_unsupported !== undefined) {
     check(summary.unsupported === d.expect_unsupported, `${d.uid}: ${d.expect_unsupported} panel(s) say why they are not drawn ${JSON.stringify(summary.unsupported_reasons)}`);
+  }
+  if (d.expect_notes !== undefined) {
+    check(notes.length === d.expect_notes, `${d.uid}: ${d.expect_notes} panel(s) say what is not as in Grafana ${JSON.stringify(notes)}`);
   }
   if (d.expect_vars) {
     for (const [name, value] of Object.entries(d.expect_vars)) {

@@ -1736,7 +1736,13 @@ const OX = (() => {
         if (meta.canEdit !== false) menu.append(el("a", { href: "#", onclick: ev => { ev.preventDefault(); editPanel(p); } }, "Edit"));
         const section = el("section", { class: "panel", style, "data-id": p.id, "data-type": p.type || "graph" },
           el("header", { class: "panel-head" }, el("span", { class: "panel-title", title: p.description || "" }, panelTitle(p)), menu), body);
-        if (p.repeat) section.append(el("div", { class: "panel-note" }, `Repeating by $${p.repeat} is not supported; shown once with the current value.`));
+        const notes = [];
+        if (p.repeat) notes.push(`repeating by $${p.repeat} is not supported: shown once`);
+        if (Array.isArray(p.transformations) && p.transformations.some(t => !t.disabled)) {
+          notes.push(`transformations (${p.transformations.filter(t => !t.disabled).map(t => t.id).join(", ")}) are not applied`);
+        }
+        if (p.libraryPanel) notes.push("library panels are not resolved: the saved panel is drawn");
+        if (notes.length) section.append(el("div", { class: "panel-note", title: notes.join("; ") }, "Not as in Grafana: " + notes.join("; ")));
         grid.append(section);
         drawn.set(p.id, { section, width: item.pos.w });
         jobs.push({ p, body, visible: item.pos.y < 40 });
