@@ -77,6 +77,18 @@ pub struct Version {
     pub dashboard: Value,
 }
 
+/// A version without its dashboard: what the history list and provisioning
+/// need, read without building the dashboard's JSON tree.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VersionMeta {
+    pub version: u64,
+    pub saved_at: i64,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub provisioned: Option<Provisioned>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Provisioned {
     pub file: String,
@@ -212,7 +224,7 @@ impl DashboardStore {
     }
 
     /// Every kept version, newest first, without the dashboards.
-    pub fn versions(&self, uid: &str) -> Result<Vec<Version>, DashboardError> {
+    pub fn versions(&self, uid: &str) -> Result<Vec<VersionMeta>, DashboardError> {
         check_uid(uid).map_err(DashboardError::Invalid)?;
         let dir = self.options.dir.join(uid);
         if !self.index.lock().contains_key(uid) {
@@ -220,9 +232,7 @@ impl DashboardStore {
         }
         let mut out = Vec::new();
         for n in version_numbers(&dir)?.into_iter().rev() {
-            let mut v = read_version(&dir, n)?;
-            v.dashboard = Value::Null;
-            out.push(v);
+            out.push(read_version(&dir, n)?);
         }
         Ok(out)
     }
@@ -329,7 +339,7 @@ impl DashboardStore {
         if self.index.lock().contains_key(&uid) {
             let dir = self.options.dir.join(&uid);
             for n in version_numbers(&dir)? {
-                let v = read_version(&dir, n)?;
+                let v: VersionMeta = read_version(&dir, n)?;
                 if v.provisioned.as_ref().is_some_and(|p| p.sha256 == sha256) {
                     return Ok(false);
                 }
@@ -350,14 +360,21 @@ impl DashboardStore {
     }
 
     fn new_uid(&self, title: &str) -> String {
+        // Unique per call, so that two saves of one title racing between
+        // this check and their writes still get different uids.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let index = self.index.lock();
-        let mut salt = crate::now_ms();
+        let mut salt = format!(
+            "{}-{}",
+            crate::now_ms(),
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         loop {
             let uid = slug_uid(title, &sha_short(&format!("{title}{salt}")));
             if !index.contains_key(&uid) {
                 return uid;
             }
-            salt = salt.wrapping_add(1);
+            salt.push('+');
         }
     }
 
@@ -553,7 +570,10 @@ fn version_numbers(dir: &Path) -> Result<Vec<u64>, DashboardError> {
     Ok(out)
 }
 
-fn read_version(dir: &Path, version: u64) -> Result<Version, DashboardError> {
+fn read_version<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    version: u64,
+) -> Result<T, DashboardError> {
     let bytes = fs::read(version_path(dir, version))?;
     serde_json::from_slice(&bytes).map_err(|e| {
         DashboardError::Io(std::io::Error::other(format!(

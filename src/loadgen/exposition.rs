@@ -60,9 +60,7 @@ pub fn parse(text: &str, extra: &[(String, String)]) -> Result<Vec<TemplateSerie
             .iter()
             .find_map(|s| name.strip_suffix(s))
             .unwrap_or(&name);
-        let counter = counters.contains(&name)
-            || counters.contains(family)
-            || (name.ends_with("_total") && !counters.is_empty() && counters.contains(family));
+        let counter = counters.contains(&name) || counters.contains(family);
         let mut all = vec![("__name__".to_owned(), name.clone())];
         all.extend(
             labels

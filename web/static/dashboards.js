@@ -40,8 +40,9 @@ const OX = (() => {
       try { body = JSON.parse(text); } catch (e) { body = null; }
       if (!resp.ok || (body && body.status === "error")) {
         stats.failed++;
-        const msg = body && (body.error || (body.error && body.error.reason) || body.message);
-        const reason = typeof msg === "string" ? msg : (body && body.error && body.error.reason) || text.slice(0, 300);
+        // Prometheus and Oxeye: {"error": "…"}; Elasticsearch: {"error": {"reason": …}}.
+        const e = body && body.error;
+        const reason = typeof e === "string" ? e : (e && e.reason) || (body && body.message) || text.slice(0, 300);
         throw new Error(`${resp.status} ${reason}`);
       }
       if (body === null) throw new Error(`not JSON: ${text.slice(0, 200)}`);
@@ -601,14 +602,13 @@ const OX = (() => {
     if (!expr.trim()) return { frames: [] };
     const legendFormat = ctx.vars.interpolate(target.legendFormat || "");
     const frames = [];
-    const out = { frames, step: timing.step, exemplars: [], queries: [] };
+    const out = { frames, step: timing.step, exemplars: [] };
     const instant = target.instant === true && target.range !== true;
     const both = target.instant === true && target.range === true;
     const to = ctx.range.to, from = ctx.range.from;
     const jobs = [];
     if (!instant) {
       const start = align(from, timing.step) / 1000, end = align(to, timing.step) / 1000;
-      out.queries.push({ expr, start, end, step: timing.step / 1000 });
       jobs.push(post("/api/v1/query_range", [["query", expr], ["start", start], ["end", end], ["step", timing.step / 1000]]).then(body => {
         for (const r of body.data.result) {
           frames.push({
@@ -619,7 +619,6 @@ const OX = (() => {
       }));
     }
     if (instant || both) {
-      out.queries.push({ expr, time: to / 1000 });
       jobs.push(post("/api/v1/query", [["query", expr], ["time", to / 1000]]).then(body => {
         const d = body.data;
         const list = d.resultType === "vector" ? d.result : d.resultType === "scalar" ? [{ metric: {}, value: d.result }] :
@@ -909,7 +908,7 @@ const OX = (() => {
         value: (u, v) => v === null ? "" : formatValue(v, c.unit, c.decimals),
       };
     }));
-    const min = fc.defaults.min ?? (fc.defaults.custom.axisSoftMin !== undefined ? undefined : undefined);
+    const min = fc.defaults.min;
     const max = fc.defaults.max;
     const height = Math.max(60, box.clientHeight - 28);
     const exemplars = result.exemplars || [];
@@ -1271,7 +1270,7 @@ const OX = (() => {
     const problems = [];
     try {
       await Promise.all(targets.map(async t => {
-        const src = sourceOf(t.datasource && sourceOf(panel.datasource, ctx.vars).kind === "mixed" ? t.datasource : (t.datasource || panel.datasource), ctx.vars);
+        const src = sourceOf(t.datasource || panel.datasource, ctx.vars);
         if (src.kind === "unsupported") { problems.push(src.why); return; }
         let r;
         if (src.kind === "elasticsearch") r = await runElasticsearch(panel, t, ctx);
@@ -1284,7 +1283,6 @@ const OX = (() => {
         result.exemplars.push(...(r.exemplars || []));
         result.logs.push(...(r.logs || []));
         result.traces.push(...(r.traces || []));
-        if (r.queries) ctx.onQuery && ctx.onQuery(panel, r.queries);
       }));
     } catch (e) {
       message(box, "Query failed: " + e.message, "error");
@@ -1486,8 +1484,6 @@ const OX = (() => {
     }
     let vars;
     let generation = 0;
-    const queryLog = [];
-    window.oxeyeDashboard = { queries: queryLog, stats: OX.stats, get dashboard() { return dash; } };
 
     function range() {
       const now = Date.now();
@@ -1701,7 +1697,7 @@ const OX = (() => {
       const gen = ++generation;
       const r = range();
       const key = JSON.stringify([time.from, time.to, refreshes, [...vars.state].map(([n, s]) => [n, s.value])]);
-      if (!(opts && opts.reuse) || key !== dataKey) { drawn.clear(); queryLog.length = 0; }
+      if (!(opts && opts.reuse) || key !== dataKey) drawn.clear();
       dataKey = key;
       const panels = OX.migrate(dash);
       let items = OX.layout(panels, expanded);
@@ -1753,7 +1749,6 @@ const OX = (() => {
       status.textContent = "Loading…"; status.className = "status";
       Promise.all(jobs.map(j => OX.renderPanel(j.p, j.body, {
         range: r, vars, width: Math.max(100, j.body.clientWidth),
-        onQuery: (panel, qs) => queryLog.push(...qs.map(q => ({ panel: panel.id, ...q }))),
       }))).then(() => {
         if (gen !== generation) return;
         const ms = Math.round(performance.now() - started);
@@ -1790,10 +1785,14 @@ const OX = (() => {
     async function save(next, message) {
       const body = JSON.stringify({ dashboard: next, message: message || "" });
       const result = await jsonOrError(await fetch("/api/v1/dashboards/" + encodeURIComponent(uid), { method: "PUT", headers: { "content-type": "application/json" }, body }));
+      notice.textContent = `Saved version ${result.version}.`;
+      await reload();
+    }
+    // The stored dashboard read back and drawn again (after a save or a restore).
+    async function reload() {
       const fresh = await jsonOrError(await fetch("/api/v1/dashboards/" + encodeURIComponent(uid)));
       dash = fresh.dashboard; meta = fresh.meta;
       document.getElementById("dash-title").textContent = dash.title;
-      notice.textContent = `Saved version ${result.version}.`;
       vars = new OX.Variables((dash.templating && dash.templating.list) || [], params);
       await resolveAll();
       drawVariables();
@@ -1829,11 +1828,7 @@ const OX = (() => {
             const r = await jsonOrError(await fetch(`/api/v1/dashboards/${encodeURIComponent(uid)}/versions/${v.version}/restore`, { method: "POST" }));
             box.hidden = true;
             notice.textContent = `Version ${v.version} restored as version ${r.version}.`;
-            const fresh = await jsonOrError(await fetch("/api/v1/dashboards/" + encodeURIComponent(uid)));
-            dash = fresh.dashboard; meta = fresh.meta;
-            document.getElementById("dash-title").textContent = dash.title;
-            vars = new OX.Variables((dash.templating && dash.templating.list) || [], params);
-            await resolveAll(); drawVariables(); drawAll();
+            await reload();
           } }, "Restore")))))));
       box.hidden = false;
     });
