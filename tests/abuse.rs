@@ -255,6 +255,55 @@ fn hostile_requests_get_errors_and_the_server_keeps_its_data() {
         server.check_alive(query);
     }
 
+    // --- Dashboards ------------------------------------------------------
+    let canary = json!({"uid": "canary", "title": "Canary", "panels": [{"type": "stat", "gridPos": {"x": 0, "y": 0, "w": 6, "h": 4}}]});
+    let saved = http
+        .put(format!("{base}/api/v1/dashboards/canary"))
+        .json(&canary)
+        .send()
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    let deep_json = format!(
+        "{{\"title\": \"t\", \"x\": {}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let many_panels =
+        json!({"title": "t", "panels": vec![json!({"type": "stat"}); 5_000]}).to_string();
+    let huge_grid = r#"{"title": "t", "panels": [{"gridPos": {"x": 0, "y": 18446744073709551615, "w": 24, "h": 8}}]}"#;
+    let huge_title = json!({"title": "x".repeat(2_000)}).to_string();
+    let oversize = format!("{{\"title\": \"t\", \"pad\": \"{}\"}}", "x".repeat(6 << 20));
+    for (what, body) in [
+        ("a dashboard nested 100,000 arrays deep", deep_json),
+        ("a dashboard of 5,000 panels", many_panels),
+        ("a gridPos row at u64::MAX", huge_grid.to_owned()),
+        ("a 2,000-character title", huge_title),
+        ("a 6 MiB dashboard", oversize),
+    ] {
+        expect_4xx(
+            &mut server,
+            what,
+            http.put(format!("{base}/api/v1/dashboards/canary"))
+                .body(body),
+        );
+    }
+    for path in [
+        "/api/v1/dashboards/canary/versions/18446744073709551615",
+        "/api/v1/dashboards/canary/versions/-1",
+        "/api/v1/dashboards/..%2F..%2Fetc",
+        "/ui/d/..%2Fcanary",
+    ] {
+        expect_4xx(&mut server, path, http.get(format!("{base}{path}")));
+    }
+    let kept: Value = http
+        .get(format!("{base}/api/v1/dashboards/canary"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(kept["meta"]["version"], 1, "{kept}");
+    assert_eq!(kept["dashboard"]["title"], "Canary");
+
     // --- Everything acknowledged before is still there ------------------
     let result = get_json(&format!(
         "{}/api/v1/query?query=abuse_canary&time={}",
