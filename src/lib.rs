@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod dashboards;
 pub mod error;
+pub mod forward;
 pub mod ingest;
 pub mod loadgen;
 pub mod model;
@@ -251,6 +252,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         .map_err(|e| anyhow::anyhow!("cannot open the dashboards: {e}"))?
     };
     let (shutdown, stopping) = watch::channel(false);
+    let (forwarders, forward_tasks) =
+        forward::Forwarders::start(&config, &store, &trace_store, &log_store, stopping.clone())?;
     let state = AppState {
         config: config.clone(),
         store: store.clone(),
@@ -268,6 +271,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         results_cache,
         sql: sql.clone(),
         dashboards: Arc::new(dashboards),
+        forwarders,
     };
 
     let http = bind(config.server.listen, "HTTP").await?;
@@ -292,7 +296,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let mut tasks = Vec::new();
+    let mut tasks = forward_tasks;
     let tls_config = tls
         .as_ref()
         .map(|files| files.server_config())

@@ -64,6 +64,8 @@ pub struct AppState {
     pub sql: Arc<crate::query::sql::SqlEngine>,
     /// Saved dashboards (`/api/v1/dashboards`, `/ui/dashboards`).
     pub dashboards: Arc<crate::dashboards::DashboardStore>,
+    /// `[forward]` destinations and their figures.
+    pub forwarders: Arc<crate::forward::Forwarders>,
 }
 
 impl AppState {
@@ -174,9 +176,16 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn self_metrics(State(state): State<AppState>) -> Response {
     // Rendering walks the data directories for sizes: off the runtime.
     let body = tokio::task::spawn_blocking(move || {
-        state
+        let mut text = state
             .metrics
-            .render(&state.store, &state.logs.store, &state.traces.store)
+            .render(&state.store, &state.logs.store, &state.traces.store);
+        let mut forward = String::new();
+        state.forwarders.render(&mut forward);
+        match text.rfind("# EOF") {
+            Some(at) => text.insert_str(at, &forward),
+            None => text.push_str(&forward),
+        }
+        text
     })
     .await;
     let Ok(body) = body else {

@@ -6,6 +6,7 @@
 
 mod units;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ pub struct Config {
     pub recommendations: RecommendationsConfig,
     pub dashboards: DashboardsConfig,
     pub otlp: OtlpConfig,
+    pub forward: ForwardConfig,
     pub log: LogConfig,
     /// The directory of the configuration file (rule globs are relative to
     /// it); the working directory without one.
@@ -190,6 +192,241 @@ pub struct AlertingConfig {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     pub queue_capacity: usize,
+}
+
+/// `[forward]`: where accepted data is sent on (see `src/forward`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardConfig {
+    pub max_backlog: ByteSize,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    pub remote_write: Vec<RemoteWriteDestination>,
+    pub otlp: Vec<OtlpDestination>,
+    pub elasticsearch: Vec<ElasticsearchDestination>,
+}
+
+impl ForwardConfig {
+    fn check(&self, check: &mut impl FnMut(bool, &str, &str)) {
+        let mut names = std::collections::HashSet::new();
+        let all = self
+            .remote_write
+            .iter()
+            .map(|d| ("forward.remote_write", &d.name, &d.url, d.send()))
+            .chain(
+                self.otlp
+                    .iter()
+                    .map(|d| ("forward.otlp", &d.name, &d.url, d.send())),
+            )
+            .chain(
+                self.elasticsearch
+                    .iter()
+                    .map(|d| ("forward.elasticsearch", &d.name, &d.url, d.send())),
+            );
+        for (section, name, url, send) in all {
+            check(
+                !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                &format!("{section}.name"),
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+            );
+            check(
+                names.insert(name.clone()),
+                &format!("{section}.name"),
+                &format!("\"{name}\" is used by more than one destination"),
+            );
+            check(
+                url.starts_with("http://"),
+                &format!("{section}.url"),
+                "must be an http:// URL (TLS to receivers is not supported yet)",
+            );
+            check(
+                !send.timeout.is_zero()
+                    && !send.min_backoff.is_zero()
+                    && send.min_backoff <= send.max_backoff,
+                &format!("{section}.timeout"),
+                "timeout and min_backoff must be greater than zero, and min_backoff at most max_backoff",
+            );
+            check(
+                send.headers.iter().all(|(k, v)| {
+                    hyper::http::HeaderName::from_bytes(k.as_bytes()).is_ok()
+                        && hyper::http::HeaderValue::from_str(v).is_ok()
+                }),
+                &format!("{section}.headers"),
+                "each header must be a valid HTTP header name and value",
+            );
+        }
+        for d in &self.remote_write {
+            check(
+                (1..=256).contains(&d.shards) && (1..=100_000).contains(&d.max_samples_per_send),
+                "forward.remote_write.shards",
+                "shards must be 1 to 256 and max_samples_per_send 1 to 100000",
+            );
+            for (i, relabel) in d.write_relabel_configs.iter().enumerate() {
+                if let Err(problem) = relabel.compile() {
+                    check(
+                        false,
+                        "forward.remote_write.write_relabel_configs",
+                        &format!("{}[{i}]: {problem}", d.name),
+                    );
+                }
+            }
+        }
+        for d in &self.otlp {
+            check(
+                !d.signals.is_empty() && d.signals.iter().all(|s| s == "traces" || s == "logs"),
+                "forward.otlp.signals",
+                "must list \"traces\" and/or \"logs\"",
+            );
+            check(
+                d.services.iter().all(|s| regex::Regex::new(s).is_ok()),
+                "forward.otlp.services",
+                "each entry must be a valid regular expression",
+            );
+            check(
+                (1..=100_000).contains(&d.max_items_per_send),
+                "forward.otlp.max_items_per_send",
+                "must be 1 to 100000",
+            );
+        }
+        for d in &self.elasticsearch {
+            check(
+                (1..=100_000).contains(&d.max_docs_per_send) && !d.indices.is_empty(),
+                "forward.elasticsearch.max_docs_per_send",
+                "must be 1 to 100000, with at least one index pattern",
+            );
+        }
+    }
+}
+
+/// How one destination sends: shared by every kind.
+#[derive(Debug, Clone)]
+pub struct SendConfig {
+    pub timeout: Duration,
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    pub headers: BTreeMap<String, String>,
+}
+
+macro_rules! send_config {
+    ($($t:ty),*) => {$(
+        impl $t {
+            pub fn send(&self) -> SendConfig {
+                SendConfig {
+                    timeout: self.timeout,
+                    min_backoff: self.min_backoff,
+                    max_backoff: self.max_backoff,
+                    headers: self.headers.clone(),
+                }
+            }
+        }
+    )*};
+}
+send_config!(
+    RemoteWriteDestination,
+    OtlpDestination,
+    ElasticsearchDestination
+);
+
+fn default_send_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_min_backoff() -> Duration {
+    Duration::from_millis(30)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_shards() -> usize {
+    4
+}
+fn default_per_send() -> usize {
+    2000
+}
+fn default_items_per_send() -> usize {
+    1000
+}
+fn default_true() -> bool {
+    true
+}
+fn default_signals() -> Vec<String> {
+    vec!["traces".into()]
+}
+fn default_indices() -> Vec<String> {
+    vec!["*".into()]
+}
+fn default_index_template() -> String {
+    "{index}".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteDestination {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_shards")]
+    pub shards: usize,
+    #[serde(default = "default_per_send")]
+    pub max_samples_per_send: usize,
+    #[serde(default = "default_true")]
+    pub send_exemplars: bool,
+    #[serde(default = "default_true")]
+    pub send_metadata: bool,
+    #[serde(default)]
+    pub write_relabel_configs: Vec<crate::forward::relabel::RelabelConfig>,
+    #[serde(with = "humantime_serde", default = "default_send_timeout")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde", default = "default_min_backoff")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde", default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpDestination {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_signals")]
+    pub signals: Vec<String>,
+    #[serde(default)]
+    pub services: Vec<String>,
+    #[serde(default = "default_items_per_send")]
+    pub max_items_per_send: usize,
+    #[serde(with = "humantime_serde", default = "default_send_timeout")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde", default = "default_min_backoff")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde", default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElasticsearchDestination {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "default_indices")]
+    pub indices: Vec<String>,
+    #[serde(default = "default_index_template")]
+    pub index: String,
+    #[serde(default = "default_items_per_send")]
+    pub max_docs_per_send: usize,
+    #[serde(with = "humantime_serde", default = "default_send_timeout")]
+    pub timeout: Duration,
+    #[serde(with = "humantime_serde", default = "default_min_backoff")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde", default = "default_max_backoff")]
+    pub max_backoff: Duration,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `[auth]`: who may do what. Empty lists: no credentials asked (allowed
@@ -556,6 +793,7 @@ impl Config {
             "alerting.alertmanagers",
             "each entry must be an http:// URL (TLS to Alertmanager is not supported yet)",
         );
+        self.forward.check(&mut check);
         let r = &self.recommendations;
         check(
             !r.step.is_zero() && r.step <= r.window,

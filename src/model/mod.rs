@@ -3,6 +3,7 @@
 
 mod labels;
 pub mod log;
+pub mod prompb;
 pub mod span;
 
 pub use labels::{append_key, is_valid_label_name, label_hash, LabelRef, Labels, METRIC_NAME};
@@ -56,6 +57,20 @@ impl MetricType {
             MetricType::Summary => "summary",
             MetricType::Info => "info",
             MetricType::StateSet => "stateset",
+        }
+    }
+
+    /// This type's code in Prometheus' remote-write proto.
+    pub fn remote_write_code(self) -> i32 {
+        match self {
+            MetricType::Unknown => 0,
+            MetricType::Counter => 1,
+            MetricType::Gauge => 2,
+            MetricType::Histogram => 3,
+            MetricType::GaugeHistogram => 4,
+            MetricType::Summary => 5,
+            MetricType::Info => 6,
+            MetricType::StateSet => 7,
         }
     }
 

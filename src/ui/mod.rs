@@ -901,9 +901,56 @@ struct StatusPage {
     nav: &'static str,
     build: Vec<(String, String)>,
     storage: Vec<(String, String)>,
+    forward: Vec<ForwardRow>,
     cache: Vec<(String, String)>,
     limits: Vec<(String, String)>,
     config: String,
+}
+
+/// One `[forward]` destination on the Status page.
+struct ForwardRow {
+    name: String,
+    kind: &'static str,
+    url: String,
+    sent: String,
+    dropped: String,
+    backlog: String,
+    lag: String,
+    last_error: String,
+}
+
+fn forward_rows(forwarders: &crate::forward::Forwarders) -> Vec<ForwardRow> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let list = |v: &serde_json::Value| match v.as_object() {
+        Some(map) if !map.is_empty() => map
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "0".to_owned(),
+    };
+    forwarders
+        .destinations
+        .iter()
+        .map(|d| {
+            let status = d.status();
+            let skipped = d.dropped_backlog_bytes.load(Relaxed) + d.lost_wal_bytes.load(Relaxed);
+            let mut dropped = list(&status["dropped"]);
+            if skipped > 0 {
+                dropped.push_str(&format!(", {} of WAL skipped", human_bytes(skipped)));
+            }
+            ForwardRow {
+                name: d.name.clone(),
+                kind: d.kind,
+                url: redact(&d.url),
+                sent: list(&status["sent"]),
+                dropped,
+                backlog: human_bytes(d.backlog_bytes.load(Relaxed)),
+                lag: format!("{:.1} s", d.lag_seconds()),
+                last_error: status["lastError"].as_str().unwrap_or("").to_owned(),
+            }
+        })
+        .collect()
 }
 
 /// Hide values of keys that look like credentials.
@@ -918,6 +965,7 @@ pub fn redact(text: &str) -> String {
                 "api_key",
                 "apikey",
                 "credential",
+                "authorization",
             ]
             .iter()
             .any(|w| lower.contains(w));
@@ -1039,6 +1087,7 @@ async fn status(State(state): State<AppState>) -> Response {
         nav: "status",
         build,
         storage,
+        forward: forward_rows(&state.forwarders),
         cache,
         limits,
         config: redact(&format!("{:#?}", state.config)),

@@ -70,6 +70,8 @@ pub struct LogStoreOptions {
     pub wal_segment_size: u64,
     pub fsync: FsyncPolicy,
     pub fsync_interval: Duration,
+    /// Readers of the WAL besides replay (forwarders).
+    pub wal_readers: Vec<String>,
 }
 
 impl LogStoreOptions {
@@ -94,6 +96,7 @@ impl LogStoreOptions {
             wal_segment_size: config.wal.segment_size.0,
             fsync: config.wal.fsync,
             fsync_interval: config.wal.fsync_interval,
+            wal_readers: crate::forward::wal_readers(config, crate::forward::Signal::Logs),
         }
     }
 }
@@ -237,10 +240,13 @@ impl LogStore {
             }
         }
         let mut records = Vec::new();
-        let (wal, report) =
-            Wal::open(&options.dir.join("wal"), options.wal_segment_size, 0, |p| {
-                records.push(p.to_vec())
-            })?;
+        let (wal, report) = Wal::open_with_readers(
+            &options.dir.join("wal"),
+            options.wal_segment_size,
+            0,
+            &options.wal_readers,
+            |p| records.push(p.to_vec()),
+        )?;
         // Batches a slow live-tail subscriber can hold back (each one request's
         // documents): the memory one subscriber can pin is this many bodies.
         let (tail, _) = tokio::sync::broadcast::channel(TAIL_BATCHES);
@@ -296,6 +302,11 @@ impl LogStore {
             wal::spawn_interval_sync(Arc::downgrade(&store.wal), store.options.fsync_interval);
         }
         Ok(store)
+    }
+
+    /// The WAL reader registered as `name` (see `LogStoreOptions::wal_readers`).
+    pub fn wal_reader(&self, name: &str) -> Option<crate::storage::wal::WalReader> {
+        self.wal.reader(name)
     }
 
     /// Subscribe to every document stored from now on, unless `max`
@@ -964,6 +975,36 @@ struct WalDoc {
     id: DocId,
     ts: i64,
     source: Vec<u8>,
+}
+
+/// A log record as forwarders read it from the WAL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForwardDoc {
+    pub index: String,
+    /// The id clients see (generated ids included), so that a resend
+    /// replaces rather than duplicates.
+    pub id: String,
+    pub timestamp_ns: i64,
+    /// The `_source` JSON as stored.
+    pub source: Vec<u8>,
+}
+
+/// The documents of one WAL record (for forwarders); `None` for other
+/// records (index deletions) or one that does not decode.
+pub fn decode_wal_docs(payload: &[u8]) -> Option<Vec<ForwardDoc>> {
+    match decode_record(payload)? {
+        WalRecord::Docs(docs) => Some(
+            docs.into_iter()
+                .map(|d| ForwardDoc {
+                    id: d.id.render(),
+                    index: d.index,
+                    timestamp_ns: d.ts,
+                    source: d.source,
+                })
+                .collect(),
+        ),
+        WalRecord::DeleteIndex(_) => None,
+    }
 }
 
 enum WalRecord {

@@ -136,6 +136,8 @@ pub struct StoreOptions {
     /// Samples are accepted within `[now − retention, now + ahead_ms]` when
     /// set (the server); `None` accepts any time (tests, benchmarks, tools).
     pub accept_ahead_ms: Option<i64>,
+    /// Readers of the WAL besides replay (the forwarders' names).
+    pub wal_readers: Vec<String>,
 }
 
 impl StoreOptions {
@@ -161,6 +163,7 @@ impl StoreOptions {
             fsync: config.wal.fsync,
             fsync_interval: config.wal.fsync_interval,
             accept_ahead_ms: Some(ms(config.limits.creation_grace_period)),
+            wal_readers: crate::forward::wal_readers(config, crate::forward::Signal::Metrics),
         }
     }
 }
@@ -447,10 +450,11 @@ impl MetricsStore {
             .max()
             .unwrap_or(0);
         let mut replayed_series = Vec::new();
-        let (wal, report) = Wal::open(
+        let (wal, report) = Wal::open_with_readers(
             &options.dir.join("wal"),
             options.wal_segment_size,
             first_segment,
+            &options.wal_readers,
             |payload| match wal_record::decode(payload) {
                 Some(Record::Series(series)) => {
                     for (id, labels) in series {
@@ -506,6 +510,18 @@ impl MetricsStore {
             stats: StoreStats::default(),
             late: late::LateWrites::default(),
         }))
+    }
+
+    /// The WAL reader registered as `name` (see `StoreOptions::wal_readers`).
+    pub fn wal_reader(&self, name: &str) -> Option<wal::WalReader> {
+        self.wal.reader(name)
+    }
+
+    /// The labels of series `id`, while the store knows it.
+    pub fn series_labels(&self, id: u32) -> Option<Arc<Labels>> {
+        let head = self.head.read();
+        let entry = head.series.get(id as usize)?;
+        (!entry.labels.is_empty()).then(|| entry.labels.clone())
     }
 
     pub fn wal_stats(&self) -> Arc<WalStats> {

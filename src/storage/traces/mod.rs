@@ -52,6 +52,8 @@ pub struct TraceStoreOptions {
     pub wal_segment_size: u64,
     pub fsync: FsyncPolicy,
     pub fsync_interval: Duration,
+    /// Readers of the WAL besides replay (forwarders).
+    pub wal_readers: Vec<String>,
 }
 
 impl TraceStoreOptions {
@@ -72,6 +74,7 @@ impl TraceStoreOptions {
             wal_segment_size: config.wal.segment_size.0,
             fsync: config.wal.fsync,
             fsync_interval: config.wal.fsync_interval,
+            wal_readers: crate::forward::wal_readers(config, crate::forward::Signal::Traces),
         }
     }
 }
@@ -195,6 +198,21 @@ pub struct TraceStore {
 
 const RECORD_SPANS: u8 = 1;
 
+/// The spans of one WAL record (for forwarders reading the WAL); `None`
+/// for a record that is not a span batch or does not decode.
+pub fn decode_wal_spans(payload: &[u8]) -> Option<Vec<Span>> {
+    let mut r = Reader::new(payload);
+    if r.u8()? != RECORD_SPANS {
+        return None;
+    }
+    let n = r.uvarint()?;
+    let mut spans = Vec::with_capacity(usize::try_from(n).ok()?.min(1 << 16));
+    for _ in 0..n {
+        spans.push(codec::get_span(&mut r)?);
+    }
+    Some(spans)
+}
+
 impl TraceStore {
     /// Why this store's WAL stopped accepting writes, if it did (a failed
     /// write or fsync; see `storage::wal`).
@@ -217,10 +235,11 @@ impl TraceStore {
             .unwrap_or(0);
         let mut head = Head::default();
         let now = now_ms();
-        let (wal, report) = Wal::open(
+        let (wal, report) = Wal::open_with_readers(
             &options.dir.join("wal"),
             options.wal_segment_size,
             first_segment,
+            &options.wal_readers,
             |payload| {
                 let mut r = Reader::new(payload);
                 if r.u8() != Some(RECORD_SPANS) {
@@ -268,6 +287,11 @@ impl TraceStore {
     }
 
     /// Store spans; durable when this returns.
+    /// The WAL reader registered as `name` (see `TraceStoreOptions::wal_readers`).
+    pub fn wal_reader(&self, name: &str) -> Option<crate::storage::wal::WalReader> {
+        self.wal.reader(name)
+    }
+
     pub fn append(&self, spans: Vec<Span>, now_ms: i64) -> Result<(), TraceStoreError> {
         if spans.is_empty() {
             return Ok(());

@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+mod reader;
+pub use reader::{backlog_from, ReadBatch, WalPosition, WalReader};
+
 /// Bytes of framing before each payload.
 const HEADER_LEN: usize = 8;
 /// Pending bytes are written to the file (not synced) past this size, so a
@@ -56,6 +59,17 @@ pub struct Wal {
     /// kernel may have dropped dirty pages it will not report again, so no
     /// later record could be acknowledged safely (PostgreSQL's rule).
     failed: Mutex<Option<String>>,
+    /// The end of the last fsynced record: `(segment, byte length)`. Readers
+    /// (forwarders) see records up to here and no further, so they only ever
+    /// pass on acknowledged data.
+    synced_at: Mutex<(u64, u64)>,
+    /// Segments below this hold only data the store has elsewhere (blocks).
+    floor: AtomicU64,
+    /// The floor last written to `DIR/floor`.
+    floor_saved: AtomicU64,
+    /// Registered readers and the oldest segment each still needs; segments
+    /// a reader needs are kept even when the store no longer does.
+    cursors: Mutex<std::collections::BTreeMap<String, u64>>,
     pub stats: Arc<WalStats>,
 }
 
@@ -87,15 +101,42 @@ impl Wal {
         dir: &Path,
         segment_size: u64,
         first_segment: u64,
+        apply: impl FnMut(&[u8]),
+    ) -> io::Result<(Wal, ReplayReport)> {
+        Wal::open_with_readers(dir, segment_size, first_segment, &[], apply)
+    }
+
+    /// [`Wal::open`] for a WAL that `readers` (by name) also read, each from
+    /// its persisted cursor (see [`WalReader`]). Segments a reader still
+    /// needs are kept, not replayed; cursors of readers not named any more
+    /// are deleted; a new reader starts at the end.
+    pub fn open_with_readers(
+        dir: &Path,
+        segment_size: u64,
+        first_segment: u64,
+        readers: &[String],
         mut apply: impl FnMut(&[u8]),
     ) -> io::Result<(Wal, ReplayReport)> {
         fs::create_dir_all(dir)?;
+        // Segments kept for readers below the store's floor are not replayed.
+        let first_segment = first_segment.max(read_floor(dir));
+        let cursors = reader::load_cursors(dir, readers)?;
+        let keep_from = cursors
+            .values()
+            .map(|c| c.segment)
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(first_segment);
         let mut report = ReplayReport::default();
         let segments = list_segments(dir)?;
         let mut last = first_segment.saturating_sub(1);
         for (index, &(number, ref path)) in segments.iter().enumerate() {
-            if number < first_segment {
+            if number < keep_from {
                 fs::remove_file(path)?;
+                continue;
+            }
+            last = last.max(number);
+            if number < first_segment {
                 continue;
             }
             last = last.max(number);
@@ -105,6 +146,21 @@ impl Wal {
         }
         let next = last + 1;
         let file = create_segment(dir, next)?;
+        let mut holds = std::collections::BTreeMap::new();
+        for name in readers {
+            let segment = match cursors.get(name) {
+                Some(cursor) => cursor.segment,
+                None => {
+                    let start = WalPosition {
+                        segment: next,
+                        offset: 0,
+                    };
+                    reader::save_cursor(dir, name, start)?;
+                    next
+                }
+            };
+            holds.insert(name.clone(), segment);
+        }
         let wal = Wal {
             dir: dir.to_owned(),
             segment_size,
@@ -118,6 +174,10 @@ impl Wal {
             sync_lock: Mutex::new(()),
             synced_seq: AtomicU64::new(0),
             failed: Mutex::new(None),
+            synced_at: Mutex::new((next, 0)),
+            floor: AtomicU64::new(first_segment),
+            floor_saved: AtomicU64::new(0),
+            cursors: Mutex::new(holds),
             stats: Arc::new(WalStats::default()),
         };
         Ok((wal, report))
@@ -189,12 +249,16 @@ impl Wal {
             return Ok(());
         }
         self.check_failed()?;
-        let (file, upto) = {
+        let (file, upto, at) = {
             let mut writer = self.inner.lock();
             let written = write_pending(&mut writer);
             self.fail_on(written, "write")?;
             let file = writer.file.try_clone();
-            (self.fail_on(file, "file handle clone")?, writer.seq)
+            (
+                self.fail_on(file, "file handle clone")?,
+                writer.seq,
+                (writer.segment, writer.segment_len),
+            )
         };
         let started = Instant::now();
         let synced = crate::storage::faults::check("wal.fsync").and_then(|()| file.sync_data());
@@ -208,6 +272,76 @@ impl Wal {
             observe(elapsed.as_secs_f64());
         }
         self.synced_seq.fetch_max(upto, Ordering::AcqRel);
+        self.advance_synced(at);
+        Ok(())
+    }
+
+    fn advance_synced(&self, at: (u64, u64)) {
+        let mut synced = self.synced_at.lock();
+        if at > *synced {
+            *synced = at;
+        }
+    }
+
+    /// Where the durable records end: `(segment, byte length)`. Every
+    /// segment before it is complete.
+    pub fn synced_position(&self) -> WalPosition {
+        let (segment, offset) = *self.synced_at.lock();
+        WalPosition { segment, offset }
+    }
+
+    /// A reader of this WAL registered at open (see [`Wal::open_with_readers`]).
+    pub fn reader(self: &Arc<Self>, name: &str) -> Option<WalReader> {
+        let segment = *self.cursors.lock().get(name)?;
+        let cursor = reader::read_cursor(&self.dir, name)
+            .ok()
+            .flatten()
+            .unwrap_or(WalPosition { segment, offset: 0 });
+        Some(WalReader::new(self.clone(), name.to_owned(), cursor))
+    }
+
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Record that reader `name` no longer needs segments below `segment`,
+    /// and delete the segments nobody needs now.
+    fn release(&self, name: &str, segment: u64) -> io::Result<()> {
+        if let Some(held) = self.cursors.lock().get_mut(name) {
+            *held = (*held).max(segment);
+        }
+        self.remove_unneeded()
+    }
+
+    fn remove_unneeded(&self) -> io::Result<()> {
+        let floor = self.floor.load(Ordering::Acquire);
+        let keep_from = self
+            .cursors
+            .lock()
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(u64::MAX)
+            .min(floor);
+        if keep_from < floor && self.floor_saved.swap(floor, Ordering::AcqRel) != floor {
+            // Segments below the floor stay for a reader: remember that they
+            // hold nothing to replay.
+            crate::storage::write_atomically(
+                &self.dir.join(FLOOR_FILE),
+                format!("{floor}\n").as_bytes(),
+            )?;
+        }
+        for (number, path) in list_segments(&self.dir)? {
+            if number < keep_from {
+                match fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(err),
+                }
+                self.stats.segments_removed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         Ok(())
     }
 
@@ -227,15 +361,11 @@ impl Wal {
         Ok(writer.segment)
     }
 
-    /// Delete every segment numbered below `segment` (its data is in a block).
+    /// The store no longer needs segments numbered below `segment` (their
+    /// data is in blocks): delete those no reader needs either.
     pub fn remove_before(&self, segment: u64) -> io::Result<()> {
-        for (number, path) in list_segments(&self.dir)? {
-            if number < segment {
-                fs::remove_file(&path)?;
-                self.stats.segments_removed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        Ok(())
+        self.floor.fetch_max(segment, Ordering::AcqRel);
+        self.remove_unneeded()
     }
 
     /// Number of the segment new records go to.
@@ -266,8 +396,19 @@ impl Wal {
         writer.segment_len = 0;
         // Everything in the closed segment is synced.
         self.synced_seq.fetch_max(writer.seq, Ordering::AcqRel);
+        self.advance_synced((next, 0));
         Ok(())
     }
+}
+
+/// Where the store's floor is remembered while readers keep older segments.
+const FLOOR_FILE: &str = "floor";
+
+fn read_floor(dir: &Path) -> u64 {
+    fs::read_to_string(dir.join(FLOOR_FILE))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Run `sync_all` on a timer (for `wal.fsync = "interval"`) until `wal` is dropped elsewhere.
@@ -293,7 +434,7 @@ fn write_pending(writer: &mut Writer) -> io::Result<()> {
     Ok(())
 }
 
-fn segment_path(dir: &Path, number: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:08}"))
 }
 
@@ -306,7 +447,7 @@ fn create_segment(dir: &Path, number: u64) -> io::Result<File> {
     Ok(file)
 }
 
-fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+pub(crate) fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
