@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -276,7 +276,17 @@ fn refused_requests_and_relabeled_series_are_counted_not_retried() {
     let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = TestServer::start_with(&overrides);
     let base = server.url("");
-    write_samples(&base, "fw_refused", 2, 10, now_ms() - 60_000);
+    // One request, so one WAL record and one round: two requests of 10.
+    let start = now_ms() - 60_000;
+    let body: Vec<common::TestSeries<'_>> = ["a", "b"]
+        .iter()
+        .map(|s| {
+            let samples = (0..10).map(|i| (start + i * 1000, i as f64)).collect();
+            (vec![("__name__", "fw_refused"), ("series", *s)], samples)
+        })
+        .collect();
+    let (status, text) = post_remote_write(&base, remote_write_body(&body));
+    assert_eq!(status, 204, "{text}");
     let done = wait_for(Duration::from_secs(30), || {
         let sent = metric_value(&base, "oxeye_forward_sent_total{destination=\"strict\"");
         let dropped = metric_value(
@@ -407,5 +417,427 @@ fn a_receiver_down_for_good_cannot_grow_the_wal_past_max_backlog() {
             &base,
             "oxeye_forward_requests_total{destination=\"down\",outcome=\"retried\"}"
         ) > 0.0
+    );
+}
+
+/// The real Prometheus with its remote-write receiver, on `port`, keeping
+/// its TSDB in `dir` (so a restart keeps what it took).
+fn start_prometheus_receiver(dir: &std::path::Path, port: u16) -> common::ChildGuard {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
+    let child = std::process::Command::new(common::require_program("prometheus"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = common::ChildGuard(child);
+    let ready = wait_for(Duration::from_secs(60), || {
+        client()
+            .get(format!("http://127.0.0.1:{port}/-/ready"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    assert!(ready.is_some(), "prometheus did not start");
+    guard
+}
+
+fn start_victoriametrics(dir: &std::path::Path, port: u16) -> common::ChildGuard {
+    let child = std::process::Command::new(common::require_program("victoria-metrics"))
+        .arg(format!("-storageDataPath={}", dir.display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=1y")
+        .arg("-search.latencyOffset=0s")
+        .arg("-search.disableCache")
+        .arg("-dedup.minScrapeInterval=1ms")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = common::ChildGuard(child);
+    let ready = wait_for(Duration::from_secs(60), || {
+        client()
+            .get(format!("http://127.0.0.1:{port}/health"))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+    assert!(ready.is_some(), "victoria-metrics did not start");
+    guard
+}
+
+/// Raw samples per `series` label as Prometheus has them.
+fn prometheus_samples(port: u16, metric: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let url = format!("http://127.0.0.1:{port}/api/v1/query");
+    let answer: serde_json::Value = client()
+        .get(url)
+        .query(&[
+            ("query", format!("{metric}[2h]")),
+            ("time", format!("{}", now_ms() / 1000 + 1)),
+        ])
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for series in answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let name = series["metric"]["series"].as_str().unwrap_or("").to_owned();
+        let values = series["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let t = (p[0].as_f64().unwrap() * 1000.0).round() as i64;
+                (t, p[1].as_str().unwrap().parse::<f64>().unwrap())
+            })
+            .collect();
+        out.insert(name, values);
+    }
+    out
+}
+
+/// Raw samples per `series` label as VictoriaMetrics exports them (sorted,
+/// duplicates removed: delivery is at least once).
+fn victoria_samples(port: u16, selector: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let text = client()
+        .get(format!("http://127.0.0.1:{port}/api/v1/export"))
+        .query(&[("match[]", selector), ("start", "0")])
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let mut out: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let series: serde_json::Value = serde_json::from_str(line).unwrap();
+        let name = format!(
+            "{}/{}",
+            series["metric"]["__name__"].as_str().unwrap_or(""),
+            series["metric"]["series"].as_str().unwrap_or("")
+        );
+        let entry = out.entry(name).or_default();
+        for (t, v) in series["timestamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(series["values"].as_array().unwrap())
+        {
+            entry.insert(t.as_i64().unwrap(), v.as_f64().unwrap());
+        }
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
+}
+
+fn merge(into: &mut BTreeMap<String, Vec<(i64, f64)>>, more: BTreeMap<String, Vec<(i64, f64)>>) {
+    for (k, v) in more {
+        into.entry(k).or_default().extend(v);
+    }
+}
+
+#[test]
+fn prometheus_and_victoriametrics_get_every_sample_across_a_receiver_restart_and_a_kill_9() {
+    let work = tempfile::tempdir().unwrap();
+    let (prom_port, vm_port) = (common::free_port(), common::free_port());
+    let mut prometheus = Some(start_prometheus_receiver(
+        &work.path().join("prom"),
+        prom_port,
+    ));
+    let _vm = start_victoriametrics(&work.path().join("vm"), vm_port);
+    let destinations = format!(
+        r#"[{{name = "prom", url = "http://127.0.0.1:{prom_port}/api/v1/write", min_backoff = "20ms", max_backoff = "300ms", max_samples_per_send = 100}},
+            {{name = "vm", url = "http://127.0.0.1:{vm_port}/api/v1/write", write_relabel_configs = [{{source_labels = ["__name__"], regex = "fw_secret", action = "drop"}}]}}]"#
+    );
+    let data = work.path().join("oxeye");
+    let env = [("OXEYE_FORWARD__REMOTE_WRITE", destinations.as_str())];
+    let mut oxeye = common::spawn_binary_with(&data, &env);
+    let start = now_ms() - 20 * 60_000;
+
+    // 1. Both receivers up.
+    let mut expected = write_samples(&oxeye.base, "fw_real", 10, 30, start);
+    write_samples(&oxeye.base, "fw_secret", 1, 5, start);
+    let arrived = wait_for(Duration::from_secs(60), || {
+        (prometheus_samples(prom_port, "fw_real") == expected).then_some(())
+    });
+    assert!(
+        arrived.is_some(),
+        "Prometheus has {:?}",
+        prometheus_samples(prom_port, "fw_real")
+    );
+    assert_eq!(
+        prometheus_samples(prom_port, "fw_secret").len(),
+        1,
+        "not relabeled for Prometheus"
+    );
+
+    // 2. Prometheus down; Oxeye accepts more and keeps retrying, then dies
+    //    with kill -9 while Prometheus is still down.
+    drop(prometheus.take());
+    merge(
+        &mut expected,
+        write_samples(&oxeye.base, "fw_real", 10, 30, start + 30_000),
+    );
+    let retried = wait_for(Duration::from_secs(30), || {
+        let n = metric_value(
+            &oxeye.base,
+            "oxeye_forward_requests_total{destination=\"prom\",outcome=\"retried\"}",
+        );
+        (n > 0.0).then_some(n)
+    });
+    assert!(retried.is_some(), "no retries while Prometheus was down");
+    oxeye.guard.0.kill().unwrap();
+    oxeye.guard.0.wait().unwrap();
+
+    // 3. Both back; more data; everything arrives.
+    prometheus = Some(start_prometheus_receiver(
+        &work.path().join("prom"),
+        prom_port,
+    ));
+    let oxeye = common::spawn_binary_with(&data, &env);
+    merge(
+        &mut expected,
+        write_samples(&oxeye.base, "fw_real", 10, 30, start + 60_000),
+    );
+    let arrived = wait_for(Duration::from_secs(90), || {
+        (prometheus_samples(prom_port, "fw_real") == expected).then_some(())
+    });
+    let got = prometheus_samples(prom_port, "fw_real");
+    assert!(
+        arrived.is_some(),
+        "Prometheus is missing samples: has {} of {}",
+        got.values().map(Vec::len).sum::<usize>(),
+        expected.values().map(Vec::len).sum::<usize>()
+    );
+    let vm_expected: BTreeMap<String, Vec<(i64, f64)>> = expected
+        .iter()
+        .map(|(k, v)| (format!("fw_real/{k}"), v.clone()))
+        .collect();
+    let vm = wait_for(Duration::from_secs(60), || {
+        let got = victoria_samples(vm_port, "{__name__=~\"fw_.*\"}");
+        (got == vm_expected).then_some(got)
+    });
+    assert!(
+        vm.is_some(),
+        "VictoriaMetrics differs: {:?}",
+        victoria_samples(vm_port, "{__name__=~\"fw_.*\"}")
+            .keys()
+            .collect::<Vec<_>>()
+    );
+    drop(prometheus);
+}
+
+fn post_json(url: &str, body: &serde_json::Value) -> serde_json::Value {
+    let response = client().post(url).json(body).send().unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.json().unwrap_or(serde_json::Value::Null)
+}
+
+fn es_search(base: &str, index: &str) -> Vec<serde_json::Value> {
+    let response = client()
+        .post(format!("{base}/{index}/_search"))
+        .json(&serde_json::json!({"size": 100, "sort": [{"@timestamp": "asc"}]}))
+        .send()
+        .unwrap();
+    if !response.status().is_success() {
+        return Vec::new();
+    }
+    let answer: serde_json::Value = response.json().unwrap();
+    answer["hits"]["hits"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Spans and log records over OTLP/HTTP and `_bulk`, to a second Oxeye.
+#[test]
+fn spans_and_logs_reach_a_second_oxeye_over_otlp_and_bulk() {
+    use serde_json::json;
+    let receiver = TestServer::start();
+    let otlp = format!(
+        r#"[{{name = "collector", url = "http://{}", signals = ["traces", "logs"], services = ["check.*"], min_backoff = "10ms"}}]"#,
+        receiver.otlp_http
+    );
+    let es = format!(
+        r#"[{{name = "central-es", url = "http://{}", indices = ["app-*"], index = "fwd-{{index}}", min_backoff = "10ms"}}]"#,
+        receiver.elasticsearch
+    );
+    let sender = TestServer::start_with(&[
+        ("OXEYE_FORWARD__OTLP", otlp.as_str()),
+        ("OXEYE_FORWARD__ELASTICSEARCH", es.as_str()),
+    ]);
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    let trace_id = "5b8aa5a2d2c872e8321cf37308d69df2";
+    let span = |id: &str, parent: &str, name: &str, service: &str| {
+        json!({"resourceSpans": [{"resource": {"attributes": [
+            {"key": "service.name", "value": {"stringValue": service}},
+            {"key": "host.name", "value": {"stringValue": "edge-1"}}]},
+            "scopeSpans": [{"scope": {"name": "shop", "version": "1.2"}, "spans": [{
+                "traceId": trace_id, "spanId": id, "parentSpanId": parent, "name": name, "kind": 2,
+                "startTimeUnixNano": (now - 5_000_000_000i64).to_string(),
+                "endTimeUnixNano": (now - 4_000_000_000i64).to_string(),
+                "attributes": [{"key": "http.status_code", "value": {"intValue": "500"}},
+                               {"key": "tags", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"stringValue": "b"}]}}}],
+                "events": [{"timeUnixNano": (now - 4_500_000_000i64).to_string(), "name": "retry"}],
+                "status": {"code": 2, "message": "card declined"}}]}]}]})
+    };
+    post_json(
+        &format!("http://{}/v1/traces", sender.otlp_http),
+        &span("051581bf3cb55c13", "", "POST /checkout", "checkout"),
+    );
+    post_json(
+        &format!("http://{}/v1/traces", sender.otlp_http),
+        &span(
+            "1111111111111111",
+            "051581bf3cb55c13",
+            "charge",
+            "checkout-payments",
+        ),
+    );
+    // Not forwarded: `services` lists check.* only.
+    post_json(
+        &format!("http://{}/v1/traces", sender.otlp_http),
+        &span("2222222222222222", "051581bf3cb55c13", "audit", "audit"),
+    );
+    post_json(
+        &format!("http://{}/v1/logs", sender.otlp_http),
+        &json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "checkout"}}]},
+            "scopeLogs": [{"logRecords": [{"timeUnixNano": (now - 4_000_000_000i64).to_string(), "severityText": "ERROR", "severityNumber": 17,
+                "body": {"stringValue": "payment failed"}, "traceId": trace_id, "spanId": "051581bf3cb55c13",
+                "attributes": [{"key": "order", "value": {"intValue": "42"}}]}]}]}]}),
+    );
+    let stamp = chrono::Utc::now().to_rfc3339();
+    let bulk = format!(
+        "{{\"index\":{{\"_index\":\"app-web\",\"_id\":\"a1\"}}}}\n{{\"@timestamp\":\"{stamp}\",\"message\":\"hello\",\"status\":200}}\n\
+         {{\"index\":{{\"_index\":\"app-web\"}}}}\n{{\"@timestamp\":\"{stamp}\",\"message\":\"second\",\"status\":404}}\n\
+         {{\"index\":{{\"_index\":\"other\"}}}}\n{{\"@timestamp\":\"{stamp}\",\"message\":\"not forwarded\"}}\n"
+    );
+    let answer = client()
+        .post(format!(
+            "http://{}/_bulk?refresh=true",
+            sender.elasticsearch
+        ))
+        .header("content-type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer: serde_json::Value = answer.json().unwrap();
+    let generated = answer["items"][1]["index"]["_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The trace, through the receiver's Jaeger API.
+    let trace = wait_for(Duration::from_secs(30), || {
+        let trace: serde_json::Value = client()
+            .get(format!("http://{}/api/traces/{trace_id}", receiver.http))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (trace["data"][0]["spans"].as_array()?.len() == 2).then_some(trace)
+    })
+    .expect("the forwarded trace");
+    let spans = trace["data"][0]["spans"].as_array().unwrap();
+    let root = spans
+        .iter()
+        .find(|s| s["operationName"] == "POST /checkout")
+        .unwrap();
+    let tag = |span: &serde_json::Value, key: &str| {
+        span["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["key"] == key)
+            .map(|t| t["value"].clone())
+    };
+    assert_eq!(tag(root, "http.status_code"), Some(json!(500)));
+    assert_eq!(tag(root, "error"), Some(json!(true)));
+    assert_eq!(
+        tag(root, "otel.status_description"),
+        Some(json!("card declined"))
+    );
+    assert_eq!(tag(root, "otel.scope.name"), Some(json!("shop")));
+    assert_eq!(root["logs"][0]["fields"][0]["value"], "retry");
+    let processes = &trace["data"][0]["processes"];
+    let services: BTreeSet<&str> = processes
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p["serviceName"].as_str().unwrap())
+        .collect();
+    assert_eq!(services, BTreeSet::from(["checkout", "checkout-payments"]));
+    let child = spans
+        .iter()
+        .find(|s| s["operationName"] == "charge")
+        .unwrap();
+    assert_eq!(child["references"][0]["spanID"], "051581bf3cb55c13");
+
+    // The OTLP log record, in the receiver's OTLP index.
+    let records = wait_for(Duration::from_secs(30), || {
+        let hits = es_search(&format!("http://{}", receiver.elasticsearch), "otel-logs");
+        (!hits.is_empty()).then_some(hits)
+    })
+    .expect("the forwarded log record");
+    let record = &records[0]["_source"];
+    assert_eq!(record["body"], "payment failed");
+    assert_eq!(record["severity_text"], "ERROR");
+    assert_eq!(record["trace_id"], trace_id);
+    assert_eq!(record["attributes"]["order"], 42);
+    assert_eq!(record["resource"]["attributes"]["service.name"], "checkout");
+
+    // The `_bulk` documents, routed to fwd-<index>, with their ids.
+    let docs = wait_for(Duration::from_secs(30), || {
+        let hits = es_search(&format!("http://{}", receiver.elasticsearch), "fwd-app-web");
+        (hits.len() == 2).then_some(hits)
+    })
+    .expect("the forwarded documents");
+    let ids: BTreeSet<String> = docs
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, BTreeSet::from(["a1".to_owned(), generated]));
+    assert_eq!(docs[0]["_source"]["message"], "hello");
+    assert!(es_search(&format!("http://{}", receiver.elasticsearch), "fwd-other").is_empty());
+    let base = sender.url("");
+    assert_eq!(metric_value(&base, "oxeye_forward_sent_total{destination=\"central-es\",kind=\"elasticsearch\",item=\"log_records\"}"), 2.0);
+    assert_eq!(
+        metric_value(
+            &base,
+            "oxeye_forward_dropped_total{destination=\"central-es\",reason=\"filtered\"}"
+        ),
+        2.0,
+        "the `other` document and the OTLP record (index otel-logs)"
+    );
+    assert_eq!(
+        metric_value(
+            &base,
+            "oxeye_forward_sent_total{destination=\"collector\",kind=\"otlp\",item=\"spans\"}"
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric_value(
+            &base,
+            "oxeye_forward_dropped_total{destination=\"collector\",reason=\"filtered\"}"
+        ),
+        1.0 + 3.0,
+        "the audit span, and the three _bulk records (no service)"
     );
 }
