@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod prometheus;
 pub mod query;
 pub mod recommendations;
+pub mod remote_read;
 pub mod rules;
 pub mod sql;
 pub mod status;

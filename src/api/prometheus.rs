@@ -21,6 +21,7 @@ use crate::model::{is_valid_label_name, MetricType};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/write", post(remote_write))
+        .route("/api/v1/read", post(super::remote_read::read))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
