@@ -173,6 +173,11 @@ pub struct SelfMetrics {
     sql_duration: Histogram,
     // Set from the stores at scrape time.
     series_created: Counter,
+    compactions: Counter,
+    compaction_failures: Counter,
+    compaction_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    compaction_cpu_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    compaction_bytes: Counter,
     wal_bytes_written: Counter,
     wal_fsyncs: Counter,
     out_of_order_samples: Counter,
@@ -352,6 +357,36 @@ impl SelfMetrics {
         );
         let series_created = Counter::default();
         registry.register("series_created", "Series created", series_created.clone());
+        let compactions = Counter::default();
+        registry.register(
+            "compactions",
+            "Block compactions (merges of small blocks into a larger one)",
+            compactions.clone(),
+        );
+        let compaction_failures = Counter::default();
+        registry.register(
+            "compaction_failures",
+            "Block compactions that failed (the source blocks stay)",
+            compaction_failures.clone(),
+        );
+        let compaction_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "compaction_duration_seconds",
+            "Wall-clock time spent compacting blocks",
+            compaction_seconds.clone(),
+        );
+        let compaction_cpu_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "compaction_cpu_seconds",
+            "CPU time spent compacting blocks",
+            compaction_cpu_seconds.clone(),
+        );
+        let compaction_bytes = Counter::default();
+        registry.register(
+            "compaction_written_bytes",
+            "Bytes of blocks written by compactions",
+            compaction_bytes.clone(),
+        );
         let wal_bytes_written = Counter::default();
         registry.register(
             "wal_written_bytes",
@@ -439,6 +474,11 @@ impl SelfMetrics {
             sql_queries,
             sql_duration,
             series_created,
+            compactions,
+            compaction_failures,
+            compaction_seconds,
+            compaction_cpu_seconds,
+            compaction_bytes,
             wal_bytes_written,
             wal_fsyncs,
             out_of_order_samples,
@@ -729,6 +769,31 @@ impl SelfMetrics {
         catch_up(
             &self.series_created,
             store.stats.series_created.load(Relaxed),
+        );
+        catch_up(&self.compactions, store.stats.compactions.load(Relaxed));
+        catch_up(
+            &self.compaction_failures,
+            store.stats.compaction_failures.load(Relaxed),
+        );
+        catch_up(
+            &self.compaction_bytes,
+            store.stats.compaction_bytes.load(Relaxed),
+        );
+        let catch_up_seconds = |counter: &Counter<f64, std::sync::atomic::AtomicU64>,
+                                micros: u64| {
+            let total = micros as f64 / 1e6;
+            let current = counter.get();
+            if total > current {
+                counter.inc_by(total - current);
+            }
+        };
+        catch_up_seconds(
+            &self.compaction_seconds,
+            store.stats.compaction_micros.load(Relaxed),
+        );
+        catch_up_seconds(
+            &self.compaction_cpu_seconds,
+            store.stats.compaction_cpu_micros.load(Relaxed),
         );
         let wal = store.wal_stats();
         catch_up(&self.wal_bytes_written, wal.bytes_written.load(Relaxed));

@@ -38,6 +38,9 @@ pub struct BlockMeta {
     pub num_samples: u64,
     /// WAL segments numbered below this are fully contained in blocks.
     pub wal_checkpoint: u64,
+    /// The blocks this one was compacted from (deleted once it exists).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted_from: Vec<String>,
 }
 
 /// A loaded block. Columns stay in memory (they are the compressed form).
@@ -132,6 +135,16 @@ pub fn write_encoded_block(
     series: &[EncodedSeries],
     wal_checkpoint: u64,
 ) -> Result<PathBuf, BlockError> {
+    write_compacted_block(blocks_dir, series, wal_checkpoint, &[])
+}
+
+/// [`write_encoded_block`] for a block that replaces `sources`.
+pub fn write_compacted_block(
+    blocks_dir: &Path,
+    series: &[EncodedSeries],
+    wal_checkpoint: u64,
+    sources: &[String],
+) -> Result<PathBuf, BlockError> {
     let mut ids = Vec::with_capacity(series.len());
     let mut min_ts = Vec::with_capacity(series.len());
     let mut max_ts = Vec::with_capacity(series.len());
@@ -143,6 +156,7 @@ pub fn write_encoded_block(
         num_series: 0,
         num_samples: 0,
         wal_checkpoint,
+        compacted_from: sources.to_vec(),
     };
     for s in series {
         ids.push(s.id);
@@ -380,6 +394,21 @@ pub fn open_all(blocks_dir: &Path) -> Result<Vec<Block>, BlockError> {
                 fs::rename(entry.path(), blocks_dir.join(format!("corrupt-{name}")))?;
             }
         }
+    }
+    // A compaction that crashed after writing its block but before deleting
+    // the sources: the complete block wins.
+    let replaced: std::collections::HashSet<String> = blocks
+        .iter()
+        .flat_map(|b| b.meta.compacted_from.iter().cloned())
+        .collect();
+    if !replaced.is_empty() {
+        let (gone, kept): (Vec<Block>, Vec<Block>) =
+            blocks.into_iter().partition(|b| replaced.contains(&b.name));
+        for block in gone {
+            tracing::warn!(block = %block.name, "removing a block an interrupted compaction already merged");
+            fs::remove_dir_all(&block.dir)?;
+        }
+        blocks = kept;
     }
     blocks.sort_by_key(|b| (b.meta.min_t, b.meta.max_t));
     Ok(blocks)

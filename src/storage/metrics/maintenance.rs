@@ -36,6 +36,7 @@ impl MetricsStore {
             );
         }
         self.apply_retention(now_ms)?;
+        self.compact_locked()?;
         Ok(())
     }
 

@@ -14,6 +14,7 @@
 pub mod block;
 pub mod block_chunk;
 pub mod chunk;
+pub mod compact;
 pub mod head;
 pub mod index;
 pub mod late;
@@ -181,6 +182,13 @@ pub struct StoreStats {
     pub rejected_time_bounds: AtomicU64,
     pub blocks_written: AtomicU64,
     pub blocks_deleted: AtomicU64,
+    pub compactions: AtomicU64,
+    pub compaction_failures: AtomicU64,
+    /// Wall-clock and CPU time spent compacting, in microseconds.
+    pub compaction_micros: AtomicU64,
+    pub compaction_cpu_micros: AtomicU64,
+    /// Bytes of blocks written by compactions.
+    pub compaction_bytes: AtomicU64,
 }
 
 /// A point-in-time summary for `/metrics` and the status API.
