@@ -122,5 +122,93 @@ fn lookup(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, chunks, wal, lookup);
+/// 7 days of 500 series at one sample a minute, cut into 2h blocks as the
+/// head does, measured before and after compaction: bytes per sample (on
+/// stdout) and query time (criterion).
+fn compaction(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let hour = 3_600_000i64;
+    let store = MetricsStore::open(StoreOptions {
+        block_duration_ms: 2 * hour,
+        retention_ms: 30 * 24 * hour,
+        ..options(dir.path())
+    })
+    .unwrap();
+    let labels = series_labels(500);
+    let refs: Vec<Vec<LabelRef<'_>>> = labels.iter().map(|l| l.iter().collect()).collect();
+    let hashes: Vec<u64> = labels.iter().map(Labels::hash).collect();
+    let keys: Vec<Vec<u8>> = labels.iter().map(Labels::key).collect();
+    let start = 1_700_000_000_000 / (24 * hour) * (24 * hour);
+    let days = 7;
+    let mut total = 0u64;
+    for window in 0..days * 12 {
+        let from = start + window * 2 * hour;
+        let per_series: Vec<Vec<Sample>> = (0..500)
+            .map(|i| {
+                (0..120)
+                    .map(|k| Sample {
+                        t: from + k * 60_000,
+                        v: ((window * 120 + k) * (i as i64 % 7 + 1)) as f64,
+                    })
+                    .collect()
+            })
+            .collect();
+        let writes: Vec<SeriesWrite<'_>> = (0..500)
+            .map(|i| SeriesWrite {
+                hash: hashes[i],
+                key: &keys[i],
+                labels: &refs[i],
+                samples: &per_series[i],
+                exemplars: &[],
+            })
+            .collect();
+        total += store.append(&writes, &[]).unwrap().samples_accepted;
+        store.flush().unwrap();
+    }
+    let end = start + days * 24 * hour;
+    let one_series = [
+        Matcher::equal("__name__", "node_metric_3"),
+        Matcher::equal("instance", "host-0:9100"),
+    ];
+    let all = [Matcher::regex("__name__", "node_metric_.*", false).unwrap()];
+    let mut group = c.benchmark_group("compaction");
+    group.sample_size(10);
+    let mut measure = |phase: &str, group: &mut criterion::BenchmarkGroup<'_, _>| {
+        let summary = store.summary();
+        println!(
+            "compaction {phase}: {} blocks, {} bytes, {:.3} bytes/sample over {total} samples",
+            summary.blocks,
+            summary.block_bytes,
+            summary.block_bytes as f64 / total as f64
+        );
+        group.bench_function(format!("select_one_series_7d/{phase}"), |b| {
+            b.iter(|| black_box(store.select(&one_series, start, end).len()))
+        });
+        group.bench_function(format!("select_500_series_1h/{phase}"), |b| {
+            b.iter(|| black_box(store.select(&all, end - 25 * hour, end - 24 * hour).len()))
+        });
+        group.bench_function(format!("select_500_series_7d/{phase}"), |b| {
+            b.iter(|| black_box(store.select(&all, start, end).len()))
+        });
+    };
+    measure("before", &mut group);
+    let started = std::time::Instant::now();
+    let mut merges = 0;
+    loop {
+        let done = store.compact().unwrap().len();
+        if done == 0 {
+            break;
+        }
+        merges += done;
+    }
+    println!(
+        "compaction: {merges} merges in {:.2?} ({:.0} samples/s)",
+        started.elapsed(),
+        total as f64 / started.elapsed().as_secs_f64()
+    );
+    measure("after", &mut group);
+    group.finish();
+}
+
+criterion_group!(benches, chunks, wal, lookup, compaction);
 criterion_main!(benches);
