@@ -173,7 +173,7 @@ fn compaction(c: &mut Criterion) {
     let all = [Matcher::regex("__name__", "node_metric_.*", false).unwrap()];
     let mut group = c.benchmark_group("compaction");
     group.sample_size(10);
-    let mut measure = |phase: &str, group: &mut criterion::BenchmarkGroup<'_, _>| {
+    let measure = |phase: &str, group: &mut criterion::BenchmarkGroup<'_, _>| {
         let summary = store.summary();
         println!(
             "compaction {phase}: {} blocks, {} bytes, {:.3} bytes/sample over {total} samples",
