@@ -342,9 +342,10 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         signal(&shutdown),
     )));
     let max_message = config.limits.max_body_size.as_usize();
-    let grpc = api::otlp::MetricsGrpc::server(ingest, max_message);
-    let logs_grpc = api::otlp::LogsGrpc::server(logs, max_message);
-    let traces_grpc = api::otlp::TracesGrpc::server(traces, max_message);
+    let forwarders = state.forwarders.clone();
+    let grpc = api::otlp::MetricsGrpc::server(ingest, forwarders.clone(), max_message);
+    let logs_grpc = api::otlp::LogsGrpc::server(logs, forwarders.clone(), max_message);
+    let traces_grpc = api::otlp::TracesGrpc::server(traces, forwarders, max_message);
     let stop = signal(&shutdown);
     let mut grpc_server = tonic::transport::Server::builder();
     if let Some(files) = &tls {

@@ -46,7 +46,11 @@ struct Receiver {
 
 impl Receiver {
     fn start(script: Vec<Answer>) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Receiver::start_on(0, script)
+    }
+
+    fn start_on(port: u16, script: Vec<Answer>) -> Receiver {
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -839,5 +843,98 @@ fn spans_and_logs_reach_a_second_oxeye_over_otlp_and_bulk() {
         ),
         1.0 + 3.0,
         "the audit span, and the three _bulk records (no service)"
+    );
+}
+
+#[test]
+fn with_on_backlog_block_ingest_waits_for_the_destination_and_nothing_is_lost() {
+    let port = common::free_port();
+    let env = [
+        (
+            "OXEYE_FORWARD__REMOTE_WRITE",
+            format!(
+                r#"[{{name = "later", url = "http://127.0.0.1:{port}/api/v1/write", min_backoff = "10ms", max_backoff = "100ms"}}]"#
+            ),
+        ),
+        ("OXEYE_FORWARD__MAX_BACKLOG", "\"1MiB\"".to_owned()),
+        ("OXEYE_FORWARD__ON_BACKLOG", "\"block\"".to_owned()),
+        ("OXEYE_WAL__SEGMENT_SIZE", "\"1MiB\"".to_owned()),
+    ];
+    let overrides: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = TestServer::start_with(&overrides);
+    let base = server.url("");
+    let start = now_ms() - 600_000;
+    let mut accepted = 0usize;
+    let mut refusal = None;
+    for request in 0..400 {
+        let names: Vec<String> = (0..500).map(|s| format!("q{request}-s{s}")).collect();
+        let body: Vec<common::TestSeries<'_>> = names
+            .iter()
+            .map(|n| {
+                let samples = (0..10).map(|i| (start + i * 1000, i as f64)).collect();
+                (
+                    vec![("__name__", "fw_block"), ("series", n.as_str())],
+                    samples,
+                )
+            })
+            .collect();
+        let response = client()
+            .post(format!("{base}/api/v1/write"))
+            .header("content-encoding", "snappy")
+            .header("content-type", "application/x-protobuf")
+            .body(remote_write_body(&body))
+            .send()
+            .unwrap();
+        match response.status().as_u16() {
+            204 => accepted += 5000,
+            503 => {
+                let retry = response.headers().get("retry-after").cloned();
+                refusal = Some((retry, response.text().unwrap()));
+                break;
+            }
+            other => panic!("unexpected {other}: {}", response.text().unwrap()),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (retry, why) = refusal.expect("ingest was never refused while the destination was down");
+    assert_eq!(retry.unwrap(), "5");
+    assert!(
+        why.contains("later") && why.contains("forward.max_backlog"),
+        "{why}"
+    );
+    assert!(accepted > 0);
+    // Other signals are not held back.
+    let bulk = client()
+        .post(format!("http://{}/_bulk", server.elasticsearch))
+        .header("content-type", "application/x-ndjson")
+        .body("{\"index\":{\"_index\":\"free\"}}\n{\"message\":\"still accepted\"}\n")
+        .send()
+        .unwrap();
+    assert_eq!(bulk.status(), 200);
+    // The receiver comes up: everything acknowledged arrives, and ingest
+    // is accepted again.
+    let receiver = Receiver::start_on(port, Vec::new());
+    let all = wait_for(Duration::from_secs(60), || {
+        let n: usize = receiver.samples().values().map(Vec::len).sum();
+        (n >= accepted).then_some(n)
+    });
+    assert_eq!(all, Some(accepted), "every acknowledged sample, once");
+    let open = wait_for(Duration::from_secs(30), || {
+        let body = remote_write_body(&[(
+            vec![("__name__", "fw_block"), ("series", "after")],
+            vec![(now_ms(), 1.0)],
+        )]);
+        (post_remote_write(&base, body).0 == 204).then_some(())
+    });
+    assert!(
+        open.is_some(),
+        "ingest stayed refused after the destination caught up"
+    );
+    assert_eq!(
+        metric_value(
+            &base,
+            "oxeye_forward_dropped_wal_bytes_total{destination=\"later\",reason=\"backlog\"}"
+        ),
+        0.0
     );
 }

@@ -49,6 +49,28 @@ pub fn routes(max_size: usize) -> Router<AppState> {
         // A dashboard may be larger than most request bodies (Node Exporter
         // Full is 460 KiB); `dashboards.max_size` is checked again inside.
         .layer(DefaultBodyLimit::max(max_size.saturating_add(4096)))
+        // A body announced larger than that is refused before it is read:
+        // answering after reading part of it would reset the connection of
+        // a client still sending.
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                let announced = request
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                match announced {
+                    Some(n) if n > max_size.saturating_add(4096) as u64 => (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "a dashboard of {n} bytes is over dashboards.max_size ({max_size})\n"
+                        ),
+                    )
+                        .into_response(),
+                    _ => next.run(request).await,
+                }
+            },
+        ))
 }
 
 fn error(err: DashboardError) -> Response {

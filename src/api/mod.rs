@@ -69,6 +69,17 @@ pub struct AppState {
     pub forwarders: Arc<crate::forward::Forwarders>,
 }
 
+/// 503 with `Retry-After`: ingest refused for now (`forward.on_backlog =
+/// "block"`); every sender retries it.
+pub fn retry_later(why: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::RETRY_AFTER, "5")],
+        format!("{why}\n"),
+    )
+        .into_response()
+}
+
 impl AppState {
     /// A `query.max_concurrent` slot, counted in `oxeye_queries_waiting`
     /// while it is awaited; `None` when shutting down. Move it into the

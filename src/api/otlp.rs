@@ -103,6 +103,9 @@ async fn export_metrics(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(why) = state.forwarders.refusing(crate::forward::Signal::Metrics) {
+        return super::retry_later(&why);
+    }
     let ingest = state.ingest.clone();
     export_http(
         &headers,
@@ -172,6 +175,9 @@ async fn export_logs(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(why) = state.forwarders.refusing(crate::forward::Signal::Logs) {
+        return super::retry_later(&why);
+    }
     let ingest = state.logs.clone();
     export_http(
         &headers,
@@ -189,11 +195,16 @@ async fn export_logs(
 /// The gRPC logs service.
 pub struct LogsGrpc {
     ingest: Arc<LogsIngest>,
+    forwarders: Arc<crate::forward::Forwarders>,
 }
 
 impl LogsGrpc {
-    pub fn server(ingest: Arc<LogsIngest>, max_message: usize) -> LogsServiceServer<LogsGrpc> {
-        LogsServiceServer::new(LogsGrpc { ingest })
+    pub fn server(
+        ingest: Arc<LogsIngest>,
+        forwarders: Arc<crate::forward::Forwarders>,
+        max_message: usize,
+    ) -> LogsServiceServer<LogsGrpc> {
+        LogsServiceServer::new(LogsGrpc { ingest, forwarders })
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(max_message)
@@ -206,6 +217,9 @@ impl LogsService for LogsGrpc {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        if let Some(why) = self.forwarders.refusing(crate::forward::Signal::Logs) {
+            return Err(tonic::Status::unavailable(why));
+        }
         let ingest = self.ingest.clone();
         let request = request.into_inner();
         let summary = tokio::task::spawn_blocking(move || {
@@ -232,6 +246,9 @@ async fn export_traces(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    if let Some(why) = state.forwarders.refusing(crate::forward::Signal::Traces) {
+        return super::retry_later(&why);
+    }
     let ingest = state.traces.clone();
     export_http(
         &headers,
@@ -249,11 +266,16 @@ async fn export_traces(
 /// The gRPC trace service.
 pub struct TracesGrpc {
     ingest: Arc<TracesIngest>,
+    forwarders: Arc<crate::forward::Forwarders>,
 }
 
 impl TracesGrpc {
-    pub fn server(ingest: Arc<TracesIngest>, max_message: usize) -> TraceServiceServer<TracesGrpc> {
-        TraceServiceServer::new(TracesGrpc { ingest })
+    pub fn server(
+        ingest: Arc<TracesIngest>,
+        forwarders: Arc<crate::forward::Forwarders>,
+        max_message: usize,
+    ) -> TraceServiceServer<TracesGrpc> {
+        TraceServiceServer::new(TracesGrpc { ingest, forwarders })
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(max_message)
@@ -266,6 +288,9 @@ impl TraceService for TracesGrpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        if let Some(why) = self.forwarders.refusing(crate::forward::Signal::Traces) {
+            return Err(tonic::Status::unavailable(why));
+        }
         let ingest = self.ingest.clone();
         let request = request.into_inner();
         let summary = tokio::task::spawn_blocking(move || {
@@ -281,14 +306,16 @@ impl TraceService for TracesGrpc {
 /// The gRPC metrics service.
 pub struct MetricsGrpc {
     ingest: Arc<MetricsIngest>,
+    forwarders: Arc<crate::forward::Forwarders>,
 }
 
 impl MetricsGrpc {
     pub fn server(
         ingest: Arc<MetricsIngest>,
+        forwarders: Arc<crate::forward::Forwarders>,
         max_message: usize,
     ) -> MetricsServiceServer<MetricsGrpc> {
-        MetricsServiceServer::new(MetricsGrpc { ingest })
+        MetricsServiceServer::new(MetricsGrpc { ingest, forwarders })
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .send_compressed(tonic::codec::CompressionEncoding::Gzip)
             .max_decoding_message_size(max_message)
@@ -301,6 +328,9 @@ impl MetricsService for MetricsGrpc {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        if let Some(why) = self.forwarders.refusing(crate::forward::Signal::Metrics) {
+            return Err(tonic::Status::unavailable(why));
+        }
         let ingest = self.ingest.clone();
         let request = request.into_inner();
         let summary =

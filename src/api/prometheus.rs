@@ -84,6 +84,9 @@ pub async fn run_blocking<T: Send + 'static>(
 
 /// `POST /api/v1/write`: Prometheus remote_write 1.0.
 async fn remote_write(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(why) = state.forwarders.refusing(crate::forward::Signal::Metrics) {
+        return super::retry_later(&why);
+    }
     if let Err(err) = check_remote_write_headers(&headers) {
         return (err.http_status(), format!("{err}\n")).into_response();
     }

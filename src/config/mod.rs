@@ -199,6 +199,7 @@ pub struct AlertingConfig {
 #[serde(deny_unknown_fields)]
 pub struct ForwardConfig {
     pub max_backlog: ByteSize,
+    pub on_backlog: String,
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
     pub remote_write: Vec<RemoteWriteDestination>,
@@ -259,6 +260,11 @@ impl ForwardConfig {
                 "each header must be a valid HTTP header name and value",
             );
         }
+        check(
+            self.on_backlog == "drop" || self.on_backlog == "block",
+            "forward.on_backlog",
+            "must be \"drop\" or \"block\"",
+        );
         for d in &self.remote_write {
             check(
                 (1..=256).contains(&d.shards) && (1..=100_000).contains(&d.max_samples_per_send),

@@ -81,6 +81,11 @@ pub fn wal_readers(config: &Config, signal: Signal) -> Vec<String> {
 pub struct DestinationStats {
     pub name: String,
     pub kind: &'static str,
+    /// Which store's WAL it reads.
+    pub signal: Signal,
+    /// With `forward.on_backlog = "block"`: over `max_backlog`, so ingest
+    /// of its signal is refused until it catches up.
+    pub blocking: std::sync::atomic::AtomicBool,
     pub url: String,
     /// Items delivered, by item kind (samples, exemplars, metadata, spans, log records).
     sent: Mutex<BTreeMap<&'static str, u64>>,
@@ -101,10 +106,12 @@ pub struct DestinationStats {
 }
 
 impl DestinationStats {
-    pub fn new(name: &str, kind: &'static str, url: &str) -> Arc<DestinationStats> {
+    pub fn new(name: &str, kind: &'static str, url: &str, signal: Signal) -> Arc<DestinationStats> {
         Arc::new(DestinationStats {
             name: name.to_owned(),
             kind,
+            signal,
+            blocking: std::sync::atomic::AtomicBool::new(false),
             url: url.to_owned(),
             sent: Mutex::default(),
             dropped: Mutex::default(),
@@ -233,9 +240,10 @@ impl Forwarders {
         let options = DriveOptions {
             max_backlog: f.max_backlog.0,
             poll: f.poll_interval,
+            block: f.on_backlog == "block",
         };
         for d in &f.remote_write {
-            let stats = DestinationStats::new(&d.name, "remote_write", &d.url);
+            let stats = DestinationStats::new(&d.name, "remote_write", &d.url, Signal::Metrics);
             let reader = metrics
                 .wal_reader(&d.name)
                 .ok_or_else(|| anyhow::anyhow!("no WAL reader for {}", d.name))?;
@@ -257,7 +265,12 @@ impl Forwarders {
         }
         for d in &f.otlp {
             for signal in &d.signals {
-                let stats = DestinationStats::new(&d.name, "otlp", &d.url);
+                let kind = if signal == "traces" {
+                    Signal::Traces
+                } else {
+                    Signal::Logs
+                };
+                let stats = DestinationStats::new(&d.name, "otlp", &d.url, kind);
                 let name = format!("{}.{signal}", d.name);
                 let reader = match signal.as_str() {
                     "traces" => traces.wal_reader(&name),
@@ -278,7 +291,7 @@ impl Forwarders {
             }
         }
         for d in &f.elasticsearch {
-            let stats = DestinationStats::new(&d.name, "elasticsearch", &d.url);
+            let stats = DestinationStats::new(&d.name, "elasticsearch", &d.url, Signal::Logs);
             let reader = logs
                 .wal_reader(&d.name)
                 .ok_or_else(|| anyhow::anyhow!("no WAL reader for {}", d.name))?;
@@ -418,12 +431,28 @@ impl Forwarders {
     pub fn status(&self) -> Vec<serde_json::Value> {
         self.destinations.iter().map(|d| d.status()).collect()
     }
+
+    /// Why ingest of `signal` is refused now (`forward.on_backlog =
+    /// "block"` and a destination reading its WAL is over `max_backlog`).
+    pub fn refusing(&self, signal: Signal) -> Option<String> {
+        let d = self
+            .destinations
+            .iter()
+            .find(|d| d.signal == signal && d.blocking.load(Ordering::Relaxed))?;
+        Some(format!(
+            "forwarding destination {} is {} bytes behind, over forward.max_backlog (forward.on_backlog = \"block\"); retry later",
+            d.name,
+            d.backlog_bytes.load(Ordering::Relaxed)
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct DriveOptions {
     max_backlog: u64,
     poll: Duration,
+    /// `forward.on_backlog = "block"`: never skip; refuse ingest instead.
+    block: bool,
 }
 
 /// What the blocking part of a round found.
@@ -437,8 +466,11 @@ struct Round {
     backlog: u64,
 }
 
-fn read_round(reader: &mut WalReader, max_backlog: u64) -> std::io::Result<Round> {
-    let skipped = reader.skip_backlog(max_backlog)?;
+fn read_round(reader: &mut WalReader, max_backlog: Option<u64>) -> std::io::Result<Round> {
+    let skipped = match max_backlog {
+        Some(max) => reader.skip_backlog(max)?,
+        None => 0,
+    };
     let start = reader.position();
     if skipped > 0 {
         reader.commit(start)?;
@@ -470,9 +502,16 @@ fn read_round(reader: &mut WalReader, max_backlog: u64) -> std::io::Result<Round
     })
 }
 
-/// Resolves once the WAL after `start` holds more than `max` bytes
-/// (checked every second).
-async fn over_backlog(dir: std::path::PathBuf, start: crate::storage::wal::WalPosition, max: u64) {
+/// Watches the backlog while a round is delivered (every second). With
+/// `block` it only keeps the destination's backlog and blocking flag
+/// current (and never resolves); otherwise it resolves once the WAL after
+/// `start` holds more than `max` bytes.
+async fn over_backlog(
+    dir: std::path::PathBuf,
+    start: crate::storage::wal::WalPosition,
+    max: u64,
+    block: Option<&Arc<DestinationStats>>,
+) {
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let dir = dir.clone();
@@ -480,8 +519,13 @@ async fn over_backlog(dir: std::path::PathBuf, start: crate::storage::wal::WalPo
             tokio::task::spawn_blocking(move || crate::storage::wal::backlog_from(&dir, start))
                 .await
                 .unwrap_or(0);
-        if backlog > max {
-            return;
+        match block {
+            Some(stats) => {
+                stats.backlog(backlog);
+                stats.blocking.store(backlog > max, Ordering::Relaxed);
+            }
+            None if backlog > max => return,
+            None => {}
         }
     }
 }
@@ -500,7 +544,7 @@ async fn drive<S: Sink>(
         }
         let mut r = reader.take().expect("the reader is put back every round");
         let (r, round) = match tokio::task::spawn_blocking(move || {
-            let round = read_round(&mut r, options.max_backlog);
+            let round = read_round(&mut r, (!options.block).then_some(options.max_backlog));
             (r, round)
         })
         .await
@@ -541,6 +585,11 @@ async fn drive<S: Sink>(
             }
         }
         stats.backlog(round.backlog);
+        if options.block {
+            stats
+                .blocking
+                .store(round.backlog > options.max_backlog, Ordering::Relaxed);
+        }
         if round.records.is_empty() {
             tokio::select! {
                 () = tokio::time::sleep(options.poll) => {}
@@ -555,7 +604,7 @@ async fn drive<S: Sink>(
                 Delivery::Done => {}
                 Delivery::Stopped => return,
             },
-            () = over_backlog(dir, round.start, options.max_backlog) => {
+            () = over_backlog(dir, round.start, options.max_backlog, options.block.then_some(&stats)) => {
                 // The receiver has been failing while the WAL grew past
                 // the bound: give this round up (the next one skips ahead).
                 stats

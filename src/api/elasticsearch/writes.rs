@@ -10,6 +10,9 @@ pub(super) async fn bulk(
     body: Bytes,
 ) -> Response {
     let index = index.map(|Path(index)| index);
+    if let Some(why) = state.forwarders.refusing(crate::forward::Signal::Logs) {
+        return rejected_execution(&why);
+    }
     let bytes = match body_bytes(&state, &headers, &body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -95,6 +98,9 @@ pub(super) async fn write_one(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(why) = state.forwarders.refusing(crate::forward::Signal::Logs) {
+        return rejected_execution(&why);
+    }
     let source = match json_body(&state, &headers, &body).await {
         Ok(Some(Value::Object(map))) => map,
         Ok(_) => {
@@ -173,4 +179,19 @@ pub(super) async fn get_doc(
         Ok(Err(err)) => query_error(err),
         Err(r) => r,
     }
+}
+
+/// Elasticsearch's answer when its write queue is full (429,
+/// `es_rejected_execution_exception`), which shippers back off and retry;
+/// here: a forwarding destination is over `forward.max_backlog`.
+fn rejected_execution(why: &str) -> Response {
+    let mut response = es_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "es_rejected_execution_exception",
+        why,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
 }
