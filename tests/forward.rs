@@ -239,13 +239,13 @@ fn a_receiver_that_hangs_answers_garbage_or_is_busy_still_gets_every_sample_in_o
     assert!(
         metric_value(
             &base,
-            "oxeye_forward_requests_total{destination=\"edge\",outcome=\"retried\"}"
+            "oxeye_forward_requests_total{destination=\"edge\",signal=\"metrics\",outcome=\"retried\"}"
         ) >= 4.0
     );
     assert_eq!(
         metric_value(
             &base,
-            "oxeye_forward_sent_total{destination=\"edge\",kind=\"remote_write\",item=\"samples\"}"
+            "oxeye_forward_sent_total{destination=\"edge\",signal=\"metrics\",kind=\"remote_write\",item=\"samples\"}"
         ),
         100.0
     );
@@ -292,10 +292,13 @@ fn refused_requests_and_relabeled_series_are_counted_not_retried() {
     let (status, text) = post_remote_write(&base, remote_write_body(&body));
     assert_eq!(status, 204, "{text}");
     let done = wait_for(Duration::from_secs(30), || {
-        let sent = metric_value(&base, "oxeye_forward_sent_total{destination=\"strict\"");
+        let sent = metric_value(
+            &base,
+            "oxeye_forward_sent_total{destination=\"strict\",signal=\"metrics\"",
+        );
         let dropped = metric_value(
             &base,
-            "oxeye_forward_dropped_total{destination=\"strict\",reason=\"rejected\"}",
+            "oxeye_forward_dropped_total{destination=\"strict\",signal=\"metrics\",reason=\"rejected\"}",
         );
         (sent + dropped >= 20.0).then_some((sent, dropped))
     });
@@ -313,7 +316,7 @@ fn refused_requests_and_relabeled_series_are_counted_not_retried() {
     let relabeled = wait_for(Duration::from_secs(30), || {
         let n = metric_value(
             &base,
-            "oxeye_forward_dropped_total{destination=\"nothing\",reason=\"relabel\"}",
+            "oxeye_forward_dropped_total{destination=\"nothing\",signal=\"metrics\",reason=\"relabel\"}",
         );
         (n >= 20.0).then_some(n)
     });
@@ -321,7 +324,7 @@ fn refused_requests_and_relabeled_series_are_counted_not_retried() {
     assert_eq!(
         metric_value(
             &base,
-            "oxeye_forward_requests_total{destination=\"nothing\""
+            "oxeye_forward_requests_total{destination=\"nothing\",signal=\"metrics\""
         ),
         0.0,
         "nothing to send, so no request to the unreachable URL"
@@ -396,7 +399,7 @@ fn a_receiver_down_for_good_cannot_grow_the_wal_past_max_backlog() {
     let skipped = wait_for(Duration::from_secs(30), || {
         let n = metric_value(
             &base,
-            "oxeye_forward_dropped_wal_bytes_total{destination=\"down\",reason=\"backlog\"}",
+            "oxeye_forward_dropped_wal_bytes_total{destination=\"down\",signal=\"metrics\",reason=\"backlog\"}",
         );
         (n > 0.0).then_some(n)
     });
@@ -419,7 +422,7 @@ fn a_receiver_down_for_good_cannot_grow_the_wal_past_max_backlog() {
     assert!(
         metric_value(
             &base,
-            "oxeye_forward_requests_total{destination=\"down\",outcome=\"retried\"}"
+            "oxeye_forward_requests_total{destination=\"down\",signal=\"metrics\",outcome=\"retried\"}"
         ) > 0.0
     );
 }
@@ -596,7 +599,7 @@ fn prometheus_and_victoriametrics_get_every_sample_across_a_receiver_restart_and
     let retried = wait_for(Duration::from_secs(30), || {
         let n = metric_value(
             &oxeye.base,
-            "oxeye_forward_requests_total{destination=\"prom\",outcome=\"retried\"}",
+            "oxeye_forward_requests_total{destination=\"prom\",signal=\"metrics\",outcome=\"retried\"}",
         );
         (n > 0.0).then_some(n)
     });
@@ -673,9 +676,11 @@ fn es_search(base: &str, index: &str) -> Vec<serde_json::Value> {
 fn spans_and_logs_reach_a_second_oxeye_over_otlp_and_bulk() {
     use serde_json::json;
     let receiver = TestServer::start();
+    let grpc_receiver = TestServer::start();
     let otlp = format!(
-        r#"[{{name = "collector", url = "http://{}", signals = ["traces", "logs"], services = ["check.*"], min_backoff = "10ms"}}]"#,
-        receiver.otlp_http
+        r#"[{{name = "collector", url = "http://{}", signals = ["traces", "logs"], services = ["check.*"], min_backoff = "10ms"}},
+            {{name = "tempo", url = "http://{}", protocol = "grpc", signals = ["traces", "logs"], min_backoff = "10ms"}}]"#,
+        receiver.otlp_http, grpc_receiver.otlp_grpc
     );
     let es = format!(
         r#"[{{name = "central-es", url = "http://{}", indices = ["app-*"], index = "fwd-{{index}}", min_backoff = "10ms"}}]"#,
@@ -793,6 +798,55 @@ fn spans_and_logs_reach_a_second_oxeye_over_otlp_and_bulk() {
         .unwrap();
     assert_eq!(child["references"][0]["spanID"], "051581bf3cb55c13");
 
+    // Over gRPC too, unfiltered: all three spans, and the log record.
+    let over_grpc = wait_for(Duration::from_secs(30), || {
+        let trace: serde_json::Value = client()
+            .get(format!(
+                "http://{}/api/traces/{trace_id}",
+                grpc_receiver.http
+            ))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (trace["data"][0]["spans"].as_array()?.len() == 3).then_some(trace)
+    });
+    assert!(over_grpc.is_some(), "the trace did not arrive over gRPC");
+    // The three `_bulk` records go with their source as a map body, which
+    // the receiver (Oxeye, like Elasticsearch) refuses once `body` is text:
+    // its partial success is read and counted.
+    let grpc_records = wait_for(Duration::from_secs(30), || {
+        let hits = es_search(
+            &format!("http://{}", grpc_receiver.elasticsearch),
+            "otel-logs",
+        );
+        let refused = metric_value(
+            &sender.url(""),
+            "oxeye_forward_dropped_total{destination=\"tempo\",signal=\"logs\",reason=\"rejected\"}",
+        );
+        (hits.len() == 1 && refused == 3.0).then_some(hits)
+    })
+    .unwrap_or_else(|| {
+        let text = client()
+            .get(sender.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("oxeye_forward") && l.contains("tempo"))
+            .collect();
+        let hits = es_search(
+            &format!("http://{}", grpc_receiver.elasticsearch),
+            "otel-logs",
+        );
+        panic!("the log records over gRPC: {lines:#?} {hits:#?}")
+    });
+    assert!(grpc_records
+        .iter()
+        .any(|h| h["_source"]["body"] == "payment failed"));
+
     // The OTLP log record, in the receiver's OTLP index.
     let records = wait_for(Duration::from_secs(30), || {
         let hits = es_search(&format!("http://{}", receiver.elasticsearch), "otel-logs");
@@ -820,11 +874,11 @@ fn spans_and_logs_reach_a_second_oxeye_over_otlp_and_bulk() {
     assert_eq!(docs[0]["_source"]["message"], "hello");
     assert!(es_search(&format!("http://{}", receiver.elasticsearch), "fwd-other").is_empty());
     let base = sender.url("");
-    assert_eq!(metric_value(&base, "oxeye_forward_sent_total{destination=\"central-es\",kind=\"elasticsearch\",item=\"log_records\"}"), 2.0);
+    assert_eq!(metric_value(&base, "oxeye_forward_sent_total{destination=\"central-es\",signal=\"logs\",kind=\"elasticsearch\",item=\"log_records\"}"), 2.0);
     assert_eq!(
         metric_value(
             &base,
-            "oxeye_forward_dropped_total{destination=\"central-es\",reason=\"filtered\"}"
+            "oxeye_forward_dropped_total{destination=\"central-es\",signal=\"logs\",reason=\"filtered\"}"
         ),
         2.0,
         "the `other` document and the OTLP record (index otel-logs)"
@@ -832,17 +886,25 @@ fn spans_and_logs_reach_a_second_oxeye_over_otlp_and_bulk() {
     assert_eq!(
         metric_value(
             &base,
-            "oxeye_forward_sent_total{destination=\"collector\",kind=\"otlp\",item=\"spans\"}"
+            "oxeye_forward_sent_total{destination=\"collector\",signal=\"traces\",kind=\"otlp\",item=\"spans\"}"
         ),
         2.0
     );
     assert_eq!(
         metric_value(
             &base,
-            "oxeye_forward_dropped_total{destination=\"collector\",reason=\"filtered\"}"
+            "oxeye_forward_dropped_total{destination=\"collector\",signal=\"traces\",reason=\"filtered\"}"
         ),
-        1.0 + 3.0,
-        "the audit span, and the three _bulk records (no service)"
+        1.0,
+        "the audit span"
+    );
+    assert_eq!(
+        metric_value(
+            &base,
+            "oxeye_forward_dropped_total{destination=\"collector\",signal=\"logs\",reason=\"filtered\"}"
+        ),
+        3.0,
+        "the three _bulk records (no service)"
     );
 }
 
@@ -933,7 +995,7 @@ fn with_on_backlog_block_ingest_waits_for_the_destination_and_nothing_is_lost() 
     assert_eq!(
         metric_value(
             &base,
-            "oxeye_forward_dropped_wal_bytes_total{destination=\"later\",reason=\"backlog\"}"
+            "oxeye_forward_dropped_wal_bytes_total{destination=\"later\",signal=\"metrics\",reason=\"backlog\"}"
         ),
         0.0
     );

@@ -283,6 +283,11 @@ impl ForwardConfig {
         }
         for d in &self.otlp {
             check(
+                d.protocol == "http/protobuf" || d.protocol == "grpc",
+                "forward.otlp.protocol",
+                "must be \"http/protobuf\" or \"grpc\"",
+            );
+            check(
                 !d.signals.is_empty() && d.signals.iter().all(|s| s == "traces" || s == "logs"),
                 "forward.otlp.signals",
                 "must list \"traces\" and/or \"logs\"",
@@ -358,6 +363,9 @@ fn default_items_per_send() -> usize {
 fn default_true() -> bool {
     true
 }
+fn default_otlp_protocol() -> String {
+    "http/protobuf".into()
+}
 fn default_signals() -> Vec<String> {
     vec!["traces".into()]
 }
@@ -398,6 +406,8 @@ pub struct RemoteWriteDestination {
 pub struct OtlpDestination {
     pub name: String,
     pub url: String,
+    #[serde(default = "default_otlp_protocol")]
+    pub protocol: String,
     #[serde(default = "default_signals")]
     pub signals: Vec<String>,
     #[serde(default)]

@@ -51,6 +51,16 @@ pub enum Signal {
     Logs,
 }
 
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Metrics => "metrics",
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
 /// The WAL readers a store must register: one per destination reading it.
 pub fn wal_readers(config: &Config, signal: Signal) -> Vec<String> {
     let f = &config.forward;
@@ -315,117 +325,102 @@ impl Forwarders {
         if self.destinations.is_empty() {
             return;
         }
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let family =
+            |out: &mut String, name: &str, kind: &str, help: &str, rows: Vec<(String, String)>| {
+                let suffix = if kind == "counter" { "_total" } else { "" };
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (labels, value) in rows {
+                    let _ = writeln!(out, "{name}{suffix}{{{labels}}} {value}");
+                }
+            };
+        let dest = |d: &DestinationStats| {
+            format!(
+                "destination=\"{}\",signal=\"{}\"",
+                d.name.replace('\\', "\\\\").replace('"', "\\\""),
+                d.signal.as_str()
+            )
         };
+        let each = |value: &dyn Fn(&DestinationStats) -> String| -> Vec<(String, String)> {
+            self.destinations
+                .iter()
+                .map(|d| (dest(d), value(d)))
+                .collect()
+        };
+        let by_key =
+            |map: &dyn Fn(&DestinationStats) -> Vec<(String, u64)>| -> Vec<(String, String)> {
+                self.destinations
+                    .iter()
+                    .flat_map(|d| {
+                        map(d).into_iter().map(move |(labels, n)| {
+                            (format!("{},{labels}", dest(d)), n.to_string())
+                        })
+                    })
+                    .collect()
+            };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
         family(
             out,
             "oxeye_forward_sent",
             "counter",
             "Items delivered to a forwarding destination, by item kind.",
+            by_key(&|d| {
+                d.sent
+                    .lock()
+                    .iter()
+                    .map(|(item, n)| (format!("kind=\"{}\",item=\"{item}\"", d.kind), *n))
+                    .collect()
+            }),
         );
-        for d in &self.destinations {
-            for (item, n) in d.sent.lock().iter() {
-                let _ = writeln!(out, "oxeye_forward_sent_total{{destination=\"{}\",kind=\"{}\",item=\"{item}\"}} {n}", esc(&d.name), d.kind);
-            }
-        }
-        family(out, "oxeye_forward_dropped", "counter", "Items not delivered, by reason (rejected: a 4xx answer; relabel, filtered: by configuration; unknown_series).");
-        for d in &self.destinations {
-            for (reason, n) in d.dropped.lock().iter() {
-                let _ = writeln!(
-                    out,
-                    "oxeye_forward_dropped_total{{destination=\"{}\",reason=\"{reason}\"}} {n}",
-                    esc(&d.name)
-                );
-            }
-        }
+        family(out, "oxeye_forward_dropped", "counter", "Items not delivered, by reason (rejected: a 4xx answer; relabel, filtered: by configuration; unknown_series).",
+            by_key(&|d| d.dropped.lock().iter().map(|(reason, n)| (format!("reason=\"{reason}\""), *n)).collect()));
         family(
             out,
             "oxeye_forward_requests",
             "counter",
             "Requests to a forwarding destination, by outcome (success, retried, rejected).",
+            by_key(&|d| {
+                d.requests
+                    .lock()
+                    .iter()
+                    .map(|(outcome, n)| (format!("outcome=\"{outcome}\""), *n))
+                    .collect()
+            }),
         );
-        for d in &self.destinations {
-            for (outcome, n) in d.requests.lock().iter() {
-                let _ = writeln!(
-                    out,
-                    "oxeye_forward_requests_total{{destination=\"{}\",outcome=\"{outcome}\"}} {n}",
-                    esc(&d.name)
-                );
-            }
-        }
         family(
             out,
             "oxeye_forward_sent_bytes",
             "counter",
             "Request body bytes delivered.",
+            each(&|d| load(&d.sent_bytes)),
         );
-        for d in &self.destinations {
-            let _ = writeln!(
-                out,
-                "oxeye_forward_sent_bytes_total{{destination=\"{}\"}} {}",
-                esc(&d.name),
-                d.sent_bytes.load(Ordering::Relaxed)
-            );
-        }
-        family(out, "oxeye_forward_dropped_wal_bytes", "counter", "WAL bytes a destination skipped: over forward.max_backlog (backlog) or unreadable (corrupt).");
-        for d in &self.destinations {
-            let _ = writeln!(
-                out,
-                "oxeye_forward_dropped_wal_bytes_total{{destination=\"{}\",reason=\"backlog\"}} {}",
-                esc(&d.name),
-                d.dropped_backlog_bytes.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "oxeye_forward_dropped_wal_bytes_total{{destination=\"{}\",reason=\"corrupt\"}} {}",
-                esc(&d.name),
-                d.lost_wal_bytes.load(Ordering::Relaxed)
-            );
-        }
+        family(out, "oxeye_forward_dropped_wal_bytes", "counter", "WAL bytes a destination skipped: over forward.max_backlog (backlog) or unreadable (corrupt).",
+            by_key(&|d| vec![
+                ("reason=\"backlog\"".to_owned(), d.dropped_backlog_bytes.load(Ordering::Relaxed)),
+                ("reason=\"corrupt\"".to_owned(), d.lost_wal_bytes.load(Ordering::Relaxed)),
+            ]));
         family(
             out,
             "oxeye_forward_backlog_bytes",
             "gauge",
             "WAL bytes not yet delivered.",
+            each(&|d| load(&d.backlog_bytes)),
         );
-        for d in &self.destinations {
-            let _ = writeln!(
-                out,
-                "oxeye_forward_backlog_bytes{{destination=\"{}\"}} {}",
-                esc(&d.name),
-                d.backlog_bytes.load(Ordering::Relaxed)
-            );
-        }
+        family(out, "oxeye_forward_blocking", "gauge", "1 while ingest of the destination's signal is refused (forward.on_backlog = \"block\").",
+            each(&|d| u8::from(d.blocking.load(Ordering::Relaxed)).to_string()));
         family(
             out,
             "oxeye_forward_lag_seconds",
             "gauge",
             "Seconds since the destination last had nothing left to deliver (0: caught up).",
+            each(&|d| d.lag_seconds().to_string()),
         );
-        for d in &self.destinations {
-            let _ = writeln!(
-                out,
-                "oxeye_forward_lag_seconds{{destination=\"{}\"}} {}",
-                esc(&d.name),
-                d.lag_seconds()
-            );
-        }
         family(
             out,
             "oxeye_forward_highest_sent_timestamp_seconds",
             "gauge",
             "Newest sample, span or record timestamp delivered.",
+            each(&|d| (d.highest_sent_ms.load(Ordering::Relaxed) as f64 / 1000.0).to_string()),
         );
-        for d in &self.destinations {
-            let _ = writeln!(
-                out,
-                "oxeye_forward_highest_sent_timestamp_seconds{{destination=\"{}\"}} {}",
-                esc(&d.name),
-                d.highest_sent_ms.load(Ordering::Relaxed) as f64 / 1000.0
-            );
-        }
     }
 
     pub fn status(&self) -> Vec<serde_json::Value> {

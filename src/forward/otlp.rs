@@ -1,7 +1,11 @@
-//! Spans and log records to an OTLP/HTTP receiver (Jaeger ≥ 1.35, Tempo,
-//! an OpenTelemetry Collector): `POST {url}/v1/traces` and `{url}/v1/logs`
-//! with `application/x-protobuf` bodies of at most `max_items_per_send`
-//! items. Spans are rebuilt from the trace store's WAL with every field
+//! Spans and log records to an OTLP receiver (Jaeger ≥ 1.35, Tempo, an
+//! OpenTelemetry Collector), over HTTP (`POST {url}/v1/traces` and
+//! `{url}/v1/logs`, `application/x-protobuf`) or gRPC (`protocol = "grpc"`,
+//! the collector services' `Export`), at most `max_items_per_send` items a
+//! request. gRPC answers are retried as the OTLP specification says:
+//! `UNAVAILABLE`, `RESOURCE_EXHAUSTED`, `DEADLINE_EXCEEDED`, `ABORTED`,
+//! `CANCELLED`, `OUT_OF_RANGE` and `DATA_LOSS` (and timeouts) with backoff,
+//! anything else is refused for good and counted. Spans are rebuilt from the trace store's WAL with every field
 //! OTLP has (resource, scope, attributes, events, links, status, trace
 //! state, flags); spans that share a resource travel under one
 //! `ResourceSpans`. Log records are rebuilt from their stored documents (the
@@ -14,8 +18,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
@@ -42,8 +50,111 @@ pub struct OtlpSink {
     traces: bool,
     services: Vec<Regex>,
     per_send: usize,
-    sender: HttpSender,
+    transport: Transport,
     stats: Arc<DestinationStats>,
+}
+
+enum Transport {
+    Http(Box<HttpSender>),
+    Grpc(GrpcSender),
+}
+
+/// OTLP/gRPC with the HTTP sender's retry rules.
+struct GrpcSender {
+    channel: tonic::transport::Channel,
+    metadata: Vec<(
+        tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
+        tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+    )>,
+    send: crate::config::SendConfig,
+    stats: Arc<DestinationStats>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Export requests of either signal.
+enum Export {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+}
+
+impl GrpcSender {
+    fn retryable(code: tonic::Code) -> bool {
+        matches!(
+            code,
+            tonic::Code::Unavailable
+                | tonic::Code::ResourceExhausted
+                | tonic::Code::DeadlineExceeded
+                | tonic::Code::Aborted
+                | tonic::Code::Cancelled
+                | tonic::Code::OutOfRange
+                | tonic::Code::DataLoss
+        )
+    }
+
+    async fn export(&self, export: &Export, bytes: usize) -> Sent {
+        use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+        use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+        let mut backoff = self.send.min_backoff;
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            if *shutdown.borrow() {
+                return Sent::Stopped;
+            }
+            let call = async {
+                match export {
+                    Export::Traces(request) => {
+                        let mut request = tonic::Request::new(request.clone());
+                        self.add_metadata(request.metadata_mut());
+                        TraceServiceClient::new(self.channel.clone())
+                            .export(request)
+                            .await
+                            .map(|r| r.into_inner().encode_to_vec())
+                    }
+                    Export::Logs(request) => {
+                        let mut request = tonic::Request::new(request.clone());
+                        self.add_metadata(request.metadata_mut());
+                        LogsServiceClient::new(self.channel.clone())
+                            .export(request)
+                            .await
+                            .map(|r| r.into_inner().encode_to_vec())
+                    }
+                }
+            };
+            match tokio::time::timeout(self.send.timeout, call).await {
+                Ok(Ok(answer)) => {
+                    self.stats.request(bytes, "success");
+                    return Sent::Ok(Bytes::from(answer));
+                }
+                Ok(Err(status)) if !Self::retryable(status.code()) => {
+                    self.stats.request(bytes, "rejected");
+                    self.stats.error(format!("gRPC export refused: {status}"));
+                    return Sent::Rejected(
+                        hyper::http::StatusCode::BAD_REQUEST,
+                        status.message().to_owned(),
+                    );
+                }
+                Ok(Err(status)) => self
+                    .stats
+                    .error(format!("gRPC export failed: {status}; retrying")),
+                Err(_) => self.stats.error(format!(
+                    "gRPC export: no answer within {:?}; retrying",
+                    self.send.timeout
+                )),
+            }
+            self.stats.request(bytes, "retried");
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return Sent::Stopped,
+            }
+            backoff = (backoff * 2).min(self.send.max_backoff);
+        }
+    }
+
+    fn add_metadata(&self, map: &mut tonic::metadata::MetadataMap) {
+        for (k, v) in &self.metadata {
+            map.insert(k.clone(), v.clone());
+        }
+    }
 }
 
 impl OtlpSink {
@@ -53,18 +164,53 @@ impl OtlpSink {
         stats: Arc<DestinationStats>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<OtlpSink, String> {
-        let path = if traces { "/v1/traces" } else { "/v1/logs" };
-        let url = HttpSender::with_path(&config.url, path);
         let services = config
             .services
             .iter()
             .map(|s| Regex::new(&format!("^(?:{s})$")).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
+        let transport = if config.protocol == "grpc" {
+            let channel = tonic::transport::Endpoint::from_shared(config.url.clone())
+                .map_err(|e| format!("invalid URL {:?}: {e}", config.url))?
+                .connect_timeout(config.timeout)
+                .connect_lazy();
+            let metadata = config
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    Ok((
+                        k.to_ascii_lowercase()
+                            .parse()
+                            .map_err(|_| format!("header {k} is not valid gRPC metadata"))?,
+                        v.parse().map_err(|_| {
+                            format!("the value of header {k} is not valid gRPC metadata")
+                        })?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?;
+            Transport::Grpc(GrpcSender {
+                channel,
+                metadata,
+                send: config.send(),
+                stats: stats.clone(),
+                shutdown,
+            })
+        } else {
+            let path = if traces { "/v1/traces" } else { "/v1/logs" };
+            let url = HttpSender::with_path(&config.url, path);
+            Transport::Http(Box::new(HttpSender::new(
+                &url,
+                config.send(),
+                stats.clone(),
+                shutdown,
+                1 << 20,
+            )?))
+        };
         Ok(OtlpSink {
             traces,
             services,
             per_send: config.max_items_per_send.max(1),
-            sender: HttpSender::new(&url, config.send(), stats.clone(), shutdown, 1 << 20)?,
+            transport,
             stats,
         })
     }
@@ -75,15 +221,42 @@ impl OtlpSink {
 
     async fn post(
         &self,
-        body: Vec<u8>,
+        export: Export,
         items: u64,
         newest_ms: i64,
         what: &'static str,
     ) -> Delivery {
         const HEADERS: &[(&str, &str)] = &[("content-type", "application/x-protobuf")];
-        match self.sender.post(Bytes::from(body), HEADERS).await {
-            Sent::Ok(_) => {
-                self.stats.sent(what, items);
+        let body = match &export {
+            Export::Traces(r) => r.encode_to_vec(),
+            Export::Logs(r) => r.encode_to_vec(),
+        };
+        let sent = match &self.transport {
+            Transport::Http(sender) => sender.post(Bytes::from(body), HEADERS).await,
+            Transport::Grpc(sender) => sender.export(&export, body.len()).await,
+        };
+        match sent {
+            Sent::Ok(answer) => {
+                // What the receiver took only partly (`partial_success`).
+                let (rejected, message) = match export {
+                    Export::Traces(_) => ExportTraceServiceResponse::decode(answer)
+                        .ok()
+                        .and_then(|r| r.partial_success)
+                        .map(|p| (p.rejected_spans, p.error_message)),
+                    Export::Logs(_) => ExportLogsServiceResponse::decode(answer)
+                        .ok()
+                        .and_then(|r| r.partial_success)
+                        .map(|p| (p.rejected_log_records, p.error_message)),
+                }
+                .unwrap_or_default();
+                let rejected = u64::try_from(rejected).unwrap_or(0).min(items);
+                if rejected > 0 {
+                    self.stats.dropped("rejected", rejected);
+                    self.stats.error(format!(
+                        "the receiver refused {rejected} of {items} {what}: {message}"
+                    ));
+                }
+                self.stats.sent(what, items - rejected);
                 self.stats.sent_item(newest_ms);
             }
             Sent::Rejected(_, _) => self.stats.dropped("rejected", items),
@@ -118,8 +291,9 @@ impl OtlpSink {
                 .map(|s| s.start_ns / 1_000_000)
                 .max()
                 .unwrap_or(0);
-            let body = spans_request(chunk).encode_to_vec();
-            if let Delivery::Stopped = self.post(body, chunk.len() as u64, newest, "spans").await {
+            let export = Export::Traces(spans_request(chunk));
+            if let Delivery::Stopped = self.post(export, chunk.len() as u64, newest, "spans").await
+            {
                 return Delivery::Stopped;
             }
         }
@@ -153,9 +327,9 @@ impl OtlpSink {
                 .map(|d| d.timestamp_ns / 1_000_000)
                 .max()
                 .unwrap_or(0);
-            let body = logs_request(chunk).encode_to_vec();
+            let export = Export::Logs(logs_request(chunk));
             if let Delivery::Stopped = self
-                .post(body, chunk.len() as u64, newest, "log_records")
+                .post(export, chunk.len() as u64, newest, "log_records")
                 .await
             {
                 return Delivery::Stopped;
