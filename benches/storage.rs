@@ -134,7 +134,15 @@ fn compaction(c: &mut Criterion) {
         ..options(dir.path())
     })
     .unwrap();
-    let labels = series_labels(500);
+    let labels: Vec<Labels> = (0..500)
+        .map(|i| {
+            Labels::from_pairs([
+                ("__name__", format!("node_metric_{}", i % 40)),
+                ("instance", format!("host-{}:9100", i / 40)),
+                ("job", "node".to_owned()),
+            ])
+        })
+        .collect();
     let refs: Vec<Vec<LabelRef<'_>>> = labels.iter().map(|l| l.iter().collect()).collect();
     let hashes: Vec<u64> = labels.iter().map(Labels::hash).collect();
     let keys: Vec<Vec<u8>> = labels.iter().map(Labels::key).collect();

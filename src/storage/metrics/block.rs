@@ -26,8 +26,12 @@ use crate::model::Sample;
 
 const CHUNKS_FILE: &str = "chunks.arrow";
 const META_FILE: &str = "meta.json";
-/// Bumped on any incompatible change of the block layout.
-const FORMAT_VERSION: u32 = 2;
+/// Bumped on any incompatible change of the block layout. Version 3 lets a
+/// series have several rows, in time order (compacted blocks cut each
+/// series at the block duration, so that a short query decodes only the
+/// rows it overlaps); version 2 blocks (one row per series) are read as is.
+const FORMAT_VERSION: u32 = 3;
+const OLDEST_FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BlockMeta {
@@ -165,7 +169,9 @@ pub fn write_compacted_block(
         counts.push(s.count);
         meta.min_t = meta.min_t.min(s.min_t);
         meta.max_t = meta.max_t.max(s.max_t);
-        meta.num_series += 1;
+        if ids.len() < 2 || ids[ids.len() - 2] != s.id {
+            meta.num_series += 1;
+        }
         meta.num_samples += u64::from(s.count);
     }
     let batch = RecordBatch::try_new(
@@ -230,7 +236,7 @@ impl Block {
         let invalid = |what: &str| BlockError::Invalid(name.clone(), what.to_owned());
         crate::storage::faults::check("block.open")?;
         let meta: BlockMeta = serde_json::from_reader(File::open(dir.join(META_FILE))?)?;
-        if meta.format != FORMAT_VERSION {
+        if !(OLDEST_FORMAT..=FORMAT_VERSION).contains(&meta.format) {
             return Err(invalid(&format!("unknown format version {}", meta.format)));
         }
         let batch = &map_batch(&dir.join(CHUNKS_FILE)).map_err(|e| invalid(&e))?;
@@ -260,8 +266,12 @@ impl Block {
             .downcast_ref::<BinaryArray>()
             .ok_or_else(|| invalid("chunk is not binary"))?
             .clone();
-        if !ids.values().windows(2).all(|w| w[0] < w[1]) {
-            return Err(invalid("series ids are not sorted"));
+        let sorted = ids.values().windows(2).enumerate().all(|(i, w)| {
+            w[0] < w[1]
+                || (meta.format >= 3 && w[0] == w[1] && max_ts.value(i) < min_ts.value(i + 1))
+        });
+        if !sorted {
+            return Err(invalid("series rows are not sorted by id and time"));
         }
         let series: RoaringBitmap = ids.values().iter().copied().collect();
         let disk_bytes = dir_size(dir);
@@ -279,30 +289,40 @@ impl Block {
         })
     }
 
-    fn row(&self, id: u32) -> Option<usize> {
-        self.ids.values().binary_search(&id).ok()
+    /// The rows of series `id` (in time order).
+    fn rows(&self, id: u32) -> std::ops::Range<usize> {
+        let ids = self.ids.values();
+        ids.partition_point(|&x| x < id)..ids.partition_point(|&x| x <= id)
     }
 
     /// Time range of one series in this block.
     pub fn series_range(&self, id: u32) -> Option<(i64, i64)> {
-        let row = self.row(id)?;
-        Some((self.min_ts.value(row), self.max_ts.value(row)))
+        let rows = self.rows(id);
+        if rows.is_empty() {
+            return None;
+        }
+        Some((
+            self.min_ts.value(rows.start),
+            self.max_ts.value(rows.end - 1),
+        ))
     }
 
-    /// Append the samples of series `id` within `[mint, maxt]` to `out`.
+    /// Append the samples of series `id` within `[mint, maxt]` to `out`,
+    /// decoding only the rows that overlap it.
     pub fn samples(&self, id: u32, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        let Some(row) = self.row(id) else { return };
-        if self.min_ts.value(row) > maxt || self.max_ts.value(row) < mint {
-            return;
+        for row in self.rows(id) {
+            if self.min_ts.value(row) > maxt || self.max_ts.value(row) < mint {
+                continue;
+            }
+            let start = out.len();
+            block_chunk::decode(self.chunks.value(row), self.counts.value(row), out);
+            // Keep only [mint, maxt] of what was decoded (samples are sorted).
+            let decoded = &out[start..];
+            let lo = decoded.partition_point(|s| s.t < mint);
+            let hi = decoded.partition_point(|s| s.t <= maxt);
+            out.truncate(start + hi);
+            out.drain(start..start + lo);
         }
-        let start = out.len();
-        block_chunk::decode(self.chunks.value(row), self.counts.value(row), out);
-        // Keep only [mint, maxt] of what was decoded (samples are sorted).
-        let decoded = &out[start..];
-        let lo = decoded.partition_point(|s| s.t < mint);
-        let hi = decoded.partition_point(|s| s.t <= maxt);
-        out.truncate(start + hi);
-        out.drain(start..start + lo);
     }
 
     pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {

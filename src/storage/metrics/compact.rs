@@ -11,7 +11,9 @@
 //! until nothing is left to do or [`MAX_MERGES`] were done.
 //!
 //! **Merge.** Series by series (ids in order): every source block's samples
-//! decoded and merged in time order, equal timestamps once, re-encoded. The
+//! decoded and merged in time order, equal timestamps once, re-encoded in
+//! one row per block-duration window (a 1h query over a 24h block decodes
+//! one or two rows of each series, not the day). The
 //! new block records its sources in `meta.json` (`compacted_from`); it is
 //! written to `tmp-…` and renamed into place, then published in place of its
 //! sources in one step under the blocks lock, and only then are the sources'
@@ -149,6 +151,7 @@ impl MetricsStore {
     }
 
     fn merge(&self, group: &[Arc<Block>]) -> Result<CompactReport, StorageError> {
+        let row_ms = self.options.block_duration_ms.max(1);
         let mut ids = roaring::RoaringBitmap::new();
         for b in group {
             ids |= &b.series;
@@ -168,10 +171,23 @@ impl MetricsStore {
                     samples = merge_sorted(samples, std::mem::take(&mut part));
                 }
             }
-            if let Some(series) = block::EncodedSeries::encode(id, &samples) {
+            // One row per block-duration window, so that a short query
+            // over a long block decodes only the rows it needs.
+            let mut rest = samples.as_slice();
+            if !rest.is_empty() {
                 report.series += 1;
-                report.samples += samples.len() as u64;
-                encoded.push(series);
+                report.samples += rest.len() as u64;
+            }
+            while let Some(first) = rest.first() {
+                let window = first.t.div_euclid(row_ms);
+                let end = rest
+                    .iter()
+                    .position(|s| s.t.div_euclid(row_ms) != window)
+                    .unwrap_or(rest.len());
+                if let Some(row) = block::EncodedSeries::encode(id, &rest[..end]) {
+                    encoded.push(row);
+                }
+                rest = &rest[end..];
             }
         }
         let checkpoint = group

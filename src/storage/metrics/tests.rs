@@ -441,7 +441,23 @@ fn compaction_merges_a_day_of_small_blocks_and_every_sample_stays_once() {
             assert_eq!(got.len(), 1);
             let got: Vec<(i64, f64)> = got[0].samples.iter().map(|x| (x.t, x.v)).collect();
             assert_eq!(&got, expected);
+            // A part of the day: only the rows it overlaps, the same samples.
+            let (from, to) = (5 * 3_600_000 + 30 * 60_000, 7 * 3_600_000);
+            let part = store.select(&s_matchers(s), from, to);
+            let part: Vec<(i64, f64)> = part[0].samples.iter().map(|x| (x.t, x.v)).collect();
+            let want: Vec<(i64, f64)> = expected
+                .iter()
+                .copied()
+                .filter(|(t, _)| (from..=to).contains(t))
+                .collect();
+            assert_eq!(part, want);
         }
+        let day = store.blocks.read()[0].clone();
+        assert_eq!(day.meta.num_series, 20);
+        assert_eq!(
+            day.series_range(day.series.min().unwrap()),
+            Some((0, 24 * 3_600_000 - 60_000))
+        );
         written
     };
     // After a restart: the same, and no source block left on disk.
