@@ -499,12 +499,17 @@ pub fn spans_request(spans: &[Span]) -> ExportTraceServiceRequest {
     }
 }
 
+/// `len` bytes from hex text; empty for anything else (the text comes from
+/// stored documents, i.e. from clients: it may be any string).
 fn unhex(text: &str, len: usize) -> Vec<u8> {
-    if text.len() != len * 2 {
+    let bytes = text.as_bytes();
+    if bytes.len() != len * 2 {
         return Vec::new();
     }
-    (0..len)
-        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+    let digit = |b: u8| (b as char).to_digit(16);
+    bytes
+        .chunks(2)
+        .map(|pair| Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8))
         .collect::<Option<Vec<u8>>>()
         .unwrap_or_default()
 }
@@ -597,6 +602,17 @@ mod tests {
             value.value,
             Some(any_value::Value::StringValue(_))
         ));
+    }
+
+    #[test]
+    fn ids_from_documents_are_hex_or_nothing() {
+        assert_eq!(unhex("0102030405060708", 8), vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(unhex("0A0b", 2), vec![10, 11]);
+        // 16 bytes of UTF-8 that are not 16 characters: no panic, no id.
+        assert_eq!(unhex("éééééééé", 8), Vec::<u8>::new());
+        assert_eq!(unhex("zz", 1), Vec::<u8>::new());
+        assert_eq!(unhex("+1", 1), Vec::<u8>::new());
+        assert_eq!(unhex("012", 1), Vec::<u8>::new());
     }
 
     #[test]
