@@ -129,15 +129,7 @@ pub async fn read(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 }
 
 fn decode_request(body: &[u8], max_body: usize) -> Result<ReadRequest, String> {
-    let len = snap::raw::decompress_len(body).map_err(|e| format!("snappy: {e}"))?;
-    if len > max_body {
-        return Err(format!(
-            "decompressed body is {len} bytes, over limits.max_body_size ({max_body})"
-        ));
-    }
-    let raw = snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| format!("snappy: {e}"))?;
+    let raw = crate::ingest::remote_write::decompress(body, max_body).map_err(|e| e.to_string())?;
     let request = ReadRequest::decode(raw.as_slice())
         .map_err(|e| format!("not a prometheus.ReadRequest: {e}"))?;
     if request.queries.is_empty() {

@@ -61,6 +61,12 @@ impl Signal {
     }
 }
 
+/// The WAL reader of an OTLP destination for one signal (an OTLP
+/// destination may read two WALs; other names are the destination's).
+fn otlp_reader(name: &str, signal: &str) -> String {
+    format!("{name}.{signal}")
+}
+
 /// The WAL readers a store must register: one per destination reading it.
 pub fn wal_readers(config: &Config, signal: Signal) -> Vec<String> {
     let f = &config.forward;
@@ -71,7 +77,7 @@ pub fn wal_readers(config: &Config, signal: Signal) -> Vec<String> {
             .otlp
             .iter()
             .filter(|d| has(d, "traces"))
-            .map(|d| format!("{}.traces", d.name))
+            .map(|d| otlp_reader(&d.name, "traces"))
             .collect(),
         Signal::Logs => f
             .elasticsearch
@@ -81,7 +87,7 @@ pub fn wal_readers(config: &Config, signal: Signal) -> Vec<String> {
                 f.otlp
                     .iter()
                     .filter(|d| has(d, "logs"))
-                    .map(|d| format!("{}.logs", d.name)),
+                    .map(|d| otlp_reader(&d.name, "logs")),
             )
             .collect(),
     }
@@ -112,7 +118,7 @@ pub struct DestinationStats {
     behind_since_ms: AtomicI64,
     /// Newest sample/span/record timestamp delivered (ms).
     pub highest_sent_ms: AtomicI64,
-    last_error: Mutex<Option<(i64, String)>>,
+    last_error: Mutex<Option<String>>,
 }
 
 impl DestinationStats {
@@ -157,19 +163,26 @@ impl DestinationStats {
 
     pub fn error(&self, message: String) {
         tracing::warn!(destination = %self.name, "{message}");
-        *self.last_error.lock() = Some((crate::now_ms(), message));
+        *self.last_error.lock() = Some(message);
     }
 
     pub fn sent_item(&self, t_ms: i64) {
         self.highest_sent_ms.fetch_max(t_ms, Ordering::Relaxed);
     }
 
-    pub fn sent_count(&self, item: &str) -> u64 {
-        self.sent.lock().get(item).copied().unwrap_or(0)
+    /// Items delivered so far, by item kind.
+    pub fn sent_by_item(&self) -> Vec<(&'static str, u64)> {
+        self.sent.lock().iter().map(|(k, n)| (*k, *n)).collect()
     }
 
-    pub fn dropped_count(&self, reason: &str) -> u64 {
-        self.dropped.lock().get(reason).copied().unwrap_or(0)
+    /// Items not delivered so far, by reason.
+    pub fn dropped_by_reason(&self) -> Vec<(&'static str, u64)> {
+        self.dropped.lock().iter().map(|(k, n)| (*k, *n)).collect()
+    }
+
+    /// The last delivery problem, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().clone()
     }
 
     /// Seconds since the destination last had nothing left to deliver.
@@ -192,27 +205,6 @@ impl DestinationStats {
                 Ordering::Relaxed,
             );
         }
-    }
-
-    /// The Status page's row.
-    pub fn status(&self) -> serde_json::Value {
-        let error = self.last_error.lock().clone();
-        serde_json::json!({
-            "name": self.name,
-            "kind": self.kind,
-            "url": self.url,
-            "sent": *self.sent.lock(),
-            "dropped": *self.dropped.lock(),
-            "requests": *self.requests.lock(),
-            "sentBytes": self.sent_bytes.load(Ordering::Relaxed),
-            "backlogBytes": self.backlog_bytes.load(Ordering::Relaxed),
-            "droppedBacklogBytes": self.dropped_backlog_bytes.load(Ordering::Relaxed),
-            "lostWalBytes": self.lost_wal_bytes.load(Ordering::Relaxed),
-            "lagSeconds": self.lag_seconds(),
-            "highestSentTimestampMs": self.highest_sent_ms.load(Ordering::Relaxed),
-            "lastError": error.as_ref().map(|(_, m)| m.clone()),
-            "lastErrorAtMs": error.map(|(t, _)| t),
-        })
     }
 }
 
@@ -264,14 +256,7 @@ impl Forwarders {
                 shutdown.clone(),
             )
             .map_err(|e| anyhow::anyhow!("forward.remote_write {}: {e}", d.name))?;
-            tasks.push(tokio::spawn(drive(
-                reader,
-                sink,
-                stats.clone(),
-                options,
-                shutdown.clone(),
-            )));
-            forwarders.destinations.push(stats);
+            forwarders.launch(&mut tasks, reader, sink, stats, options, &shutdown);
         }
         for d in &f.otlp {
             for signal in &d.signals {
@@ -281,7 +266,7 @@ impl Forwarders {
                     Signal::Logs
                 };
                 let stats = DestinationStats::new(&d.name, "otlp", &d.url, kind);
-                let name = format!("{}.{signal}", d.name);
+                let name = otlp_reader(&d.name, signal);
                 let reader = match signal.as_str() {
                     "traces" => traces.wal_reader(&name),
                     _ => logs.wal_reader(&name),
@@ -290,14 +275,7 @@ impl Forwarders {
                 let sink =
                     otlp::OtlpSink::new(d, signal == "traces", stats.clone(), shutdown.clone())
                         .map_err(|e| anyhow::anyhow!("forward.otlp {}: {e}", d.name))?;
-                tasks.push(tokio::spawn(drive(
-                    reader,
-                    sink,
-                    stats.clone(),
-                    options,
-                    shutdown.clone(),
-                )));
-                forwarders.destinations.push(stats);
+                forwarders.launch(&mut tasks, reader, sink, stats, options, &shutdown);
             }
         }
         for d in &f.elasticsearch {
@@ -307,16 +285,29 @@ impl Forwarders {
                 .ok_or_else(|| anyhow::anyhow!("no WAL reader for {}", d.name))?;
             let sink = elasticsearch::ElasticsearchSink::new(d, stats.clone(), shutdown.clone())
                 .map_err(|e| anyhow::anyhow!("forward.elasticsearch {}: {e}", d.name))?;
-            tasks.push(tokio::spawn(drive(
-                reader,
-                sink,
-                stats.clone(),
-                options,
-                shutdown.clone(),
-            )));
-            forwarders.destinations.push(stats);
+            forwarders.launch(&mut tasks, reader, sink, stats, options, &shutdown);
         }
         Ok((Arc::new(forwarders), tasks))
+    }
+
+    /// Start delivering from `reader` through `sink`.
+    fn launch<S: Sink>(
+        &mut self,
+        tasks: &mut Vec<JoinHandle<()>>,
+        reader: WalReader,
+        sink: S,
+        stats: Arc<DestinationStats>,
+        options: DriveOptions,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        tasks.push(tokio::spawn(drive(
+            reader,
+            sink,
+            stats.clone(),
+            options,
+            shutdown.clone(),
+        )));
+        self.destinations.push(stats);
     }
 
     /// The destinations' figures in the exposition format (OpenMetrics
@@ -421,10 +412,6 @@ impl Forwarders {
             "Newest sample, span or record timestamp delivered.",
             each(&|d| (d.highest_sent_ms.load(Ordering::Relaxed) as f64 / 1000.0).to_string()),
         );
-    }
-
-    pub fn status(&self) -> Vec<serde_json::Value> {
-        self.destinations.iter().map(|d| d.status()).collect()
     }
 
     /// Why ingest of `signal` is refused now (`forward.on_backlog =
@@ -536,6 +523,18 @@ async fn drive<S: Sink>(
     loop {
         if *shutdown.borrow() {
             return;
+        }
+        // Idle: nothing new is fsynced, so no file needs reading.
+        if reader.as_ref().is_some_and(WalReader::caught_up) {
+            stats.backlog(0);
+            if options.block {
+                stats.blocking.store(false, Ordering::Relaxed);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(options.poll) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
         }
         let mut r = reader.take().expect("the reader is put back every round");
         let (r, round) = match tokio::task::spawn_blocking(move || {

@@ -167,7 +167,8 @@ impl RemoteWriteSink {
                 Some(Record::Exemplars(_)) => {}
                 Some(Record::Metadata(m)) if self.send_metadata => {
                     metadata.push(prompb::MetricMetadata {
-                        r#type: m.metric_type.remote_write_code(),
+                        // Codes 0 to 7.
+                        r#type: m.metric_type.to_remote_write() as i32,
                         metric_family_name: m.metric_family,
                         help: m.help,
                         unit: m.unit,

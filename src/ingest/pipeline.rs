@@ -102,17 +102,7 @@ impl MetricsIngest {
     }
 
     fn remote_write_inner(&self, compressed: &[u8]) -> Result<WriteSummary, IngestError> {
-        let len = snap::raw::decompress_len(compressed)
-            .map_err(|err| IngestError::BadRequest(format!("snappy: {err}")))?;
-        if len > self.max_body {
-            return Err(IngestError::PayloadTooLarge(format!(
-                "decompressed body is {len} bytes, over the limit of {} (limits.max_body_size)",
-                self.max_body
-            )));
-        }
-        let body = snap::raw::Decoder::new()
-            .decompress_vec(compressed)
-            .map_err(|err| IngestError::BadRequest(format!("snappy: {err}")))?;
+        let body = remote_write::decompress(compressed, self.max_body)?;
         let decoded = remote_write::decode(&body, &self.check)?;
         let writes = decoded.writes();
         let outcome = self.store.append(&writes, &decoded.metadata)?;

@@ -312,6 +312,21 @@ fn decode_series<'a>(
     Ok(())
 }
 
+/// A snappy (block format) body of Prometheus' remote protocols, refused
+/// from its header when it would decompress to more than `max` bytes.
+pub fn decompress(compressed: &[u8], max: usize) -> Result<Vec<u8>, IngestError> {
+    let len = snap::raw::decompress_len(compressed)
+        .map_err(|err| IngestError::BadRequest(format!("snappy: {err}")))?;
+    if len > max {
+        return Err(IngestError::PayloadTooLarge(format!(
+            "decompressed body is {len} bytes, over the limit of {max} (limits.max_body_size)"
+        )));
+    }
+    snap::raw::Decoder::new()
+        .decompress_vec(compressed)
+        .map_err(|err| IngestError::BadRequest(format!("snappy: {err}")))
+}
+
 /// Encoding helpers for tests, benches and tools that send remote_write.
 pub mod encode {
     use crate::storage::codec::put_uvarint;

@@ -60,20 +60,6 @@ impl MetricType {
         }
     }
 
-    /// This type's code in Prometheus' remote-write proto.
-    pub fn remote_write_code(self) -> i32 {
-        match self {
-            MetricType::Unknown => 0,
-            MetricType::Counter => 1,
-            MetricType::Gauge => 2,
-            MetricType::Histogram => 3,
-            MetricType::GaugeHistogram => 4,
-            MetricType::Summary => 5,
-            MetricType::Info => 6,
-            MetricType::StateSet => 7,
-        }
-    }
-
     /// The `MetricMetadata.MetricType` enum of Prometheus' remote-write proto.
     pub fn from_remote_write(code: u64) -> MetricType {
         match code {

@@ -921,21 +921,22 @@ struct ForwardRow {
 
 fn forward_rows(forwarders: &crate::forward::Forwarders) -> Vec<ForwardRow> {
     use std::sync::atomic::Ordering::Relaxed;
-    let list = |v: &serde_json::Value| match v.as_object() {
-        Some(map) if !map.is_empty() => map
+    let list = |counts: Vec<(&'static str, u64)>| {
+        if counts.is_empty() {
+            return "0".to_owned();
+        }
+        counts
             .iter()
             .map(|(k, n)| format!("{n} {k}"))
             .collect::<Vec<_>>()
-            .join(", "),
-        _ => "0".to_owned(),
+            .join(", ")
     };
     forwarders
         .destinations
         .iter()
         .map(|d| {
-            let status = d.status();
             let skipped = d.dropped_backlog_bytes.load(Relaxed) + d.lost_wal_bytes.load(Relaxed);
-            let mut dropped = list(&status["dropped"]);
+            let mut dropped = list(d.dropped_by_reason());
             if skipped > 0 {
                 dropped.push_str(&format!(", {} of WAL skipped", human_bytes(skipped)));
             }
@@ -943,11 +944,11 @@ fn forward_rows(forwarders: &crate::forward::Forwarders) -> Vec<ForwardRow> {
                 name: d.name.clone(),
                 kind: d.kind,
                 url: redact(&d.url),
-                sent: list(&status["sent"]),
+                sent: list(d.sent_by_item()),
                 dropped,
                 backlog: human_bytes(d.backlog_bytes.load(Relaxed)),
                 lag: format!("{:.1} s", d.lag_seconds()),
-                last_error: status["lastError"].as_str().unwrap_or("").to_owned(),
+                last_error: d.last_error().unwrap_or_default(),
             }
         })
         .collect()

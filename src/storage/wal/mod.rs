@@ -123,7 +123,7 @@ impl Wal {
         let cursors = reader::load_cursors(dir, readers)?;
         let keep_from = cursors
             .values()
-            .map(|c| c.segment)
+            .map(|c| c.done.segment)
             .min()
             .unwrap_or(u64::MAX)
             .min(first_segment);
@@ -149,7 +149,7 @@ impl Wal {
         let mut holds = std::collections::BTreeMap::new();
         for name in readers {
             let segment = match cursors.get(name) {
-                Some(cursor) => cursor.segment,
+                Some(cursor) => cursor.done.segment,
                 None => {
                     let start = WalPosition {
                         segment: next,
@@ -296,7 +296,7 @@ impl Wal {
         let cursor = reader::read_cursor(&self.dir, name)
             .ok()
             .flatten()
-            .unwrap_or(WalPosition { segment, offset: 0 });
+            .unwrap_or(reader::Cursor::at(WalPosition { segment, offset: 0 }));
         Some(WalReader::new(self.clone(), name.to_owned(), cursor))
     }
 

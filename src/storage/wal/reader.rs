@@ -30,8 +30,7 @@ pub struct WalPosition {
 /// that round first and sends the same requests again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Cursor {
-    pub segment: u64,
-    done: WalPosition,
+    pub done: WalPosition,
     intent: Option<WalPosition>,
 }
 
@@ -53,6 +52,12 @@ pub struct WalReader {
     name: String,
     position: WalPosition,
     intent: Option<WalPosition>,
+}
+
+impl Cursor {
+    pub(super) fn at(done: WalPosition) -> Cursor {
+        Cursor { done, intent: None }
+    }
 }
 
 fn cursor_dir(dir: &Path) -> std::path::PathBuf {
@@ -85,25 +90,16 @@ fn decode(text: &str) -> Option<(WalPosition, Option<WalPosition>)> {
     }
 }
 
-pub(super) fn read_cursor(dir: &Path, name: &str) -> io::Result<Option<WalPosition>> {
-    Ok(read_full_cursor(dir, name)?.map(|c| c.done))
-}
-
-fn read_full_cursor(dir: &Path, name: &str) -> io::Result<Option<Cursor>> {
+pub(super) fn read_cursor(dir: &Path, name: &str) -> io::Result<Option<Cursor>> {
     match fs::read_to_string(cursor_dir(dir).join(name)) {
         Ok(text) => match decode(&text) {
-            Some((done, intent)) => Ok(Some(Cursor {
-                segment: done.segment,
-                done,
-                intent,
-            })),
+            Some((done, intent)) => Ok(Some(Cursor { done, intent })),
             None => {
                 tracing::warn!(
                     reader = name,
                     "unreadable WAL cursor; the reader starts at the oldest segment"
                 );
                 Ok(Some(Cursor {
-                    segment: 0,
                     done: WalPosition::default(),
                     intent: None,
                 }))
@@ -125,7 +121,7 @@ pub(super) fn load_cursors(dir: &Path, readers: &[String]) -> io::Result<BTreeMa
             if name.ends_with(".tmp") {
                 fs::remove_file(entry.path())?;
             } else if readers.contains(&name) {
-                if let Some(cursor) = read_full_cursor(dir, &name)? {
+                if let Some(cursor) = read_cursor(dir, &name)? {
                     out.insert(name, cursor);
                 }
             } else {
@@ -156,16 +152,12 @@ fn save_full(
 }
 
 impl WalReader {
-    pub(super) fn new(wal: Arc<Wal>, name: String, done: WalPosition) -> WalReader {
-        let intent = read_full_cursor(&wal.dir, &name)
-            .ok()
-            .flatten()
-            .and_then(|c| c.intent);
+    pub(super) fn new(wal: Arc<Wal>, name: String, cursor: Cursor) -> WalReader {
         WalReader {
             wal,
             name,
-            position: done,
-            intent,
+            position: cursor.done,
+            intent: cursor.intent,
         }
     }
 
@@ -176,6 +168,11 @@ impl WalReader {
     /// Where the next read starts.
     pub fn position(&self) -> WalPosition {
         self.position
+    }
+
+    /// Whether everything fsynced so far was read (no file is touched).
+    pub fn caught_up(&self) -> bool {
+        self.position >= self.wal.synced_position()
     }
 
     /// Go back to `position` (a round that could not be started).
